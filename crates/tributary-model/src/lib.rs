@@ -1,0 +1,445 @@
+//! # tributary-model — the one typed change event every stage speaks
+//!
+//! Data flow: `capture` (binlog) or `codec` (Debezium JSON) **produce** [`ChangeEvent`]s;
+//! `codec` can also **encode** them back to Debezium JSON; `apply` **consumes** them into
+//! PostgreSQL. Nothing in this crate does I/O.
+//!
+//! ## Why the model looks like this
+//! * A row image is a `Vec<Value>` aligned with a shared [`TableSchema`] (an `Arc`), not a map:
+//!   one allocation per image, column metadata stored once per table version, not per event.
+//! * [`Value`] is *source-typed and lossless*: an exact decimal stays a decimal string, a
+//!   `BIGINT UNSIGNED` stays `u64`, a MySQL `TIME` is signed microseconds (it ranges over
+//!   ±838 hours), `DATETIME` (no zone) and `TIMESTAMP` (UTC instant) are different variants.
+//!   Encoding choices (Debezium's ms vs µs, base64 decimals, …) belong to the codec; target
+//!   types (PostgreSQL `numeric`, `interval`, …) belong to apply.
+//! * [`Value::Unresolved`] exists for schemaless input (Debezium `schemas.enable=false`, the
+//!   ExtractNewRecordState "flattened" form): the JSON value is kept as received and is turned
+//!   into a typed value only once a type is known (from an existing target column), by
+//!   `tributary_codec::resolve`. Nothing is guessed silently.
+//! * [`SourcePosition`] identifies where a change came from. `(file, pos, row)` plus the
+//!   event's op and a content hash is the *dedupe identity* stored (unique) in history tables;
+//!   [`SourcePosition::order_key`] is the monotone "newer than" order used by the stale-update
+//!   guard of current tables. See those items for the exact guarantees.
+//! * [`Checkpoint`] is what a batch covers (Kafka offsets or a binlog position). Apply commits
+//!   it in the *same* PostgreSQL transaction as the data: that is the whole exactly-once story.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A source table, `<database>.<table>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableId {
+    pub db: String,
+    pub table: String,
+}
+
+impl TableId {
+    pub fn new(db: impl Into<String>, table: impl Into<String>) -> Self {
+        TableId {
+            db: db.into(),
+            table: table.into(),
+        }
+    }
+}
+
+impl fmt::Display for TableId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.db, self.table)
+    }
+}
+
+/// The source (MySQL) type family of a column. Enough to pick a Debezium encoding and a
+/// PostgreSQL type without losing information.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnKind {
+    Bool,
+    /// Signed integer held in `bits` (8, 16, 24, 32, 64 for MySQL TINYINT..BIGINT).
+    Int { bits: u8, unsigned: bool },
+    Float,
+    Double,
+    /// Exact decimal. `precision`/`scale` are `None` when unknown (VariableScaleDecimal).
+    Decimal {
+        precision: Option<u32>,
+        scale: Option<u32>,
+    },
+    /// Character data (CHAR/VARCHAR/TEXT). `max_len` in characters when known.
+    String { max_len: Option<u32> },
+    /// Binary data (BINARY/VARBINARY/BLOB).
+    Bytes { max_len: Option<u32> },
+    /// BIT(n); `Bits { len: 1 }` is conventionally a boolean in Debezium.
+    Bits { len: u32 },
+    Enum { allowed: Vec<String> },
+    Set { allowed: Vec<String> },
+    /// Days since 1970-01-01.
+    Date,
+    /// Signed duration since midnight, `fsp` fractional digits (0..=6).
+    Time { fsp: u8 },
+    /// Wall-clock date-time without zone (MySQL DATETIME).
+    DateTime { fsp: u8 },
+    /// An instant in UTC (MySQL TIMESTAMP).
+    Timestamp { fsp: u8 },
+    Year,
+    Json,
+    /// Type not known yet (schemaless input); values are [`Value::Unresolved`].
+    Unknown,
+}
+
+/// One column of a [`TableSchema`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub kind: ColumnKind,
+    pub nullable: bool,
+    /// The source column DEFAULT, when known (Connect schema `default`, or
+    /// information_schema). Used when the column is *added* to an existing target table so rows
+    /// that existed before the ALTER end up equal to the source.
+    pub default: Option<Value>,
+    /// The source type as the server spells it, when known (`bigint(20) unsigned`); for
+    /// documentation, errors and DDL comments only.
+    pub source_type: Option<String>,
+}
+
+impl Column {
+    pub fn new(name: impl Into<String>, kind: ColumnKind) -> Self {
+        Column {
+            name: name.into(),
+            kind,
+            nullable: true,
+            default: None,
+            source_type: None,
+        }
+    }
+}
+
+/// A version of a table's shape. Row images are aligned with `columns`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSchema {
+    pub id: TableId,
+    pub columns: Vec<Column>,
+    /// Indexes into `columns` of the primary key, in key order. Empty = keyless table.
+    pub key: Vec<usize>,
+}
+
+impl TableSchema {
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+    pub fn is_keyless(&self) -> bool {
+        self.key.is_empty()
+    }
+}
+
+/// A source-typed value. See the crate docs for why each variant exists.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f32),
+    Double(f64),
+    /// Exact decimal in plain notation: `-0.01`, `12345678901234567890.0123456789`.
+    Decimal(String),
+    String(String),
+    Bytes(Vec<u8>),
+    /// BIT(n) value as an unsigned integer (n ≤ 64).
+    Bits(u64),
+    /// Days since 1970-01-01 (may be negative).
+    Date(i32),
+    /// Signed microseconds (MySQL TIME ranges over ±838:59:59.999999).
+    Time(i64),
+    /// Microseconds since 1970-01-01T00:00:00, no zone (MySQL DATETIME).
+    DateTime(i64),
+    /// Microseconds since the Unix epoch, UTC (MySQL TIMESTAMP).
+    Timestamp(i64),
+    Year(i32),
+    /// JSON document as text (kept as the source spelled it).
+    Json(String),
+    /// A value from schemaless input whose type is not known yet.
+    Unresolved(serde_json::Value),
+}
+
+impl Value {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+}
+
+/// A row image aligned with the columns of the event's [`TableSchema`].
+pub type Row = Vec<Value>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `c`
+    Insert,
+    /// `u`
+    Update,
+    /// `d`
+    Delete,
+    /// `r` — a snapshot read.
+    Snapshot,
+}
+
+impl Op {
+    pub fn debezium_code(self) -> &'static str {
+        match self {
+            Op::Insert => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Snapshot => "r",
+        }
+    }
+    pub fn from_debezium(code: &str) -> Option<Op> {
+        Some(match code {
+            "c" => Op::Insert,
+            "u" => Op::Update,
+            "d" => Op::Delete,
+            "r" => Op::Snapshot,
+            _ => return None,
+        })
+    }
+    /// History `change_type`.
+    pub fn change_type(self) -> &'static str {
+        match self {
+            Op::Insert => "INSERT",
+            Op::Update => "UPDATE",
+            Op::Delete => "DELETE",
+            Op::Snapshot => "SNAPSHOT",
+        }
+    }
+}
+
+/// Debezium's `source.snapshot` marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotMarker {
+    #[default]
+    False,
+    True,
+    First,
+    Last,
+    FirstInDataCollection,
+    LastInDataCollection,
+    Incremental,
+}
+
+impl SnapshotMarker {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotMarker::False => "false",
+            SnapshotMarker::True => "true",
+            SnapshotMarker::First => "first",
+            SnapshotMarker::Last => "last",
+            SnapshotMarker::FirstInDataCollection => "first_in_data_collection",
+            SnapshotMarker::LastInDataCollection => "last_in_data_collection",
+            SnapshotMarker::Incremental => "incremental",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "false" => SnapshotMarker::False,
+            "true" => SnapshotMarker::True,
+            "first" => SnapshotMarker::First,
+            "last" => SnapshotMarker::Last,
+            "first_in_data_collection" => SnapshotMarker::FirstInDataCollection,
+            "last_in_data_collection" => SnapshotMarker::LastInDataCollection,
+            "incremental" => SnapshotMarker::Incremental,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a change came from in the source (Debezium's `source` block, MySQL flavour).
+///
+/// Coordinates as tributary's capture produces them: `file`/`pos` is the binlog file and
+/// the start position of the *rows event* that carried the change, `row` the row's index in that
+/// event — unique per row change. For snapshot reads `file`/`pos` is the binlog position the
+/// snapshot is consistent with and `row` is the 1-based ordinal of the row in the table's
+/// snapshot (primary-key order). Real Debezium sets `pos` to the transaction's start and `row` to
+/// the index in the rows event, so several changes of one transaction can share `(file, pos,
+/// row)`; that is why the dedupe identity also includes the op and a content hash.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SourcePosition {
+    pub file: String,
+    pub pos: u64,
+    pub row: u32,
+    pub gtid: Option<String>,
+    pub server_id: u32,
+    /// Commit time of the source transaction, ms since the epoch.
+    pub ts_ms: i64,
+    pub snapshot: SnapshotMarker,
+    pub thread: Option<u64>,
+    pub query: Option<String>,
+    /// Connector name (`source.name`, the topic prefix).
+    pub name: String,
+}
+
+impl SourcePosition {
+    /// Numeric part of a binlog file name (`bin.000042` → 42); 0 when there is none.
+    pub fn file_seq(&self) -> u64 {
+        binlog_file_seq(&self.file)
+    }
+
+    /// Monotone order of positions in one server's binlog: `(file sequence << 32) | pos`.
+    /// Binlog files are < 4 GiB, so this is exact. Used by the current table's stale-update
+    /// guard; equal keys (same transaction under Debezium's convention) are "not older".
+    pub fn order_key(&self) -> i64 {
+        ((self.file_seq() << 32) | (self.pos & 0xFFFF_FFFF)) as i64
+    }
+}
+
+/// `bin.000042` → 42. Returns 0 for names without a numeric extension.
+pub fn binlog_file_seq(file: &str) -> u64 {
+    file.rsplit('.')
+        .next()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// A Kafka record's coordinates, when the event was consumed from (or replayed as) Kafka.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KafkaCoord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Debezium's `transaction` block (present when transaction metadata is enabled).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxInfo {
+    pub id: String,
+    pub total_order: i64,
+    pub data_collection_order: i64,
+}
+
+/// One row change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEvent {
+    pub schema: Arc<TableSchema>,
+    pub op: Op,
+    /// Row image before the change (updates, deletes), when the source provides it.
+    pub before: Option<Row>,
+    /// Row image after the change (inserts, updates, snapshot reads).
+    pub after: Option<Row>,
+    pub source: SourcePosition,
+    /// When the event was processed by the connector, ms since the epoch.
+    pub ts_ms: i64,
+    pub transaction: Option<TxInfo>,
+    /// Set by the Kafka consumer / replay; `None` in direct mode.
+    pub kafka: Option<KafkaCoord>,
+}
+
+impl ChangeEvent {
+    /// The image that identifies the row: `after` for inserts/updates/reads, `before` for
+    /// deletes (Debezium puts the deleted row in `before`).
+    pub fn row_image(&self) -> Option<&Row> {
+        match self.op {
+            Op::Delete => self.before.as_ref().or(self.after.as_ref()),
+            _ => self.after.as_ref().or(self.before.as_ref()),
+        }
+    }
+}
+
+/// A DDL statement seen in the source stream (Debezium's schema-change topic). Carried so the
+/// JSONL/Kafka output can include it and so apply can evolve target tables early.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaChange {
+    pub db: String,
+    pub ddl: String,
+    pub source: SourcePosition,
+    /// New table shapes the DDL produced, when known.
+    pub tables: Vec<Arc<TableSchema>>,
+}
+
+/// What a batch of work covers, committed atomically with the data it produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Checkpoint {
+    /// Next offset to read per (topic, partition) — Kafka convention: last applied + 1.
+    Kafka(Vec<(String, i32, i64)>),
+    /// Binlog position to resume streaming from (always a transaction boundary), plus the
+    /// snapshot state if a snapshot is still in progress.
+    Binlog(BinlogCheckpoint),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BinlogCheckpoint {
+    pub file: String,
+    pub pos: u64,
+    /// MariaDB/MySQL GTID set executed up to this point, when known.
+    pub gtid_set: Option<String>,
+    /// Serialized snapshot progress (owned by capture), `None` once the snapshot finished.
+    pub snapshot: Option<String>,
+}
+
+/// A record as it sits on Kafka (or in a replay JSONL line): coordinates and raw bytes.
+/// `value == None` is a tombstone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// A record that could not be decoded or applied: stored in `tributary.dead_letters` with
+/// everything needed to inspect and retry it. Never dropped silently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    /// Which stage refused it (`decode`, `apply`, …).
+    pub stage: String,
+    pub reason: String,
+}
+
+/// A unit of work for a sink: events to apply, records to dead-letter, and the checkpoint
+/// that covers all of them. Applied in one transaction or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub events: Vec<ChangeEvent>,
+    pub schema_changes: Vec<SchemaChange>,
+    pub dead_letters: Vec<DeadLetter>,
+    pub checkpoint: Option<Checkpoint>,
+    /// Name of the pipeline / source whose checkpoint this is (`kafka:<group>` or
+    /// `mysql:<server>`), the checkpoint table's key.
+    pub pipeline: String,
+}
+
+/// Errors are split by what the caller must do: retry the same work later (`Transient`) or
+/// give up on this input (`Definite`: dead-letter the record, or stop).
+pub trait ErrorClass {
+    fn is_transient(&self) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_key_orders_files_then_positions() {
+        let a = SourcePosition {
+            file: "bin.000001".into(),
+            pos: 4_000_000_000,
+            ..Default::default()
+        };
+        let b = SourcePosition {
+            file: "bin.000002".into(),
+            pos: 4,
+            ..Default::default()
+        };
+        assert!(a.order_key() < b.order_key());
+        assert_eq!(binlog_file_seq("mysql-bin.000123"), 123);
+        assert_eq!(binlog_file_seq("nofile"), 0);
+    }
+
+    #[test]
+    fn op_codes_round_trip() {
+        for op in [Op::Insert, Op::Update, Op::Delete, Op::Snapshot] {
+            assert_eq!(Op::from_debezium(op.debezium_code()), Some(op));
+        }
+        assert_eq!(Op::from_debezium("x"), None);
+    }
+}

