@@ -1,14 +1,573 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! # tributary-apply — change events into PostgreSQL, exactly once
+//!
+//! Owns everything tributary writes to the warehouse: per source table a *current* table
+//! (one row per source row) and a *history* table (one row per change), plus the control
+//! tables `tributary.checkpoints`, `tributary.dead_letters` and `tributary.tables`.
+//!
+//! ## One batch = one transaction
+//! [`PgSink::apply`] takes a [`Batch`] (events, dead letters and the [`Checkpoint`] covering
+//! them) and commits all of it in **one** PostgreSQL transaction:
+//! 1. per table: create/evolve target tables (DDL is transactional in PostgreSQL; concurrent
+//!    sinks serialise DDL with an advisory transaction lock),
+//! 2. binary `COPY` of the table's events into a temp staging table,
+//! 3. `INSERT … SELECT … ON CONFLICT (_event_id) DO NOTHING RETURNING` into history — the
+//!    events history *accepted* are marked in staging,
+//! 4. set-based upsert/delete of the last accepted event per key into current, guarded so an
+//!    event older (by [`SourcePosition::order_key`]) than what the row reflects never
+//!    overwrites it (keyless tables: ordered row-by-row multiset semantics — an insert adds a
+//!    row, a delete removes one matching row),
+//! 5. dead letters, then the checkpoint upsert, then `COMMIT`.
+//!
+//! ## Why this is exactly once
+//! The checkpoint (Kafka next-offsets or binlog position) commits atomically with the data it
+//! covers, and sources resume from the stored checkpoint; so after any crash the data and the
+//! position agree. Should a source deliver something again anyway (a replay file applied
+//! twice, a capture that re-published after a crash, a second consumer after a rebalance), the
+//! history table's unique `_event_id` (see [`identity`]) refuses the duplicate and, because
+//! step 4 only uses events history accepted, the current table is untouched too.
+//!
+//! ## Errors
+//! [`ApplyError::is_transient`] separates outages (connection lost, serialization failure,
+//! deadlock, admin shutdown: retry the same batch) from definite problems (a value that does
+//! not fit its column, …). On a definite data error the batch is re-applied one event at a
+//! time under savepoints inside one transaction, so exactly the offending events are
+//! dead-lettered (or, with `on_error = "stop"`, the error is returned) and the rest commit
+//! together with the checkpoint.
+
+pub mod config;
+pub mod identity;
+pub mod pgtype;
+mod table;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+
+use bytes::{BufMut, BytesMut};
+use futures::SinkExt;
+use tokio_postgres::{Client, NoTls};
+use tracing::{debug, warn};
+use tributary_model::{
+    Batch, BinlogCheckpoint, ChangeEvent, Checkpoint, DeadLetter, ErrorClass, TableId,
+};
+
+pub use config::{ApplyConfig, OnError};
+pub use pgtype::PgType;
+use table::TargetTable;
+
+/// Errors of the apply stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// PostgreSQL unreachable, connection lost, serialization failure, deadlock: retry.
+    #[error("PostgreSQL unavailable (will retry): {0}")]
+    Transient(String),
+    /// A problem retrying cannot fix.
+    #[error("{0}")]
+    Definite(String),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl ErrorClass for ApplyError {
+    fn is_transient(&self) -> bool {
+        matches!(self, ApplyError::Transient(_))
     }
 }
+
+impl ApplyError {
+    pub fn is_transient(&self) -> bool {
+        ErrorClass::is_transient(self)
+    }
+}
+
+/// Classify a tokio-postgres error.
+pub(crate) fn pg_err(context: &str, e: tokio_postgres::Error) -> ApplyError {
+    let transient = match e.code() {
+        None => true, // I/O, closed connection, protocol: the server or network went away
+        Some(c) => {
+            let s = c.code();
+            s.starts_with("08") // connection exception
+                || s.starts_with("53") // insufficient resources
+                || s.starts_with("57P") // admin shutdown, crash shutdown, cannot connect now
+                || s == "40001" // serialization failure
+                || s == "40P01" // deadlock
+                || s == "55P03" // lock not available
+        }
+    };
+    let detail = match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!("{}: {}", db.code().code(), db.message());
+            if let Some(d) = db.detail() {
+                m.push_str(&format!(" ({d})"));
+            }
+            if let Some(c) = db.column() {
+                m.push_str(&format!(" [column {c}]"));
+            }
+            m
+        }
+        None => e.to_string(),
+    };
+    let msg = format!("{context}: {detail}");
+    if transient {
+        ApplyError::Transient(msg)
+    } else {
+        ApplyError::Definite(msg)
+    }
+}
+
+/// What one `apply` did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// Events accepted into history (new changes).
+    pub applied: u64,
+    /// Events refused as already applied (replays, re-publications).
+    pub duplicates: u64,
+    /// Records written to the dead-letter table.
+    pub dead_lettered: u64,
+}
+
+/// The PostgreSQL sink.
+pub struct PgSink {
+    client: Client,
+    url: String,
+    cfg: ApplyConfig,
+    tables: HashMap<TableId, TargetTable>,
+    /// Staging tables that exist in this session (cleared on rollback).
+    staging: HashSet<String>,
+    control_ready: bool,
+    /// Turns an event that failed in apply into dead-letter key/value bytes (the pipeline sets
+    /// a Debezium encoder, so `dlq retry` can decode the record again).
+    pub dead_letter_encoder: Option<DeadLetterEncoder>,
+}
+
+/// See [`PgSink::dead_letter_encoder`].
+pub type DeadLetterEncoder =
+    Box<dyn Fn(&ChangeEvent) -> (Option<Vec<u8>>, Option<Vec<u8>>) + Send + Sync>;
+
+/// Connect to PostgreSQL (no TLS; put the sink next to the warehouse or use a local proxy).
+pub async fn connect(url: &str) -> Result<Client, ApplyError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| pg_err("connecting to PostgreSQL", e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            debug!("PostgreSQL connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+impl PgSink {
+    /// Connect and make sure the control tables exist.
+    pub async fn connect(url: &str, cfg: ApplyConfig) -> Result<PgSink, ApplyError> {
+        let client = connect(url).await?;
+        let mut s = PgSink {
+            client,
+            url: url.to_string(),
+            cfg,
+            tables: HashMap::new(),
+            staging: HashSet::new(),
+            control_ready: false,
+            dead_letter_encoder: None,
+        };
+        s.ensure_control().await?;
+        Ok(s)
+    }
+
+    pub fn config(&self) -> &ApplyConfig {
+        &self.cfg
+    }
+
+    /// The underlying client (for status queries).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Drop the connection and connect again (after a transient error).
+    pub async fn reconnect(&mut self) -> Result<(), ApplyError> {
+        self.client = connect(&self.url).await?;
+        self.staging.clear();
+        self.tables.clear();
+        self.control_ready = false;
+        self.ensure_control().await
+    }
+
+    async fn ensure_control(&mut self) -> Result<(), ApplyError> {
+        if self.control_ready {
+            return Ok(());
+        }
+        let cs = config::ident(&self.cfg.control_schema);
+        let sql = format!(
+            "SELECT pg_advisory_lock(hashtext('tributary:control'));
+             CREATE SCHEMA IF NOT EXISTS {cs};
+             CREATE TABLE IF NOT EXISTS {cs}.checkpoints (
+               pipeline text NOT NULL,
+               topic text NOT NULL,
+               kafka_partition integer NOT NULL,
+               next_offset bigint,
+               position jsonb,
+               updated_at timestamptz NOT NULL DEFAULT now(),
+               PRIMARY KEY (pipeline, topic, kafka_partition));
+             CREATE TABLE IF NOT EXISTS {cs}.dead_letters (
+               id bigserial PRIMARY KEY,
+               pipeline text NOT NULL,
+               topic text NOT NULL,
+               kafka_partition integer NOT NULL,
+               kafka_offset bigint NOT NULL,
+               record_key bytea,
+               record_value bytea,
+               stage text NOT NULL,
+               reason text NOT NULL,
+               created_at timestamptz NOT NULL DEFAULT now(),
+               retry_count integer NOT NULL DEFAULT 0,
+               last_retry_at timestamptz,
+               resolved_at timestamptz);
+             CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_coords
+               ON {cs}.dead_letters (pipeline, topic, kafka_partition, kafka_offset);
+             CREATE TABLE IF NOT EXISTS {cs}.tables (
+               source text PRIMARY KEY,
+               target_schema text NOT NULL,
+               current_table text NOT NULL,
+               history_table text NOT NULL,
+               keyless boolean NOT NULL,
+               created_at timestamptz NOT NULL DEFAULT now());
+             SELECT pg_advisory_unlock(hashtext('tributary:control'));"
+        );
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| pg_err("creating control tables", e))?;
+        self.control_ready = true;
+        Ok(())
+    }
+
+    /// Stored Kafka next-offsets for `(topic, partition)`s of a pipeline (None = never applied).
+    pub async fn load_kafka_offsets(
+        &self,
+        pipeline: &str,
+        parts: &[(String, i32)],
+    ) -> Result<Vec<Option<i64>>, ApplyError> {
+        load_kafka_offsets(&self.client, &self.cfg.control_schema, pipeline, parts).await
+    }
+
+    /// Stored binlog checkpoint of a pipeline.
+    pub async fn load_binlog_checkpoint(
+        &self,
+        pipeline: &str,
+    ) -> Result<Option<BinlogCheckpoint>, ApplyError> {
+        let cs = config::ident(&self.cfg.control_schema);
+        let row = self
+            .client
+            .query_opt(
+                &format!(
+                    "SELECT position FROM {cs}.checkpoints WHERE pipeline = $1 AND topic = '' AND kafka_partition = -1"
+                ),
+                &[&pipeline],
+            )
+            .await
+            .map_err(|e| pg_err("reading checkpoint", e))?;
+        Ok(row.and_then(|r| {
+            let j: Option<serde_json::Value> = r.get(0);
+            let j = j?;
+            Some(BinlogCheckpoint {
+                file: j.get("file")?.as_str()?.to_string(),
+                pos: j.get("pos")?.as_u64()?,
+                gtid_set: j.get("gtid_set").and_then(|g| g.as_str()).map(String::from),
+                snapshot: j.get("snapshot").and_then(|g| g.as_str()).map(String::from),
+            })
+        }))
+    }
+
+    /// Apply a batch in one transaction. See the crate docs.
+    pub async fn apply(&mut self, batch: &Batch) -> Result<ApplyStats, ApplyError> {
+        self.ensure_control().await?;
+        let started = Instant::now();
+        let res = self.apply_once(batch, false).await;
+        let res = match res {
+            Err(ApplyError::Definite(msg)) if !batch.events.is_empty() => {
+                self.rollback().await;
+                if self.cfg.on_error == OnError::Stop && batch.events.len() == 1 {
+                    return Err(ApplyError::Definite(msg));
+                }
+                warn!(
+                    "batch of {} events failed ({msg}); re-applying one event at a time to isolate the bad ones",
+                    batch.events.len()
+                );
+                self.apply_once(batch, true).await
+            }
+            other => other,
+        };
+        if res.is_err() {
+            self.rollback().await;
+        }
+        let stats = res?;
+        debug!(
+            events = batch.events.len(),
+            applied = stats.applied,
+            duplicates = stats.duplicates,
+            dead = stats.dead_lettered,
+            ms = started.elapsed().as_millis() as u64,
+            "batch committed"
+        );
+        Ok(stats)
+    }
+
+    async fn rollback(&mut self) {
+        let _ = self.client.batch_execute("ROLLBACK").await;
+        self.staging.clear();
+        // Table shapes may have been evolved inside the rolled-back transaction.
+        self.tables.clear();
+    }
+
+    async fn apply_once(
+        &mut self,
+        batch: &Batch,
+        one_by_one: bool,
+    ) -> Result<ApplyStats, ApplyError> {
+        let mut stats = ApplyStats::default();
+        let mut dead: Vec<DeadLetter> = batch.dead_letters.clone();
+        self.client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| pg_err("BEGIN", e))?;
+
+        // Group by table, keeping stream order inside each table.
+        let mut by_table: BTreeMap<&TableId, Vec<&ChangeEvent>> = BTreeMap::new();
+        for ev in &batch.events {
+            by_table.entry(&ev.schema.id).or_default().push(ev);
+        }
+        for (tid, events) in by_table {
+            self.ensure_table(tid, &events).await?;
+            if !one_by_one {
+                let s = self.apply_table(tid, &events, &mut dead).await?;
+                stats.applied += s.applied;
+                stats.duplicates += s.duplicates;
+            } else {
+                for (i, ev) in events.iter().enumerate() {
+                    self.client
+                        .batch_execute("SAVEPOINT one_event")
+                        .await
+                        .map_err(|e| pg_err("SAVEPOINT", e))?;
+                    match self.apply_table(tid, &[*ev], &mut dead).await {
+                        Ok(s) => {
+                            stats.applied += s.applied;
+                            stats.duplicates += s.duplicates;
+                            self.client
+                                .batch_execute("RELEASE SAVEPOINT one_event")
+                                .await
+                                .map_err(|e| pg_err("RELEASE SAVEPOINT", e))?;
+                        }
+                        Err(ApplyError::Definite(reason)) => {
+                            self.client
+                                .batch_execute("ROLLBACK TO SAVEPOINT one_event")
+                                .await
+                                .map_err(|e| pg_err("ROLLBACK TO SAVEPOINT", e))?;
+                            // The staging table may have been created in the rolled-back part.
+                            self.staging.clear();
+                            if self.cfg.on_error == OnError::Stop {
+                                return Err(ApplyError::Definite(format!(
+                                    "{} event {} of batch: {reason}",
+                                    tid, i
+                                )));
+                            }
+                            dead.push(dead_letter_for(ev, "apply", &reason));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        if !dead.is_empty() && self.cfg.on_error == OnError::Stop {
+            let d = &dead[0];
+            return Err(ApplyError::Definite(format!(
+                "refusing {}[{}]@{}: {} ({}) — on_error = \"stop\"",
+                d.topic, d.partition, d.offset, d.reason, d.stage
+            )));
+        }
+        stats.dead_lettered = self.write_dead_letters(&batch.pipeline, &dead).await?;
+        if let Some(cp) = &batch.checkpoint {
+            self.write_checkpoint(&batch.pipeline, cp).await?;
+        }
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| pg_err("COMMIT", e))?;
+        Ok(stats)
+    }
+
+    async fn write_dead_letters(
+        &self,
+        pipeline: &str,
+        dead: &[DeadLetter],
+    ) -> Result<u64, ApplyError> {
+        if dead.is_empty() {
+            return Ok(0);
+        }
+        let cs = config::ident(&self.cfg.control_schema);
+        let stmt = self
+            .client
+            .prepare(&format!(
+                "INSERT INTO {cs}.dead_letters (pipeline, topic, kafka_partition, kafka_offset, record_key, record_value, stage, reason)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (pipeline, topic, kafka_partition, kafka_offset)
+                 DO UPDATE SET reason = EXCLUDED.reason, stage = EXCLUDED.stage,
+                   retry_count = {cs}.dead_letters.retry_count + CASE WHEN {cs}.dead_letters.resolved_at IS NULL THEN 0 ELSE 1 END,
+                   resolved_at = NULL"
+            ))
+            .await
+            .map_err(|e| pg_err("preparing dead-letter insert", e))?;
+        for d in dead {
+            warn!(
+                topic = %d.topic, partition = d.partition, offset = d.offset, stage = %d.stage,
+                "dead-lettered: {}", d.reason
+            );
+            self.client
+                .execute(
+                    &stmt,
+                    &[
+                        &pipeline,
+                        &d.topic,
+                        &d.partition,
+                        &d.offset,
+                        &d.key,
+                        &d.value,
+                        &d.stage,
+                        &d.reason,
+                    ],
+                )
+                .await
+                .map_err(|e| pg_err("writing dead letter", e))?;
+        }
+        Ok(dead.len() as u64)
+    }
+
+    async fn write_checkpoint(&self, pipeline: &str, cp: &Checkpoint) -> Result<(), ApplyError> {
+        let cs = config::ident(&self.cfg.control_schema);
+        match cp {
+            Checkpoint::Kafka(offsets) => {
+                if offsets.is_empty() {
+                    return Ok(());
+                }
+                let topics: Vec<&str> = offsets.iter().map(|o| o.0.as_str()).collect();
+                let parts: Vec<i32> = offsets.iter().map(|o| o.1).collect();
+                let next: Vec<i64> = offsets.iter().map(|o| o.2).collect();
+                self.client
+                    .execute(
+                        &format!(
+                            "INSERT INTO {cs}.checkpoints (pipeline, topic, kafka_partition, next_offset)
+                             SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u(t, p, o)
+                             ON CONFLICT (pipeline, topic, kafka_partition) DO UPDATE
+                             SET next_offset = GREATEST({cs}.checkpoints.next_offset, EXCLUDED.next_offset),
+                                 updated_at = now()"
+                        ),
+                        &[&pipeline, &topics, &parts, &next],
+                    )
+                    .await
+                    .map_err(|e| pg_err("writing Kafka checkpoint", e))?;
+            }
+            Checkpoint::Binlog(b) => {
+                let pos = serde_json::json!({
+                    "file": b.file, "pos": b.pos, "gtid_set": b.gtid_set, "snapshot": b.snapshot,
+                });
+                self.client
+                    .execute(
+                        &format!(
+                            "INSERT INTO {cs}.checkpoints (pipeline, topic, kafka_partition, position)
+                             VALUES ($1, '', -1, $2)
+                             ON CONFLICT (pipeline, topic, kafka_partition) DO UPDATE
+                             SET position = EXCLUDED.position, updated_at = now()"
+                        ),
+                        &[&pipeline, &pos],
+                    )
+                    .await
+                    .map_err(|e| pg_err("writing binlog checkpoint", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove a table from the in-memory cache (after out-of-band DDL).
+    pub fn forget_tables(&mut self) {
+        self.tables.clear();
+        self.staging.clear();
+    }
+}
+
+/// Read stored Kafka next-offsets (shared with the consumer's offset store).
+pub async fn load_kafka_offsets(
+    client: &Client,
+    control_schema: &str,
+    pipeline: &str,
+    parts: &[(String, i32)],
+) -> Result<Vec<Option<i64>>, ApplyError> {
+    let cs = config::ident(control_schema);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT topic, kafka_partition, next_offset FROM {cs}.checkpoints WHERE pipeline = $1 AND kafka_partition >= 0"
+            ),
+            &[&pipeline],
+        )
+        .await
+        .map_err(|e| pg_err("reading Kafka checkpoints", e))?;
+    let stored: HashMap<(String, i32), i64> = rows
+        .iter()
+        .filter_map(|r| {
+            let o: Option<i64> = r.get(2);
+            Some(((r.get::<_, String>(0), r.get::<_, i32>(1)), o?))
+        })
+        .collect();
+    Ok(parts
+        .iter()
+        .map(|(t, p)| stored.get(&(t.clone(), *p)).copied())
+        .collect())
+}
+
+/// A dead letter for an event that failed in apply (direct mode has no Kafka coordinates:
+/// the topic is the source table and the offset the source order key).
+pub fn dead_letter_for(ev: &ChangeEvent, stage: &str, reason: &str) -> DeadLetter {
+    match &ev.kafka {
+        Some(k) => DeadLetter {
+            topic: k.topic.clone(),
+            partition: k.partition,
+            offset: k.offset,
+            key: None,
+            value: None,
+            stage: stage.into(),
+            reason: reason.into(),
+        },
+        None => DeadLetter {
+            topic: format!("{}.{}", ev.source.name, ev.schema.id),
+            partition: -1,
+            offset: ev.source.order_key().wrapping_mul(1000) + ev.source.row as i64,
+            key: None,
+            value: None,
+            stage: stage.into(),
+            reason: reason.into(),
+        },
+    }
+}
+
+/// Write a COPY BINARY stream to PostgreSQL.
+pub(crate) async fn copy_in(client: &Client, sql: &str, data: BytesMut) -> Result<u64, ApplyError> {
+    let sink = client
+        .copy_in::<_, bytes::Bytes>(sql)
+        .await
+        .map_err(|e| pg_err("starting COPY", e))?;
+    futures::pin_mut!(sink);
+    sink.send(data.freeze())
+        .await
+        .map_err(|e| pg_err("sending COPY data", e))?;
+    sink.finish().await.map_err(|e| pg_err("COPY", e))
+}
+
+/// Header of a binary COPY stream.
+pub(crate) fn copy_header(buf: &mut BytesMut) {
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0);
+    buf.put_i32(0);
+}
+
+pub(crate) fn copy_trailer(buf: &mut BytesMut) {
+    buf.put_i16(-1);
+}
+
+
+pub use table::TableStats;

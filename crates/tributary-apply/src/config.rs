@@ -1,0 +1,210 @@
+//! Warehouse layout configuration: where each source table lands and what its columns are
+//! called. Defaults follow the brief (`<db>.<table>_current` / `<db>.<table>_history`);
+//! every name, including each metadata column, can be changed or (where it is optional)
+//! switched off, which is how `examples/bank.toml` reproduces the seed's exact tables.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use tributary_model::TableId;
+
+/// What to do with a record that cannot be decoded or applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Store it in `tributary.dead_letters` and go on (default).
+    #[default]
+    DeadLetter,
+    /// Stop the pipeline with an error (nothing after it is applied).
+    Stop,
+}
+
+/// Metadata columns of the current table. `None` switches a column off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CurrentMeta {
+    /// Last op applied to the row (`c`, `u`, `r`).
+    pub op: Option<String>,
+    /// Source position order key of the event the row reflects. Switching it off disables the
+    /// stale-update guard (documented; history dedupe still applies).
+    pub source_pos: Option<String>,
+    /// When the row was last written by tributary.
+    pub updated_at: Option<String>,
+}
+
+impl Default for CurrentMeta {
+    fn default() -> Self {
+        CurrentMeta {
+            op: Some("_op".into()),
+            source_pos: Some("_source_pos".into()),
+            updated_at: Some("_updated_at".into()),
+        }
+    }
+}
+
+/// Metadata columns of the history table. `None` switches a column off, except the event id,
+/// which is what makes re-applying the same change a no-op and is always present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryMeta {
+    pub change_type: String,
+    pub event_id: String,
+    pub source_file: Option<String>,
+    pub source_pos: Option<String>,
+    pub source_row: Option<String>,
+    pub source_gtid: Option<String>,
+    /// Source commit time of the change.
+    pub source_ts: Option<String>,
+    pub kafka_topic: Option<String>,
+    pub kafka_partition: Option<String>,
+    pub kafka_offset: Option<String>,
+    /// SCD2 validity interval (keyed tables).
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
+    pub applied_at: Option<String>,
+}
+
+impl Default for HistoryMeta {
+    fn default() -> Self {
+        HistoryMeta {
+            change_type: "change_type".into(),
+            event_id: "_event_id".into(),
+            source_file: Some("_source_file".into()),
+            source_pos: Some("_source_pos".into()),
+            source_row: Some("_source_row".into()),
+            source_gtid: Some("_source_gtid".into()),
+            source_ts: Some("_source_ts".into()),
+            kafka_topic: Some("_kafka_topic".into()),
+            kafka_partition: Some("_kafka_partition".into()),
+            kafka_offset: Some("_kafka_offset".into()),
+            valid_from: Some("valid_from".into()),
+            valid_to: Some("valid_to".into()),
+            applied_at: Some("_applied_at".into()),
+        }
+    }
+}
+
+/// Per-table overrides (`[sink.tables."bankdb.bank_accounts"]` in TOML).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TableMapping {
+    pub schema: Option<String>,
+    pub current: Option<String>,
+    pub history: Option<String>,
+    /// Source column name → target column name.
+    pub rename: BTreeMap<String, String>,
+    pub current_meta: Option<CurrentMeta>,
+    pub history_meta: Option<HistoryMeta>,
+}
+
+/// The sink's layout configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApplyConfig {
+    /// Target schema; `{db}` is replaced by the source database.
+    pub schema: String,
+    /// Current table name; `{table}` is replaced by the source table.
+    pub current: String,
+    pub history: String,
+    pub current_meta: CurrentMeta,
+    pub history_meta: HistoryMeta,
+    /// Keys are `"<db>.<table>"`.
+    pub tables: BTreeMap<String, TableMapping>,
+    pub on_error: OnError,
+    /// Schema for the checkpoint and dead-letter tables.
+    pub control_schema: String,
+}
+
+impl Default for ApplyConfig {
+    fn default() -> Self {
+        ApplyConfig {
+            schema: "{db}".into(),
+            current: "{table}_current".into(),
+            history: "{table}_history".into(),
+            current_meta: CurrentMeta::default(),
+            history_meta: HistoryMeta::default(),
+            tables: BTreeMap::new(),
+            on_error: OnError::DeadLetter,
+            control_schema: "tributary".into(),
+        }
+    }
+}
+
+/// Resolved names for one source table.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub schema: String,
+    pub current: String,
+    pub history: String,
+    pub rename: BTreeMap<String, String>,
+    pub current_meta: CurrentMeta,
+    pub history_meta: HistoryMeta,
+}
+
+fn off_if_empty(c: &mut Option<String>) {
+    if c.as_deref() == Some("") {
+        *c = None;
+    }
+}
+
+impl CurrentMeta {
+    /// An empty name switches a column off (TOML has no null).
+    fn normalized(mut self) -> Self {
+        for c in [&mut self.op, &mut self.source_pos, &mut self.updated_at] {
+            off_if_empty(c);
+        }
+        self
+    }
+}
+
+impl HistoryMeta {
+    fn normalized(mut self) -> Self {
+        for c in [
+            &mut self.source_file,
+            &mut self.source_pos,
+            &mut self.source_row,
+            &mut self.source_gtid,
+            &mut self.source_ts,
+            &mut self.kafka_topic,
+            &mut self.kafka_partition,
+            &mut self.kafka_offset,
+            &mut self.valid_from,
+            &mut self.valid_to,
+            &mut self.applied_at,
+        ] {
+            off_if_empty(c);
+        }
+        self
+    }
+}
+
+impl ApplyConfig {
+    pub fn layout(&self, t: &TableId) -> Layout {
+        let m = self.tables.get(&t.to_string());
+        let sub = |pat: &str| pat.replace("{db}", &t.db).replace("{table}", &t.table);
+        Layout {
+            schema: sub(m.and_then(|m| m.schema.as_deref()).unwrap_or(&self.schema)),
+            current: sub(m.and_then(|m| m.current.as_deref()).unwrap_or(&self.current)),
+            history: sub(m.and_then(|m| m.history.as_deref()).unwrap_or(&self.history)),
+            rename: m.map(|m| m.rename.clone()).unwrap_or_default(),
+            current_meta: m
+                .and_then(|m| m.current_meta.clone())
+                .unwrap_or_else(|| self.current_meta.clone())
+                .normalized(),
+            history_meta: m
+                .and_then(|m| m.history_meta.clone())
+                .unwrap_or_else(|| self.history_meta.clone())
+                .normalized(),
+        }
+    }
+}
+
+/// Quote an SQL identifier.
+pub fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Quote an SQL string literal.
+pub fn lit(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}

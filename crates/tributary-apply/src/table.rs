@@ -1,0 +1,771 @@
+//! One source table's target tables: creation, evolution, and the set-based statements that
+//! apply a table's events of a batch (see the crate docs for the order and the guarantees).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bytes::{BufMut, BytesMut};
+use tracing::info;
+use tributary_model::{ChangeEvent, ColumnKind, DeadLetter, Op, TableId, TableSchema, Value};
+
+use crate::config::{ident, lit, Layout};
+use crate::pgtype::{encode_field, sql_literal, PgType};
+use crate::{copy_header, copy_in, copy_trailer, dead_letter_for, pg_err, ApplyError, OnError, PgSink};
+
+/// A source column as it exists in the target tables.
+#[derive(Debug, Clone)]
+pub(crate) struct TCol {
+    pub source: String,
+    pub target: String,
+    pub ty: PgType,
+}
+
+/// Cached state of one source table's targets.
+#[derive(Debug)]
+pub(crate) struct TargetTable {
+    pub layout: Layout,
+    pub cols: Vec<TCol>,
+    /// Indexes into `cols` of the current table's primary key; empty = keyless.
+    pub key: Vec<usize>,
+    /// Event schema (by Arc pointer, Arc kept alive) → for each target column, its index in
+    /// that schema's row images.
+    mappings: HashMap<usize, (Arc<TableSchema>, Vec<Option<usize>>)>,
+    /// Whether the history table has the SCD2 identity column.
+    pub has_hist_id: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TableStats {
+    pub applied: u64,
+    pub duplicates: u64,
+}
+
+const STAGE_META: &str = "_seq int4, _event_id uuid, _op text, _order int8, _src_file text, \
+     _src_pos int8, _src_row int4, _src_gtid text, _src_ts timestamptz, _k_topic text, \
+     _k_part int4, _k_off int8";
+const STAGE_META_COLS: &str = "_seq, _event_id, _op, _order, _src_file, _src_pos, _src_row, \
+     _src_gtid, _src_ts, _k_topic, _k_part, _k_off";
+
+impl TargetTable {
+    fn is_keyless(&self) -> bool {
+        self.key.is_empty()
+    }
+    fn col_index(&self, source: &str) -> Option<usize> {
+        self.cols.iter().position(|c| c.source == source)
+    }
+    fn target_name(layout: &Layout, source: &str) -> String {
+        layout
+            .rename
+            .get(source)
+            .cloned()
+            .unwrap_or_else(|| source.to_string())
+    }
+    fn q_current(&self) -> String {
+        format!("{}.{}", ident(&self.layout.schema), ident(&self.layout.current))
+    }
+    fn q_history(&self) -> String {
+        format!("{}.{}", ident(&self.layout.schema), ident(&self.layout.history))
+    }
+    /// Staging table name: one per table shape in this session.
+    fn staging_name(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.layout.schema.hash(&mut h);
+        self.layout.current.hash(&mut h);
+        for c in &self.cols {
+            c.ty.hash(&mut h);
+        }
+        self.key.hash(&mut h);
+        format!("tributary_stage_{:016x}", h.finish())
+    }
+}
+
+/// Columns of an existing table: (name, type text), in order; empty when it does not exist.
+async fn load_columns(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<(String, String)>, ApplyError> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+             ORDER BY a.attnum",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|e| pg_err("reading target table columns", e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+async fn load_pk(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<String>, ApplyError> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+             WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary
+             ORDER BY k.ord",
+            &[&schema, &table],
+        )
+        .await
+        .map_err(|e| pg_err("reading target primary key", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The kind of a schemaless column, inferred from the first non-null value in the batch.
+fn infer_kind(events: &[&ChangeEvent], schema: &TableSchema, idx: usize) -> ColumnKind {
+    let name = &schema.columns[idx].name;
+    for ev in events {
+        if ev.schema.columns.get(idx).map(|c| &c.name) != Some(name) {
+            continue;
+        }
+        for row in [ev.after.as_ref(), ev.before.as_ref()].into_iter().flatten() {
+            if let Some(Value::Unresolved(j)) = row.get(idx) {
+                if !j.is_null() {
+                    return tributary_codec::resolve::infer(j).0;
+                }
+            }
+        }
+    }
+    ColumnKind::String { max_len: None }
+}
+
+impl PgSink {
+    /// Make sure the target tables of `tid` exist and have every column the events carry.
+    pub(crate) async fn ensure_table(
+        &mut self,
+        tid: &TableId,
+        events: &[&ChangeEvent],
+    ) -> Result<(), ApplyError> {
+        let need_check = match self.tables.get(tid) {
+            None => true,
+            Some(t) => events
+                .iter()
+                .any(|e| !t.mappings.contains_key(&(Arc::as_ptr(&e.schema) as usize))),
+        };
+        if !need_check {
+            return Ok(());
+        }
+        if !self.tables.contains_key(tid) {
+            let layout = self.cfg.layout(tid);
+            let t = self.load_target(layout).await?;
+            if let Some(t) = t {
+                self.tables.insert(tid.clone(), t);
+            }
+        }
+        // Which source columns are missing from the target?
+        let mut missing: Vec<(String, PgType, Option<Value>, bool)> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut key_sources: Vec<String> = Vec::new();
+        for ev in events {
+            let s = &ev.schema;
+            if key_sources.is_empty() {
+                key_sources = s.key.iter().map(|&k| s.columns[k].name.clone()).collect();
+            }
+            for (i, c) in s.columns.iter().enumerate() {
+                let exists = self
+                    .tables
+                    .get(tid)
+                    .is_some_and(|t| t.col_index(&c.name).is_some());
+                if exists || !seen.insert(c.name.clone()) {
+                    continue;
+                }
+                let kind = match &c.kind {
+                    ColumnKind::Unknown => infer_kind(events, s, i),
+                    k => k.clone(),
+                };
+                let ty = PgType::for_kind(&kind);
+                missing.push((c.name.clone(), ty, c.default.clone(), s.key.contains(&i)));
+            }
+        }
+        if !missing.is_empty() {
+            self.create_or_evolve(tid, &missing, &key_sources).await?;
+        }
+        // Mappings for every event schema in this batch.
+        let t = self.tables.get_mut(tid).expect("table loaded or created");
+        for ev in events {
+            let ptr = Arc::as_ptr(&ev.schema) as usize;
+            if t.mappings.contains_key(&ptr) {
+                continue;
+            }
+            if t.mappings.len() > 256 {
+                t.mappings.clear();
+            }
+            // target column → index in this schema's row images
+            let m = t
+                .cols
+                .iter()
+                .map(|tc| ev.schema.columns.iter().position(|c| c.name == tc.source))
+                .collect();
+            t.mappings.insert(ptr, (ev.schema.clone(), m));
+        }
+        Ok(())
+    }
+
+    /// Load an existing target (current table is the source of truth for column types).
+    async fn load_target(&self, layout: Layout) -> Result<Option<TargetTable>, ApplyError> {
+        let cols = load_columns(&self.client, &layout.schema, &layout.current).await?;
+        if cols.is_empty() {
+            return Ok(None);
+        }
+        let hist = load_columns(&self.client, &layout.schema, &layout.history).await?;
+        if hist.is_empty() {
+            return Err(ApplyError::Definite(format!(
+                "{}.{} exists but its history table {}.{} does not; create it or drop the current table",
+                layout.schema, layout.current, layout.schema, layout.history
+            )));
+        }
+        let pk = load_pk(&self.client, &layout.schema, &layout.current).await?;
+        let cm = &layout.current_meta;
+        let meta: HashSet<&str> = [cm.op.as_deref(), cm.source_pos.as_deref(), cm.updated_at.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let reverse: HashMap<&str, &str> = layout
+            .rename
+            .iter()
+            .map(|(s, t)| (t.as_str(), s.as_str()))
+            .collect();
+        let mut tcols = Vec::new();
+        for (name, ty) in &cols {
+            if meta.contains(name.as_str()) {
+                continue;
+            }
+            // Columns the source does not know (e.g. a serial `id` the user added) are left
+            // alone: tributary never writes them, their DEFAULT fills them.
+            let Some(pty) = PgType::parse(ty) else {
+                continue;
+            };
+            let source = reverse.get(name.as_str()).map(|s| s.to_string()).unwrap_or(name.clone());
+            tcols.push(TCol {
+                source,
+                target: name.clone(),
+                ty: pty,
+            });
+        }
+        let key = pk
+            .iter()
+            .filter_map(|k| tcols.iter().position(|c| &c.target == k))
+            .collect();
+        let has_hist_id = hist.iter().any(|(n, _)| n == "_hist_id");
+        Ok(Some(TargetTable {
+            layout,
+            cols: tcols,
+            key,
+            mappings: HashMap::new(),
+            has_hist_id,
+        }))
+    }
+
+    async fn create_or_evolve(
+        &mut self,
+        tid: &TableId,
+        missing: &[(String, PgType, Option<Value>, bool)],
+        key_sources: &[String],
+    ) -> Result<(), ApplyError> {
+        let layout = self.cfg.layout(tid);
+        // Serialise DDL between sinks, then look again: another sink may have done it.
+        self.client
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtext($1))",
+                &[&format!("tributary:ddl:{}.{}", layout.schema, layout.current)],
+            )
+            .await
+            .map_err(|e| pg_err("taking DDL lock", e))?;
+        let existing = self.load_target(layout.clone()).await?;
+        let q_cur = format!("{}.{}", ident(&layout.schema), ident(&layout.current));
+        let q_hist = format!("{}.{}", ident(&layout.schema), ident(&layout.history));
+        let mut ddl = String::new();
+        match &existing {
+            None => {
+                let keyless = key_sources.is_empty();
+                let cm = &layout.current_meta;
+                let hm = &layout.history_meta;
+                let mut cur_cols = Vec::new();
+                let mut hist_cols = Vec::new();
+                let with_hist_id = hm.valid_to.is_some() && !keyless;
+                if with_hist_id {
+                    hist_cols.push("_hist_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY".to_string());
+                }
+                for (name, ty, default, is_key) in missing {
+                    let _ = default; // every row arrives with all its values; defaults matter on ADD COLUMN
+                    let tn = ident(&TargetTable::target_name(&layout, name));
+                    let nn = if *is_key { " NOT NULL" } else { "" };
+                    cur_cols.push(format!("{tn} {}{nn}", ty.ddl()));
+                    hist_cols.push(format!("{tn} {}", ty.ddl()));
+                }
+                if let Some(c) = &cm.op {
+                    cur_cols.push(format!("{} text", ident(c)));
+                }
+                if let Some(c) = &cm.source_pos {
+                    cur_cols.push(format!("{} bigint", ident(c)));
+                }
+                if let Some(c) = &cm.updated_at {
+                    cur_cols.push(format!("{} timestamptz NOT NULL DEFAULT now()", ident(c)));
+                }
+                if !keyless {
+                    let keys: Vec<String> = key_sources
+                        .iter()
+                        .map(|k| ident(&TargetTable::target_name(&layout, k)))
+                        .collect();
+                    cur_cols.push(format!("PRIMARY KEY ({})", keys.join(", ")));
+                }
+                hist_cols.push(format!("{} text NOT NULL", ident(&hm.change_type)));
+                let opt = |c: &Option<String>, ty: &str| c.as_ref().map(|c| format!("{} {ty}", ident(c)));
+                hist_cols.extend(
+                    [
+                        opt(&hm.source_ts, "timestamptz"),
+                        opt(&hm.source_file, "text"),
+                        opt(&hm.source_pos, "bigint"),
+                        opt(&hm.source_row, "integer"),
+                        opt(&hm.source_gtid, "text"),
+                        opt(&hm.kafka_topic, "text"),
+                        opt(&hm.kafka_partition, "integer"),
+                        opt(&hm.kafka_offset, "bigint"),
+                        opt(&hm.valid_from, "timestamptz"),
+                        opt(&hm.valid_to, "timestamptz"),
+                        opt(&hm.applied_at, "timestamptz NOT NULL DEFAULT now()"),
+                    ]
+                    .into_iter()
+                    .flatten(),
+                );
+                hist_cols.push(format!("{} uuid NOT NULL UNIQUE", ident(&hm.event_id)));
+                ddl.push_str(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE {q_cur} (\n  {}\n);\nCREATE TABLE {q_hist} (\n  {}\n);\n",
+                    ident(&layout.schema),
+                    cur_cols.join(",\n  "),
+                    hist_cols.join(",\n  ")
+                ));
+                if with_hist_id {
+                    let keys: Vec<String> = key_sources
+                        .iter()
+                        .map(|k| ident(&TargetTable::target_name(&layout, k)))
+                        .collect();
+                    ddl.push_str(&format!(
+                        "CREATE INDEX ON {q_hist} ({}) WHERE {} IS NULL;\n",
+                        keys.join(", "),
+                        ident(hm.valid_to.as_ref().unwrap())
+                    ));
+                }
+                let cs = ident(&self.cfg.control_schema);
+                ddl.push_str(&format!(
+                    "INSERT INTO {cs}.tables (source, target_schema, current_table, history_table, keyless)
+                     VALUES ({}, {}, {}, {}, {keyless}) ON CONFLICT (source) DO UPDATE
+                     SET target_schema = EXCLUDED.target_schema, current_table = EXCLUDED.current_table,
+                         history_table = EXCLUDED.history_table, keyless = EXCLUDED.keyless;\n",
+                    lit(&tid.to_string()),
+                    lit(&layout.schema),
+                    lit(&layout.current),
+                    lit(&layout.history)
+                ));
+                info!("creating warehouse tables for {tid}: {q_cur}, {q_hist}");
+            }
+            Some(t) => {
+                for (name, ty, default, _) in missing {
+                    if t.col_index(name).is_some() {
+                        continue;
+                    }
+                    let tn = ident(&TargetTable::target_name(&layout, name));
+                    // The source DEFAULT fills rows that existed before the ALTER, exactly as
+                    // the source did; history rows of the past get NULL (not observed).
+                    let dflt = default
+                        .as_ref()
+                        .and_then(|d| default_clause(d, ty, name))
+                        .unwrap_or_default();
+                    ddl.push_str(&format!(
+                        "ALTER TABLE {q_cur} ADD COLUMN IF NOT EXISTS {tn} {}{dflt};\nALTER TABLE {q_hist} ADD COLUMN IF NOT EXISTS {tn} {};\n",
+                        ty.ddl(),
+                        ty.ddl()
+                    ));
+                    info!("adding column {tn} {} to {q_cur} and {q_hist}", ty.ddl());
+                }
+            }
+        }
+        if !ddl.is_empty() {
+            self.client
+                .batch_execute(&ddl)
+                .await
+                .map_err(|e| pg_err(&format!("creating/evolving tables for {tid}"), e))?;
+        }
+        let t = self.load_target(layout).await?.ok_or_else(|| {
+            ApplyError::Definite(format!("target tables for {tid} missing after creation"))
+        })?;
+        self.tables.insert(tid.clone(), t);
+        Ok(())
+    }
+
+    /// Stage, then apply, one table's events (already ensured). Events whose values cannot be
+    /// written are dead-lettered (or fail the batch with `on_error = stop`).
+    pub(crate) async fn apply_table(
+        &mut self,
+        tid: &TableId,
+        events: &[&ChangeEvent],
+        dead: &mut Vec<DeadLetter>,
+    ) -> Result<TableStats, ApplyError> {
+        let t = self.tables.get(tid).expect("ensured");
+        let ncols = t.cols.len();
+        let keyless = t.is_keyless();
+        let stage = t.staging_name();
+
+        // ---- build the COPY stream
+        let mut buf = BytesMut::with_capacity(events.len() * (64 + ncols * 16));
+        copy_header(&mut buf);
+        let mut seen_ids: HashSet<[u8; 16]> = HashSet::with_capacity(events.len());
+        let mut staged = 0u64;
+        for (seq, ev) in events.iter().enumerate() {
+            let id = crate::identity::event_id(ev);
+            if !seen_ids.insert(id) {
+                continue; // the same change twice in one batch
+            }
+            let (_, map) = &t.mappings[&(Arc::as_ptr(&ev.schema) as usize)];
+            let row_start = buf.len();
+            let res = (|| -> Result<(), String> {
+                let nfields = 12 + ncols + if keyless { ncols } else { 0 };
+                buf.put_i16(nfields as i16);
+                let s = &ev.source;
+                put_i32(&mut buf, seq as i32);
+                buf.put_i32(16);
+                buf.put_slice(&id);
+                put_text(&mut buf, ev.op.debezium_code());
+                put_i64(&mut buf, s.order_key());
+                put_text(&mut buf, &s.file);
+                put_i64(&mut buf, s.pos as i64);
+                put_i32(&mut buf, s.row as i32);
+                match &s.gtid {
+                    Some(g) => put_text(&mut buf, g),
+                    None => buf.put_i32(-1),
+                }
+                let ts_ms = if s.ts_ms > 0 { s.ts_ms } else { ev.ts_ms };
+                if ts_ms > 0 {
+                    put_i64(&mut buf, ts_ms * 1000 - 946_684_800_000_000);
+                } else {
+                    buf.put_i32(-1);
+                }
+                match &ev.kafka {
+                    Some(k) => {
+                        put_text(&mut buf, &k.topic);
+                        put_i32(&mut buf, k.partition);
+                        put_i64(&mut buf, k.offset);
+                    }
+                    None => {
+                        buf.put_i32(-1);
+                        buf.put_i32(-1);
+                        buf.put_i32(-1);
+                    }
+                }
+                encode_image(&mut buf, ev.row_image(), map, &t.cols, "")?;
+                if keyless {
+                    let b = if ev.op == Op::Update { ev.before.as_ref() } else { ev.row_image() };
+                    encode_image(&mut buf, b, map, &t.cols, " (before image)")?;
+                }
+                Ok(())
+            })();
+            match res {
+                Ok(()) => staged += 1,
+                Err(reason) => {
+                    buf.truncate(row_start);
+                    let reason = format!("{tid}: {reason}");
+                    if self.cfg.on_error == OnError::Stop {
+                        return Err(ApplyError::Definite(reason));
+                    }
+                    let mut dl = dead_letter_for(ev, "apply", &reason);
+                    if let Some(enc) = &self.dead_letter_encoder {
+                        let (k, v) = enc(ev);
+                        dl.key = k;
+                        dl.value = v;
+                    }
+                    dead.push(dl);
+                }
+            }
+        }
+        copy_trailer(&mut buf);
+        if staged == 0 {
+            return Ok(TableStats::default());
+        }
+
+        // ---- staging table
+        let stage_cols: Vec<String> = (0..ncols)
+            .map(|i| format!("c{i}"))
+            .chain(if keyless { (0..ncols).map(|i| format!("b{i}")).collect() } else { vec![] })
+            .collect();
+        if !self.staging.contains(&stage) {
+            let typed: Vec<String> = t
+                .cols
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("c{i} {}", c.ty.ddl()))
+                .chain(if keyless {
+                    t.cols.iter().enumerate().map(|(i, c)| format!("b{i} {}", c.ty.ddl())).collect()
+                } else {
+                    vec![]
+                })
+                .collect();
+            self.client
+                .batch_execute(&format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS {stage} ({STAGE_META}, {}{} _new boolean NOT NULL DEFAULT false) ON COMMIT DELETE ROWS",
+                    typed.join(", "),
+                    if typed.is_empty() { "" } else { "," }
+                ))
+                .await
+                .map_err(|e| pg_err("creating staging table", e))?;
+            self.staging.insert(stage.clone());
+        } else {
+            // Rows of an earlier statement in this same transaction (one-by-one mode).
+            self.client
+                .batch_execute(&format!("DELETE FROM {stage}"))
+                .await
+                .map_err(|e| pg_err("clearing staging table", e))?;
+        }
+        let t = self.tables.get(tid).expect("ensured");
+        copy_in(
+            &self.client,
+            &format!(
+                "COPY {stage} ({STAGE_META_COLS}{}{}) FROM STDIN (FORMAT binary)",
+                if stage_cols.is_empty() { "" } else { ", " },
+                stage_cols.join(", ")
+            ),
+            buf,
+        )
+        .await?;
+
+        // ---- history: insert what is new, mark it in staging
+        let hm = &t.layout.history_meta;
+        let mut hcols: Vec<String> = t.cols.iter().map(|c| ident(&c.target)).collect();
+        let mut hvals: Vec<String> = (0..ncols).map(|i| format!("c{i}")).collect();
+        hcols.push(ident(&hm.change_type));
+        hvals.push("CASE _op WHEN 'c' THEN 'INSERT' WHEN 'u' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'SNAPSHOT' END".into());
+        hcols.push(ident(&hm.event_id));
+        hvals.push("_event_id".into());
+        for (c, v) in [
+            (&hm.source_ts, "_src_ts"),
+            (&hm.source_file, "NULLIF(_src_file, '')"),
+            (&hm.source_pos, "_src_pos"),
+            (&hm.source_row, "_src_row"),
+            (&hm.source_gtid, "_src_gtid"),
+            (&hm.kafka_topic, "_k_topic"),
+            (&hm.kafka_partition, "_k_part"),
+            (&hm.kafka_offset, "_k_off"),
+            (&hm.valid_from, "COALESCE(_src_ts, now())"),
+        ] {
+            if let Some(c) = c {
+                hcols.push(ident(c));
+                hvals.push(v.into());
+            }
+        }
+        let q_hist = t.q_history();
+        let q_cur = t.q_current();
+        let n_new = self
+            .client
+            .execute(
+                &format!(
+                    "WITH ins AS (
+                       INSERT INTO {q_hist} ({}) SELECT {} FROM {stage} ORDER BY _seq
+                       ON CONFLICT ({}) DO NOTHING RETURNING {}
+                     )
+                     UPDATE {stage} s SET _new = true FROM ins WHERE s._event_id = ins.{}",
+                    hcols.join(", "),
+                    hvals.join(", "),
+                    ident(&hm.event_id),
+                    ident(&hm.event_id),
+                    ident(&hm.event_id),
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| pg_err(&format!("inserting into {q_hist}"), e))?;
+        let stats = TableStats {
+            applied: n_new,
+            duplicates: staged - n_new,
+        };
+        if n_new == 0 {
+            return Ok(stats);
+        }
+
+        // ---- SCD2: close the previous open version of every key that changed
+        if let (Some(vt), Some(vf), false, true) =
+            (&hm.valid_to, &hm.valid_from, keyless, t.has_hist_id)
+        {
+            let keys: Vec<String> = t.key.iter().map(|&k| ident(&t.cols[k].target)).collect();
+            let skeys: Vec<String> = t.key.iter().map(|&k| format!("c{k}")).collect();
+            self.client
+                .batch_execute(&format!(
+                    "UPDATE {q_hist} h SET {vt} = x.next_from
+                     FROM (SELECT _hist_id, lead({vf}) OVER (PARTITION BY {k} ORDER BY _hist_id) AS next_from
+                           FROM {q_hist}
+                           WHERE {vt} IS NULL AND ({k}) IN (SELECT {sk} FROM {stage} WHERE _new)) x
+                     WHERE h._hist_id = x._hist_id AND x.next_from IS NOT NULL",
+                    vt = ident(vt),
+                    vf = ident(vf),
+                    k = keys.join(", "),
+                    sk = skeys.join(", "),
+                ))
+                .await
+                .map_err(|e| pg_err(&format!("closing SCD2 versions in {q_hist}"), e))?;
+        }
+
+        // ---- current
+        let cm = &t.layout.current_meta;
+        let targets: Vec<String> = t.cols.iter().map(|c| ident(&c.target)).collect();
+        let mut icols = targets.clone();
+        let mut ivals: Vec<String> = (0..ncols).map(|i| format!("c{i}")).collect();
+        if let Some(c) = &cm.op {
+            icols.push(ident(c));
+            ivals.push("_op".into());
+        }
+        if let Some(c) = &cm.source_pos {
+            icols.push(ident(c));
+            ivals.push("_order".into());
+        }
+        if let Some(c) = &cm.updated_at {
+            icols.push(ident(c));
+            ivals.push("now()".into());
+        }
+        let sql = if !keyless {
+            let keys: Vec<String> = t.key.iter().map(|&k| ident(&t.cols[k].target)).collect();
+            let skeys: Vec<String> = t.key.iter().map(|&k| format!("c{k}")).collect();
+            let join: Vec<String> = t
+                .key
+                .iter()
+                .map(|&k| format!("c.{} = l.c{k}", ident(&t.cols[k].target)))
+                .collect();
+            let guard_del = cm
+                .source_pos
+                .as_ref()
+                .map(|p| format!(" AND (c.{p} IS NULL OR c.{p} <= l._order)", p = ident(p)))
+                .unwrap_or_default();
+            let guard_up = cm
+                .source_pos
+                .as_ref()
+                .map(|p| format!(" WHERE t.{p} IS NULL OR t.{p} <= EXCLUDED.{p}", p = ident(p)))
+                .unwrap_or_default();
+            let sets: Vec<String> = icols
+                .iter()
+                .filter(|c| !keys.contains(c))
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            let on_conflict = if sets.is_empty() {
+                "DO NOTHING".to_string()
+            } else {
+                format!("DO UPDATE SET {}{guard_up}", sets.join(", "))
+            };
+            format!(
+                "WITH last AS (
+                   SELECT DISTINCT ON ({sk}) * FROM {stage} WHERE _new ORDER BY {sk}, _seq DESC
+                 ), del AS (
+                   DELETE FROM {q_cur} c USING last l WHERE l._op = 'd' AND {join}{guard_del}
+                 )
+                 INSERT INTO {q_cur} AS t ({ic}) SELECT {iv} FROM last WHERE _op <> 'd'
+                 ON CONFLICT ({k}) {on_conflict}",
+                sk = skeys.join(", "),
+                join = join.join(" AND "),
+                ic = icols.join(", "),
+                iv = ivals.join(", "),
+                k = keys.join(", "),
+            )
+        } else {
+            // Keyless: a multiset. In stream order: an insert adds a row, a delete removes one
+            // row equal to the before image, an update does both.
+            let eq = |prefix: &str| -> String {
+                t.cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!("{} IS NOT DISTINCT FROM r.{prefix}{i}", ident(&c.target)))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            };
+            let rvals: Vec<String> = ivals
+                .iter()
+                .map(|v| if v.starts_with('c') || v.starts_with('_') { format!("r.{v}") } else { v.clone() })
+                .collect();
+            format!(
+                "DO $tributary$ DECLARE r record; BEGIN
+                   FOR r IN SELECT * FROM {stage} WHERE _new ORDER BY _seq LOOP
+                     IF r._op IN ('d', 'u') THEN
+                       DELETE FROM {q_cur} WHERE ctid = (SELECT ctid FROM {q_cur} WHERE {beq} LIMIT 1);
+                     END IF;
+                     IF r._op <> 'd' THEN
+                       INSERT INTO {q_cur} ({ic}) VALUES ({rv});
+                     END IF;
+                   END LOOP;
+                 END $tributary$",
+                beq = eq("b"),
+                ic = icols.join(", "),
+                rv = rvals.join(", "),
+            )
+        };
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| pg_err(&format!("applying to {q_cur}"), e))?;
+        Ok(stats)
+    }
+}
+
+/// Encode an event's row image as the target columns (no copies: values are encoded from
+/// the event), resolving schemaless values against the target type. Columns the event does
+/// not carry are NULL.
+fn encode_image(
+    buf: &mut BytesMut,
+    image: Option<&Vec<Value>>,
+    map: &[Option<usize>],
+    cols: &[TCol],
+    what: &str,
+) -> Result<(), String> {
+    for (c, src) in cols.iter().zip(map) {
+        let v = match (image, src) {
+            (Some(img), Some(i)) => img.get(*i).unwrap_or(&Value::Null),
+            _ => &Value::Null,
+        };
+        let res = match v {
+            Value::Unresolved(j) => match tributary_codec::resolve::resolve(j, &c.ty.as_kind()) {
+                Ok(r) => encode_field(buf, &r, &c.ty),
+                Err(e) => return Err(format!("column {}{what}: {e}", c.source)),
+            },
+            v => encode_field(buf, v, &c.ty),
+        };
+        res.map_err(|e| format!("column {}{what}: {e}", c.source))?;
+    }
+    Ok(())
+}
+
+/// ` DEFAULT <literal>` for a source default that the target type can hold; expression
+/// defaults (`current_timestamp()`, …) that are not values are skipped with a warning.
+fn default_clause(v: &Value, ty: &PgType, column: &str) -> Option<String> {
+    if v.is_null() {
+        return None;
+    }
+    let v = match v {
+        Value::Unresolved(j) => tributary_codec::resolve::resolve(j, &ty.as_kind()).ok()?,
+        v => v.clone(),
+    };
+    let mut scratch = BytesMut::new();
+    match encode_field(&mut scratch, &v, ty) {
+        Ok(()) => Some(format!(" DEFAULT {}", sql_literal(&v, ty))),
+        Err(e) => {
+            tracing::warn!("not copying source DEFAULT of column {column}: {e}");
+            None
+        }
+    }
+}
+
+fn put_i32(buf: &mut BytesMut, v: i32) {
+    buf.put_i32(4);
+    buf.put_i32(v);
+}
+fn put_i64(buf: &mut BytesMut, v: i64) {
+    buf.put_i32(8);
+    buf.put_i64(v);
+}
+fn put_text(buf: &mut BytesMut, s: &str) {
+    buf.put_i32(s.len() as i32);
+    buf.put_slice(s.as_bytes());
+}

@@ -1,0 +1,101 @@
+//! Prometheus metrics and the health endpoint (`/metrics`, `/health` on `metrics_addr`).
+//!
+//! Metric names (all prefixed `tributary_`): `records_total`, `events_applied_total`,
+//! `events_duplicate_total`, `dead_letters_total`, `batches_total`, `batch_seconds`
+//! (histogram), `retries_total`, `records_skipped_total{kind}`, `lag_records{topic,partition}`,
+//! `last_batch_timestamp_seconds`. Health is `ok` while batches keep committing (or the source
+//! is idle) and `error` with the last error while retries are failing.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use tributary_apply::ApplyStats;
+
+static LAST_OK: AtomicI64 = AtomicI64::new(0);
+static LAST_ERROR: OnceLock<Mutex<Option<(i64, String)>>> = OnceLock::new();
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+pub fn record_batch(records: usize, s: &ApplyStats, took: Duration) {
+    counter!("tributary_records_total").increment(records as u64);
+    counter!("tributary_events_applied_total").increment(s.applied);
+    counter!("tributary_events_duplicate_total").increment(s.duplicates);
+    counter!("tributary_dead_letters_total").increment(s.dead_lettered);
+    counter!("tributary_batches_total").increment(1);
+    histogram!("tributary_batch_seconds").record(took.as_secs_f64());
+    gauge!("tributary_last_batch_timestamp_seconds").set(now() as f64);
+    LAST_OK.store(now(), Ordering::Relaxed);
+}
+
+pub fn counter_retries() {
+    counter!("tributary_retries_total").increment(1);
+}
+
+pub fn counter_skipped(kind: &'static str) {
+    counter!("tributary_records_skipped_total", "kind" => kind).increment(1);
+}
+
+pub fn set_lag(topic: &str, partition: i32, lag: i64) {
+    gauge!("tributary_lag_records", "topic" => topic.to_string(), "partition" => partition.to_string())
+        .set(lag as f64);
+}
+
+pub fn set_error(msg: &str) {
+    *LAST_ERROR.get_or_init(Default::default).lock().unwrap() = Some((now(), msg.to_string()));
+}
+
+pub fn mark_ok() {
+    LAST_OK.store(now(), Ordering::Relaxed);
+}
+
+fn health() -> (bool, String) {
+    let ok = LAST_OK.load(Ordering::Relaxed);
+    let err = LAST_ERROR.get_or_init(Default::default).lock().unwrap().clone();
+    match err {
+        Some((t, msg)) if t >= ok => (
+            false,
+            serde_json::json!({"status": "error", "error": msg, "since": t}).to_string(),
+        ),
+        _ => (
+            true,
+            serde_json::json!({"status": "ok", "last_progress": ok}).to_string(),
+        ),
+    }
+}
+
+/// Install the recorder and serve `/metrics` and `/health` on `addr`.
+pub async fn serve(addr: &str) -> anyhow::Result<()> {
+    use axum::{routing::get, Router};
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| anyhow::anyhow!("installing metrics recorder: {e}"))?;
+    let app = Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route(
+            "/health",
+            get(|| async {
+                let (ok, body) = health();
+                let code = if ok {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                };
+                (code, body)
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("metrics_addr {addr}: {e}"))?;
+    tracing::info!("metrics on http://{addr}/metrics, health on http://{addr}/health");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(())
+}

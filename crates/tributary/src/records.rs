@@ -1,0 +1,127 @@
+//! Recorded Kafka records (the replay / capture `--output` format): one JSON object per line
+//! with `topic`, `partition`, `offset`, `key`, `value`, where key and value are JSON (object,
+//! array, …), a JSON *string* holding the serialized JSON, or `null` (a tombstone value).
+//! kcat `-J` lines (`payload` instead of `value`, key/payload as strings) are accepted too.
+//!
+//! Bad lines are errors naming the file and line; nothing is skipped silently.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value as J;
+use tributary_model::RawRecord;
+
+fn bytes_of(v: Option<&J>) -> Option<Vec<u8>> {
+    match v {
+        None | Some(J::Null) => None,
+        Some(J::String(s)) => Some(s.as_bytes().to_vec()),
+        Some(other) => Some(serde_json::to_vec(other).expect("JSON serializes")),
+    }
+}
+
+/// Parse one line. `where_` names the input for errors (`file:line`).
+pub fn parse_line(line: &str, where_: &str) -> Result<RawRecord> {
+    let j: J = serde_json::from_str(line)
+        .with_context(|| format!("{where_}: not a JSON object (replay expects one record per line)"))?;
+    let o = match j.as_object() {
+        Some(o) => o,
+        None => bail!("{where_}: expected a JSON object with topic/partition/offset/key/value"),
+    };
+    let topic = o
+        .get("topic")
+        .and_then(J::as_str)
+        .with_context(|| format!("{where_}: missing string field \"topic\""))?
+        .to_string();
+    let partition = o
+        .get("partition")
+        .and_then(J::as_i64)
+        .with_context(|| format!("{where_}: missing integer field \"partition\""))?
+        as i32;
+    let offset = o
+        .get("offset")
+        .and_then(J::as_i64)
+        .with_context(|| format!("{where_}: missing integer field \"offset\""))?;
+    let value = if o.contains_key("value") {
+        o.get("value")
+    } else if o.contains_key("payload") {
+        o.get("payload")
+    } else {
+        bail!("{where_}: missing field \"value\" (or kcat's \"payload\")")
+    };
+    Ok(RawRecord {
+        topic,
+        partition,
+        offset,
+        key: bytes_of(o.get("key")),
+        value: bytes_of(value),
+    })
+}
+
+/// Read a whole JSONL file.
+pub fn read_file(path: &Path) -> Result<Vec<RawRecord>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::with_capacity(1 << 20, f).lines().enumerate() {
+        let line = line.with_context(|| format!("{}:{}: reading", path.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(parse_line(&line, &format!("{}:{}", path.display(), i + 1))?);
+    }
+    Ok(out)
+}
+
+/// Write one record as a JSONL line (key/value embedded as JSON when they are JSON).
+pub fn write_line(
+    w: &mut impl Write,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> std::io::Result<()> {
+    fn raw(b: Option<&[u8]>) -> String {
+        match b {
+            None => "null".into(),
+            Some(b) => match std::str::from_utf8(b) {
+                Ok(s) if serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok() => s.to_string(),
+                Ok(s) => serde_json::to_string(s).unwrap(),
+                Err(_) => serde_json::to_string(&String::from_utf8_lossy(b)).unwrap(),
+            },
+        }
+    }
+    writeln!(
+        w,
+        "{{\"topic\":{},\"partition\":{},\"offset\":{},\"key\":{},\"value\":{}}}",
+        serde_json::to_string(topic).unwrap(),
+        partition,
+        offset,
+        raw(key),
+        raw(value)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_and_errors() {
+        let r = parse_line(r#"{"topic":"t","partition":0,"offset":5,"key":{"id":1},"value":null}"#, "x:1").unwrap();
+        assert_eq!(r.key.as_deref(), Some(&br#"{"id":1}"#[..]));
+        assert_eq!(r.value, None);
+        let r = parse_line(r#"{"topic":"t","partition":1,"offset":7,"key":"{\"id\":1}","value":"{\"a\":2}"}"#, "x:2").unwrap();
+        assert_eq!(r.value.as_deref(), Some(&br#"{"a":2}"#[..]));
+        let kcat = r#"{"topic":"t","partition":0,"offset":3,"tstype":"create","ts":1,"broker":1,"headers":[],"key":null,"payload":"{\"a\":1}"}"#;
+        assert_eq!(parse_line(kcat, "x:3").unwrap().value.as_deref(), Some(&br#"{"a":1}"#[..]));
+        let e = parse_line(r#"{"partition":0}"#, "f.jsonl:9").unwrap_err().to_string();
+        assert!(e.contains("f.jsonl:9") && e.contains("topic"), "{e}");
+        assert!(parse_line("nope", "f:1").is_err());
+        let mut out = Vec::new();
+        write_line(&mut out, "t", 0, 1, Some(br#"{"id":1}"#), None).unwrap();
+        let back = parse_line(std::str::from_utf8(&out).unwrap().trim(), "w").unwrap();
+        assert_eq!(back.key.as_deref(), Some(&br#"{"id":1}"#[..]));
+        assert_eq!(back.value, None);
+    }
+}
