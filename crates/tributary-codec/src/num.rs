@@ -1,0 +1,659 @@
+//! Exact numeric and calendar helpers shared by `decode`, `resolve` and `encode`.
+//!
+//! Owns: Connect `Decimal` bytes (big-endian two's-complement unscaled integer, any length) ↔
+//! plain decimal text, `io.debezium.data.Bits` little-endian bytes ↔ `u64`, civil-date
+//! arithmetic (days since 1970-01-01 ↔ y/m/d), `ZonedTimestamp` formatting/parsing, and
+//! Java's `Float.toString`/`Double.toString` number spelling (what Kafka's JsonConverter writes).
+//!
+//! Why it is correct: decimals never go through floating point — small values use `u128`
+//! exactly, larger ones use schoolbook base-10⁹ / base-256 conversion on byte vectors.
+//! Two's complement follows `java.math.BigInteger.toByteArray` (minimal length, sign byte
+//! added only when needed; zero is one `0x00` byte), which is what Debezium writes.
+//! Calendar conversion uses Howard Hinnant's proleptic-Gregorian `days_from_civil` algorithm,
+//! exact for every representable year.
+
+/// Big-endian two's-complement integer → (negative, magnitude big-endian without leading zeros).
+fn twos_to_magnitude(bytes: &[u8]) -> (bool, Vec<u8>) {
+    let neg = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    let mut mag: Vec<u8> = bytes.to_vec();
+    if neg {
+        for b in mag.iter_mut() {
+            *b = !*b;
+        }
+        // + 1
+        for b in mag.iter_mut().rev() {
+            let (v, carry) = b.overflowing_add(1);
+            *b = v;
+            if !carry {
+                break;
+            }
+        }
+    }
+    let first = mag.iter().position(|&b| b != 0).unwrap_or(mag.len());
+    mag.drain(..first);
+    (neg, mag)
+}
+
+/// Magnitude (big-endian base 256) → decimal digits (no sign, "0" for zero).
+fn magnitude_to_digits(mag: &[u8]) -> String {
+    if mag.len() <= 16 {
+        let mut v: u128 = 0;
+        for &b in mag {
+            v = (v << 8) | b as u128;
+        }
+        return v.to_string();
+    }
+    let mut work: Vec<u8> = mag.to_vec();
+    let mut limbs: Vec<u32> = Vec::new(); // base 1e9, least significant first
+    while !work.is_empty() {
+        let mut rem: u64 = 0;
+        for b in work.iter_mut() {
+            let cur = (rem << 8) | *b as u64;
+            *b = (cur / 1_000_000_000) as u8;
+            rem = cur % 1_000_000_000;
+        }
+        limbs.push(rem as u32);
+        let first = work.iter().position(|&b| b != 0).unwrap_or(work.len());
+        work.drain(..first);
+    }
+    let mut s = String::with_capacity(limbs.len() * 9);
+    let mut it = limbs.iter().rev();
+    if let Some(top) = it.next() {
+        s.push_str(&top.to_string());
+    }
+    for l in it {
+        s.push_str(&format!("{l:09}"));
+    }
+    if s.is_empty() {
+        s.push('0');
+    }
+    s
+}
+
+/// Places a decimal point `scale` digits from the right of `digits` (plain notation, as
+/// `BigDecimal.toPlainString`: `1`, scale 2 → `0.01`; `0`, scale 2 → `0.00`).
+fn place_point(neg: bool, digits: &str, scale: u32) -> String {
+    let scale = scale as usize;
+    let mut out = String::with_capacity(digits.len() + scale + 3);
+    if neg && digits.bytes().any(|b| b != b'0') {
+        out.push('-');
+    }
+    if scale == 0 {
+        out.push_str(digits);
+    } else if digits.len() > scale {
+        let (i, f) = digits.split_at(digits.len() - scale);
+        out.push_str(i);
+        out.push('.');
+        out.push_str(f);
+    } else {
+        out.push_str("0.");
+        for _ in 0..(scale - digits.len()) {
+            out.push('0');
+        }
+        out.push_str(digits);
+    }
+    out
+}
+
+/// Connect `Decimal` bytes (big-endian two's-complement unscaled value) → plain decimal text.
+/// Empty input is zero.
+pub fn unscaled_bytes_to_decimal(bytes: &[u8], scale: u32) -> String {
+    let (neg, mag) = twos_to_magnitude(bytes);
+    let digits = magnitude_to_digits(&mag);
+    place_point(neg, &digits, scale)
+}
+
+/// Decimal digits (ASCII, no sign) → magnitude big-endian base 256 (no leading zeros).
+fn digits_to_magnitude(digits: &str) -> Vec<u8> {
+    let digits = digits.trim_start_matches('0');
+    if digits.len() <= 38 {
+        let v: u128 = if digits.is_empty() {
+            0
+        } else {
+            digits.parse().expect("validated digits")
+        };
+        let b = v.to_be_bytes();
+        let first = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+        return b[first..].to_vec();
+    }
+    let mut mag: Vec<u8> = Vec::new(); // little-endian while building
+    for d in digits.bytes() {
+        let mut carry = (d - b'0') as u32;
+        for byte in mag.iter_mut() {
+            let v = *byte as u32 * 10 + carry;
+            *byte = v as u8;
+            carry = v >> 8;
+        }
+        while carry > 0 {
+            mag.push(carry as u8);
+            carry >>= 8;
+        }
+    }
+    mag.reverse();
+    mag
+}
+
+/// (negative, magnitude) → minimal big-endian two's complement (`BigInteger.toByteArray`).
+pub fn magnitude_to_twos(neg: bool, mag: &[u8]) -> Vec<u8> {
+    let first = mag.iter().position(|&b| b != 0).unwrap_or(mag.len());
+    let mag = &mag[first..];
+    if mag.is_empty() {
+        return vec![0];
+    }
+    if !neg {
+        let mut v = Vec::with_capacity(mag.len() + 1);
+        if mag[0] & 0x80 != 0 {
+            v.push(0);
+        }
+        v.extend_from_slice(mag);
+        return v;
+    }
+    let mut v = Vec::with_capacity(mag.len() + 1);
+    v.push(0);
+    v.extend_from_slice(mag);
+    for b in v.iter_mut() {
+        *b = !*b;
+    }
+    for b in v.iter_mut().rev() {
+        let (x, carry) = b.overflowing_add(1);
+        *b = x;
+        if !carry {
+            break;
+        }
+    }
+    // Strip redundant sign bytes.
+    while v.len() > 1 && v[0] == 0xFF && v[1] & 0x80 != 0 {
+        v.remove(0);
+    }
+    v
+}
+
+/// A parsed plain/scientific decimal: sign, all significant digits and the power of ten of
+/// the last digit (`12.34` → digits `1234`, exp −2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedDecimal {
+    pub neg: bool,
+    pub digits: String,
+    pub exp: i64,
+}
+
+/// Parses `-12.340`, `+5`, `.5`, `1E+3`, `1.5e-2`. Returns `None` for anything else.
+pub fn parse_decimal(s: &str) -> Option<ParsedDecimal> {
+    let s = s.trim();
+    let (neg, rest) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (mant, exp) = match rest.find(['e', 'E']) {
+        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
+        None => (rest, 0),
+    };
+    let (ip, fp) = match mant.find('.') {
+        Some(i) => (&mant[..i], &mant[i + 1..]),
+        None => (mant, ""),
+    };
+    if ip.is_empty() && fp.is_empty() {
+        return None;
+    }
+    if !ip.bytes().all(|b| b.is_ascii_digit()) || !fp.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut digits = String::with_capacity(ip.len() + fp.len());
+    digits.push_str(ip);
+    digits.push_str(fp);
+    Some(ParsedDecimal {
+        neg,
+        digits,
+        exp: exp - fp.len() as i64,
+    })
+}
+
+impl ParsedDecimal {
+    /// Unscaled digits at `scale` (pads with zeros; extra digits are rounded half-up, as
+    /// MySQL does when storing into a DECIMAL of that scale).
+    pub fn digits_at_scale(&self, scale: u32) -> String {
+        let shift = self.exp + scale as i64;
+        if shift >= 0 {
+            let mut d = self.digits.clone();
+            for _ in 0..shift {
+                d.push('0');
+            }
+            return d;
+        }
+        let drop = (-shift) as usize;
+        if drop > self.digits.len() {
+            return "0".into();
+        }
+        let (keep, dropped) = self.digits.split_at(self.digits.len() - drop);
+        let mut keep: Vec<u8> = if keep.is_empty() {
+            b"0".to_vec()
+        } else {
+            keep.as_bytes().to_vec()
+        };
+        if dropped.as_bytes()[0] >= b'5' {
+            let mut i = keep.len();
+            loop {
+                if i == 0 {
+                    keep.insert(0, b'1');
+                    break;
+                }
+                i -= 1;
+                if keep[i] == b'9' {
+                    keep[i] = b'0';
+                } else {
+                    keep[i] += 1;
+                    break;
+                }
+            }
+        }
+        String::from_utf8(keep).expect("ascii")
+    }
+
+    /// Plain notation with exactly `max(0, -exp)` fractional digits (`BigDecimal.toPlainString`).
+    pub fn to_plain(&self) -> String {
+        let scale = if self.exp < 0 { (-self.exp) as u32 } else { 0 };
+        let digits = self.digits_at_scale(scale);
+        let trimmed = digits.trim_start_matches('0');
+        let digits = if trimmed.is_empty() { "0" } else { trimmed };
+        place_point(self.neg, digits, scale)
+    }
+}
+
+/// Plain decimal text → Connect `Decimal` bytes at `scale`.
+pub fn decimal_to_unscaled_bytes(text: &str, scale: u32) -> Option<Vec<u8>> {
+    let p = parse_decimal(text)?;
+    let digits = p.digits_at_scale(scale);
+    let mag = digits_to_magnitude(&digits);
+    Some(magnitude_to_twos(p.neg, &mag))
+}
+
+/// Normalises decimal text to plain notation (exponents expanded, scale kept).
+pub fn plain_decimal(text: &str) -> Option<String> {
+    parse_decimal(text).map(|p| p.to_plain())
+}
+
+/// `u64` → Connect `Decimal` bytes (scale 0): what `bigint.unsigned.handling.mode=precise` writes.
+pub fn u64_to_twos(v: u64) -> Vec<u8> {
+    magnitude_to_twos(false, &v.to_be_bytes())
+}
+
+/// `io.debezium.data.Bits` bytes (little-endian) → value. Bytes beyond the 8th must be zero.
+pub fn bits_from_le(bytes: &[u8]) -> Option<u64> {
+    let mut v: u64 = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if i >= 8 {
+            if b != 0 {
+                return None;
+            }
+            continue;
+        }
+        v |= (b as u64) << (8 * i);
+    }
+    Some(v)
+}
+
+/// BIT(n) value → little-endian bytes, exactly `ceil(n/8)` long (Debezium pads to the width).
+pub fn bits_to_le(v: u64, len_bits: u32) -> Vec<u8> {
+    let n = (len_bits.max(1) as usize).div_ceil(8).min(8);
+    v.to_le_bytes()[..n].to_vec()
+}
+
+/// Days since 1970-01-01 for a proleptic-Gregorian date.
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// Inverse of [`days_from_civil`].
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn push_year(out: &mut String, y: i64) {
+    use std::fmt::Write;
+    if y > 9999 {
+        let _ = write!(out, "+{y}");
+    } else if y < 0 {
+        let _ = write!(out, "-{:04}", -y);
+    } else {
+        let _ = write!(out, "{y:04}");
+    }
+}
+
+/// Formats a UTC instant (µs since the epoch) the way Debezium's `ZonedTimestamp` does for
+/// MySQL `TIMESTAMP(fsp)`: `fsp` 1..=6 → exactly that many fractional digits (Debezium passes
+/// the column length as the fraction width); `None`/0 → `ISO_OFFSET_DATE_TIME`, i.e. no
+/// fraction when it is zero, otherwise the fraction without trailing zeros. Zone is `Z`.
+pub fn format_zoned(us: i64, fsp: Option<u8>) -> String {
+    use std::fmt::Write;
+    let secs = us.div_euclid(1_000_000);
+    let frac = us.rem_euclid(1_000_000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let mut out = String::with_capacity(32);
+    push_year(&mut out, y);
+    let _ = write!(
+        out,
+        "-{:02}-{:02}T{:02}:{:02}:{:02}",
+        m,
+        d,
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60
+    );
+    match fsp {
+        Some(w @ 1..=6) => {
+            let f = format!("{frac:06}");
+            out.push('.');
+            out.push_str(&f[..w as usize]);
+        }
+        _ => {
+            if frac != 0 {
+                let f = format!("{frac:06}");
+                out.push('.');
+                out.push_str(f.trim_end_matches('0'));
+            }
+        }
+    }
+    out.push('Z');
+    out
+}
+
+fn parse_uint(s: &str) -> Option<i64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `.123456789` style fraction (without the dot) → microseconds (truncated beyond µs).
+fn fraction_us(f: &str) -> Option<i64> {
+    if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut us = 0i64;
+    for i in 0..6 {
+        us = us * 10 + f.as_bytes().get(i).map(|b| (b - b'0') as i64).unwrap_or(0);
+    }
+    Some(us)
+}
+
+/// `YYYY-MM-DD` → days since the epoch.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let mut it = body.splitn(3, '-');
+    let y = parse_uint(it.next()?)?;
+    let m = parse_uint(it.next()?)? as u32;
+    let d = parse_uint(it.next()?)? as u32;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    Some(days_from_civil(if neg { -y } else { y }, m, d))
+}
+
+/// `HH:MM[:SS[.ffffff]]` (hours may exceed 24, leading `-` allowed: MySQL TIME) → µs.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s),
+    };
+    let (hms, frac) = match body.find('.') {
+        Some(i) => (&body[..i], fraction_us(&body[i + 1..])?),
+        None => (body, 0),
+    };
+    let mut it = hms.split(':');
+    let h = parse_uint(it.next()?)?;
+    let m = parse_uint(it.next()?)?;
+    let sec = match it.next() {
+        Some(x) => parse_uint(x)?,
+        None => 0,
+    };
+    if it.next().is_some() || m > 59 || sec > 59 {
+        return None;
+    }
+    let us = ((h * 60 + m) * 60 + sec) * 1_000_000 + frac;
+    Some(if neg { -us } else { us })
+}
+
+/// `YYYY-MM-DD[T| ]HH:MM[:SS[.f]][Z|±HH[:MM]]` → (µs since the epoch in the written wall
+/// clock, offset seconds if a zone was given). A bare date is midnight.
+pub fn parse_datetime(s: &str) -> Option<(i64, Option<i64>)> {
+    let s = s.trim();
+    let split = s.find(['T', 't', ' ']);
+    let (date, rest) = match split {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
+    };
+    let days = parse_date(date)?;
+    let (time, offset) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
+        (t, Some(0))
+    } else if let Some(i) = rest.rfind(['+', '-']).filter(|&i| i > 0) {
+        let (t, z) = rest.split_at(i);
+        let sign = if z.starts_with('-') { -1 } else { 1 };
+        let z = &z[1..];
+        let (zh, zm) = match z.split_once(':') {
+            Some((a, b)) => (parse_uint(a)?, parse_uint(b)?),
+            None if z.len() == 4 => (parse_uint(&z[..2])?, parse_uint(&z[2..])?),
+            None => (parse_uint(z)?, 0),
+        };
+        (t, Some(sign * (zh * 3600 + zm * 60)))
+    } else {
+        (rest, None)
+    };
+    let tod = if time.is_empty() {
+        0
+    } else {
+        parse_time(time)?
+    };
+    if !(0..86_400_000_000).contains(&tod) {
+        return None;
+    }
+    Some((days * 86_400_000_000 + tod, offset))
+}
+
+/// ISO-8601 instant (`2038-01-19T03:14:07.999Z`, `…+09:00`) → µs since the epoch, UTC.
+/// A value without a zone is read as UTC.
+pub fn parse_zoned(s: &str) -> Option<i64> {
+    let (local, off) = parse_datetime(s)?;
+    Some(local - off.unwrap_or(0) * 1_000_000)
+}
+
+/// Java's `Double.toString` / `Float.toString` spelling from Rust's shortest round-trip digits
+/// (JDK ≥ 19 also prints the shortest digits): plain notation for 10⁻³ ≤ |x| < 10⁷ with at
+/// least one fractional digit, otherwise `d.dddE±n`. `None` for NaN/∞ (not JSON).
+fn java_spelling(sci: &str, is_zero: bool, neg_zero: bool) -> String {
+    if is_zero {
+        return if neg_zero {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
+    }
+    let (neg, body) = match sci.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, sci),
+    };
+    let (mant, exp) = body
+        .split_once('e')
+        .expect("LowerExp output has an exponent");
+    let exp: i32 = exp.parse().expect("exponent");
+    let digits: String = mant.chars().filter(|c| *c != '.').collect();
+    let mut out = String::with_capacity(digits.len() + 8);
+    if neg {
+        out.push('-');
+    }
+    if (-3..7).contains(&exp) {
+        if exp >= 0 {
+            let ip = exp as usize + 1;
+            if digits.len() <= ip {
+                out.push_str(&digits);
+                for _ in digits.len()..ip {
+                    out.push('0');
+                }
+                out.push_str(".0");
+            } else {
+                out.push_str(&digits[..ip]);
+                out.push('.');
+                out.push_str(&digits[ip..]);
+            }
+        } else {
+            out.push_str("0.");
+            for _ in 0..(-exp - 1) {
+                out.push('0');
+            }
+            out.push_str(&digits);
+        }
+    } else {
+        out.push_str(&digits[..1]);
+        out.push('.');
+        if digits.len() > 1 {
+            out.push_str(&digits[1..]);
+        } else {
+            out.push('0');
+        }
+        out.push('E');
+        out.push_str(&exp.to_string());
+    }
+    out
+}
+
+/// `Double.toString(x)`; `None` for NaN and infinities.
+pub fn java_double(x: f64) -> Option<String> {
+    if !x.is_finite() {
+        return None;
+    }
+    Some(java_spelling(
+        &format!("{x:e}"),
+        x == 0.0,
+        x.is_sign_negative(),
+    ))
+}
+
+/// `Float.toString(x)`; `None` for NaN and infinities.
+pub fn java_float(x: f32) -> Option<String> {
+    if !x.is_finite() {
+        return None;
+    }
+    Some(java_spelling(
+        &format!("{x:e}"),
+        x == 0.0,
+        x.is_sign_negative(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn b64(s: &str) -> Vec<u8> {
+        base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+    }
+
+    #[test]
+    fn decimals_from_golden_bytes() {
+        assert_eq!(
+            unscaled_bytes_to_decimal(&b64("SZYC0g=="), 2),
+            "12345678.90"
+        );
+        assert_eq!(
+            unscaled_bytes_to_decimal(&b64("AY7pD/bDc+DuDATVFQ=="), 10),
+            "12345678901234567890.0123456789"
+        );
+        assert_eq!(unscaled_bytes_to_decimal(&b64("/w=="), 2), "-0.01");
+        assert_eq!(unscaled_bytes_to_decimal(&b64("AA=="), 2), "0.00");
+        assert_eq!(
+            unscaled_bytes_to_decimal(&b64("AP//////////"), 0),
+            "18446744073709551615"
+        );
+    }
+
+    #[test]
+    fn decimals_to_bytes_round_trip() {
+        for (s, scale) in [
+            ("12345678.90", 2),
+            ("12345678901234567890.0123456789", 10),
+            ("-0.01", 2),
+            ("0.00", 2),
+            ("-128", 0),
+            ("128", 0),
+            ("-99999999999999999999999999999999999999999999.123", 3),
+            (
+                "123456789012345678901234567890123456789012345678901234567890",
+                0,
+            ),
+        ] {
+            let b = decimal_to_unscaled_bytes(s, scale).unwrap();
+            assert_eq!(unscaled_bytes_to_decimal(&b, scale), s, "{s}");
+        }
+        assert_eq!(decimal_to_unscaled_bytes("-0.01", 2).unwrap(), vec![0xFF]);
+        assert_eq!(decimal_to_unscaled_bytes("0", 2).unwrap(), vec![0]);
+        assert_eq!(u64_to_twos(u64::MAX), b64("AP//////////"));
+        assert_eq!(u64_to_twos(1), b64("AQ=="));
+        assert_eq!(decimal_to_unscaled_bytes("1.005", 2).unwrap(), vec![101]);
+        assert_eq!(plain_decimal("1.5E+3").unwrap(), "1500");
+        assert_eq!(plain_decimal("-1.50e-2").unwrap(), "-0.0150");
+    }
+
+    #[test]
+    fn calendar_and_zoned() {
+        assert_eq!(days_from_civil(2025, 9, 18), 20349);
+        assert_eq!(civil_from_days(20349), (2025, 9, 18));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        let us = parse_zoned("2038-01-19T03:14:07.999Z").unwrap();
+        assert_eq!(us, 2147483647999000);
+        assert_eq!(format_zoned(us, Some(3)), "2038-01-19T03:14:07.999Z");
+        assert_eq!(format_zoned(us, None), "2038-01-19T03:14:07.999Z");
+        assert_eq!(format_zoned(1758160342000000, None), "2025-09-18T01:52:22Z");
+        assert_eq!(
+            format_zoned(1758160342100000, Some(3)),
+            "2025-09-18T01:52:22.100Z"
+        );
+        assert_eq!(
+            parse_zoned("2025-09-18T10:52:22+09:00").unwrap(),
+            1758160342000000
+        );
+        assert_eq!(parse_time("-838:59:59.000").unwrap(), -3020399000000);
+        assert_eq!(parse_time("12:34:56").unwrap(), 45296000000);
+    }
+
+    #[test]
+    fn java_numbers() {
+        assert_eq!(java_float(3.14).unwrap(), "3.14");
+        assert_eq!(java_double(2.718281828459045).unwrap(), "2.718281828459045");
+        assert_eq!(java_double(1.0).unwrap(), "1.0");
+        assert_eq!(java_double(1e10).unwrap(), "1.0E10");
+        assert_eq!(java_double(1.5e-5).unwrap(), "1.5E-5");
+        assert_eq!(java_double(0.001).unwrap(), "0.001");
+        assert_eq!(java_double(1234567.0).unwrap(), "1234567.0");
+        assert_eq!(java_double(-0.0).unwrap(), "-0.0");
+    }
+
+    #[test]
+    fn bits() {
+        assert_eq!(bits_from_le(&b64("qgI=")).unwrap(), 682);
+        assert_eq!(bits_to_le(682, 10), b64("qgI="));
+        assert_eq!(bits_to_le(1, 10), vec![1, 0]);
+    }
+}
