@@ -408,7 +408,7 @@ impl PgSink {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (pipeline, topic, kafka_partition, kafka_offset)
                  DO UPDATE SET reason = EXCLUDED.reason, stage = EXCLUDED.stage,
-                   retry_count = {cs}.dead_letters.retry_count + CASE WHEN {cs}.dead_letters.resolved_at IS NULL THEN 0 ELSE 1 END,
+                   retry_count = {cs}.dead_letters.retry_count + 1, last_retry_at = now(),
                    resolved_at = NULL"
             ))
             .await

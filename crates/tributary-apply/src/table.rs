@@ -18,6 +18,10 @@ pub(crate) struct TCol {
     pub source: String,
     pub target: String,
     pub ty: PgType,
+    /// The current table's constant DEFAULT: written for events whose schema does not have
+    /// this column (changes captured before the column was added — after the ALTER the source
+    /// row holds the DEFAULT too).
+    pub default: Option<Value>,
 }
 
 /// Cached state of one source table's targets.
@@ -85,19 +89,39 @@ async fn load_columns(
     client: &tokio_postgres::Client,
     schema: &str,
     table: &str,
-) -> Result<Vec<(String, String)>, ApplyError> {
+) -> Result<Vec<(String, String, Option<String>)>, ApplyError> {
     let rows = client
         .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), pg_get_expr(d.adbin, d.adrelid)
              FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
              WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
              ORDER BY a.attnum",
             &[&schema, &table],
         )
         .await
         .map_err(|e| pg_err("reading target table columns", e))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
+
+/// The value of a constant DEFAULT expression (`'dflt'::character varying`, `42`, `-1.5`);
+/// `None` for anything else (`now()`, `nextval(…)`).
+fn constant_default(expr: &str, ty: &PgType) -> Option<Value> {
+    let e = expr.trim();
+    let literal = if let Some(rest) = e.strip_prefix('\'') {
+        let end = rest.rfind('\'')?;
+        let tail = &rest[end + 1..];
+        if !(tail.is_empty() || tail.starts_with("::")) || tail.contains('(') && !tail.ends_with(')') {
+            return None;
+        }
+        rest[..end].replace("''", "'")
+    } else if e.trim_start_matches(['(', '-']).chars().next()?.is_ascii_digit() {
+        e.trim_matches(|c| c == '(' || c == ')').split("::").next()?.to_string()
+    } else {
+        return None;
+    };
+    tributary_codec::resolve::resolve(&serde_json::Value::String(literal), &ty.as_kind()).ok()
 }
 
 async fn load_pk(
@@ -236,7 +260,7 @@ impl PgSink {
             .map(|(s, t)| (t.as_str(), s.as_str()))
             .collect();
         let mut tcols = Vec::new();
-        for (name, ty) in &cols {
+        for (name, ty, default) in &cols {
             if meta.contains(name.as_str()) {
                 continue;
             }
@@ -246,17 +270,19 @@ impl PgSink {
                 continue;
             };
             let source = reverse.get(name.as_str()).map(|s| s.to_string()).unwrap_or(name.clone());
+            let default = default.as_deref().and_then(|d| constant_default(d, &pty));
             tcols.push(TCol {
                 source,
                 target: name.clone(),
                 ty: pty,
+                default,
             });
         }
         let key = pk
             .iter()
             .filter_map(|k| tcols.iter().position(|c| &c.target == k))
             .collect();
-        let has_hist_id = hist.iter().any(|(n, _)| n == "_hist_id");
+        let has_hist_id = hist.iter().any(|(n, _, _)| n == "_hist_id");
         Ok(Some(TargetTable {
             layout,
             cols: tcols,
@@ -297,10 +323,15 @@ impl PgSink {
                     hist_cols.push("_hist_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY".to_string());
                 }
                 for (name, ty, default, is_key) in missing {
-                    let _ = default; // every row arrives with all its values; defaults matter on ADD COLUMN
+                    // The DEFAULT matters for changes captured before the column existed (see
+                    // TCol::default), e.g. a batch spanning an ALTER TABLE … ADD COLUMN.
                     let tn = ident(&TargetTable::target_name(&layout, name));
                     let nn = if *is_key { " NOT NULL" } else { "" };
-                    cur_cols.push(format!("{tn} {}{nn}", ty.ddl()));
+                    let dflt = default
+                        .as_ref()
+                        .and_then(|d| default_clause(d, ty, name))
+                        .unwrap_or_default();
+                    cur_cols.push(format!("{tn} {}{nn}{dflt}", ty.ddl()));
                     hist_cols.push(format!("{tn} {}", ty.ddl()));
                 }
                 if let Some(c) = &cm.op {
@@ -429,6 +460,12 @@ impl PgSink {
             let (_, map) = &t.mappings[&(Arc::as_ptr(&ev.schema) as usize)];
             let row_start = buf.len();
             let res = (|| -> Result<(), String> {
+                if keyless && ev.op == Op::Update && ev.before.is_none() {
+                    return Err("keyless table: an update without its before image cannot be matched \
+                                to a row (ExtractNewRecordState drops the before image; consume the \
+                                envelope form for tables without a primary key)"
+                        .into());
+                }
                 let nfields = 12 + ncols + if keyless { ncols } else { 0 };
                 buf.put_i16(nfields as i16);
                 let s = &ev.source;
@@ -723,7 +760,8 @@ fn encode_image(
     for (c, src) in cols.iter().zip(map) {
         let v = match (image, src) {
             (Some(img), Some(i)) => img.get(*i).unwrap_or(&Value::Null),
-            _ => &Value::Null,
+            (Some(_), None) => c.default.as_ref().unwrap_or(&Value::Null),
+            (None, _) => &Value::Null,
         };
         let res = match v {
             Value::Unresolved(j) => match tributary_codec::resolve::resolve(j, &c.ty.as_kind()) {

@@ -147,6 +147,18 @@ pub fn psql(url: &str, sql: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Run SQL with `psql` in its aligned, human-readable table format.
+pub fn psql_table(url: &str, sql: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .args(["-X", "-P", "pager=off", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+        .output()
+        .context("running psql")?;
+    if !out.status.success() {
+        bail!("psql failed for {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 // ---------------------------------------------------------------- MariaDB
 
 /// A private MariaDB server with binlog enabled.
