@@ -639,6 +639,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::approx_constant)]
     fn java_numbers() {
         assert_eq!(java_float(3.14).unwrap(), "3.14");
         assert_eq!(java_double(2.718281828459045).unwrap(), "2.718281828459045");

@@ -1,4 +1,5 @@
 //! Decode every golden record; check typed values against the source table dump.
+#![allow(clippy::approx_constant)]
 
 mod common;
 
@@ -92,9 +93,7 @@ fn final_images_equal_source_table_dump() {
         let id: i64 = row[0].as_ref().unwrap().parse().unwrap();
         let last = evs
             .iter()
-            .filter(|e| e.schema.id.table == "all_types")
-            .filter(|e| *col(e, "id") == Value::Int(id))
-            .next_back()
+            .rfind(|e| e.schema.id.table == "all_types" && *col(e, "id") == Value::Int(id))
             .unwrap_or_else(|| panic!("no event for id {id}"));
         assert_ne!(last.op, Op::Delete);
         for (h, cell) in header.iter().zip(row) {
