@@ -19,7 +19,6 @@ pub mod dlq;
 pub mod kafka_run;
 pub mod metrics;
 pub mod records;
-pub mod services;
 pub mod sink;
 pub mod status;
 

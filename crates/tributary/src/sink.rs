@@ -27,22 +27,17 @@ pub struct RecordSink {
     url: String,
 }
 
-/// Retry `f` while it fails transiently, reconnecting in between (backoff 100 ms → 10 s).
-pub async fn with_retry<T>(
-    pg: &mut PgSink,
-    what: &str,
-    mut f: impl AsyncFnMut(&mut PgSink) -> Result<T, ApplyError>,
-) -> Result<T, ApplyError> {
+/// Apply `batch`, retrying while PostgreSQL is unavailable (reconnecting in between, backoff
+/// 100 ms → 10 s). Definite errors are returned at once.
+pub async fn apply_retrying(pg: &mut PgSink, batch: &Batch) -> Result<ApplyStats, ApplyError> {
     let mut delay = Duration::from_millis(100);
     let started = Instant::now();
     loop {
-        match f(pg).await {
+        match pg.apply(batch).await {
             Err(e) if e.is_transient() => {
                 m::counter_retries();
-                warn!(
-                    "{what}: {e}; retrying in {delay:?} (down for {:?})",
-                    started.elapsed()
-                );
+                m::set_error(&e.to_string());
+                warn!("applying batch: {e}; retrying in {delay:?} (down for {:?})", started.elapsed());
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
                 if let Err(e) = pg.reconnect().await {
@@ -132,19 +127,25 @@ impl RecordSink {
         }
         let started = Instant::now();
         let batch = self.decode(records)?;
-        let stats = with_retry(&mut self.pg, "applying batch", async |pg| pg.apply(&batch).await).await?;
+        let stats = apply_retrying(&mut self.pg, &batch).await?;
         m::record_batch(records.len(), &stats, started.elapsed());
         Ok(stats)
     }
 
     /// Stored next offsets for partitions (the replay skip rule and the Kafka seek).
     pub async fn stored_offsets(&mut self, parts: &[(String, i32)]) -> Result<Vec<Option<i64>>> {
-        let pipeline = self.pipeline.clone();
-        let parts = parts.to_vec();
-        Ok(with_retry(&mut self.pg, "reading offsets", async |pg| {
-            pg.load_kafka_offsets(&pipeline, &parts).await
-        })
-        .await?)
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.pg.load_kafka_offsets(&self.pipeline, parts).await {
+                Err(e) if e.is_transient() => {
+                    warn!("reading offsets: {e}; retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                    let _ = self.pg.reconnect().await;
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 }
 

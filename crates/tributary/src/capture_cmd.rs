@@ -1,0 +1,215 @@
+//! `tributary capture`: binlog → Debezium records, into a JSONL file (the replay format) or
+//! Kafka topics.
+//!
+//! Capture keeps its own resumable position in a small state file, written (atomically, by
+//! rename) only *after* the records of a batch are durable: fsynced to the output file, or
+//! acknowledged by every partition leader (idempotent producer, `acks=all`). A crash between
+//! the two re-publishes the last batch on restart — at-least-once — and the sink's
+//! coordinate-based identity makes the duplicates no-ops (tested). A partial last line left
+//! in the output file by a crash is cut off before appending.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+use tributary_codec::encode::{encode, encode_schema_change, EncodeOptions, UnwrapOptions};
+use tributary_kafka::{KafkaSink, OutRecord, ProducerConfig};
+use tributary_model::{BinlogCheckpoint, Checkpoint, ErrorClass};
+
+use crate::config::Config;
+
+pub struct CaptureOpts {
+    pub output: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+    pub brokers: Option<String>,
+    pub partitions: i32,
+    pub unwrap: bool,
+    pub schemas: bool,
+    pub until_caught_up: bool,
+}
+
+fn load_state(p: &Path) -> Result<Option<BinlogCheckpoint>> {
+    if !p.exists() {
+        return Ok(None);
+    }
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p)?)
+        .with_context(|| format!("capture state file {} is not valid JSON", p.display()))?;
+    Ok(Some(BinlogCheckpoint {
+        file: j["file"].as_str().context("state: file")?.to_string(),
+        pos: j["pos"].as_u64().context("state: pos")?,
+        gtid_set: j["gtid_set"].as_str().map(String::from),
+        snapshot: j["snapshot"].as_str().map(String::from),
+    }))
+}
+
+fn save_state(p: &Path, b: &BinlogCheckpoint) -> Result<()> {
+    let tmp = p.with_extension("tmp");
+    let j = serde_json::json!({"file": b.file, "pos": b.pos, "gtid_set": b.gtid_set, "snapshot": b.snapshot});
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(j.to_string().as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, p)?;
+    Ok(())
+}
+
+/// Open the output for appending: cut a partial last line, and count records per topic so
+/// offsets continue.
+fn open_output(p: &Path) -> Result<(std::fs::File, HashMap<String, i64>)> {
+    let mut next: HashMap<String, i64> = HashMap::new();
+    let mut good_len = 0u64;
+    if p.exists() {
+        let f = std::fs::File::open(p)?;
+        let mut r = std::io::BufReader::new(f);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = r.read_line(&mut line)?;
+            if n == 0 {
+                break;
+            }
+            if !line.ends_with('\n') {
+                warn!("{}: cutting a partial last line left by a crash", p.display());
+                break;
+            }
+            good_len += n as u64;
+            if let Ok(rec) = crate::records::parse_line(line.trim_end(), "output") {
+                let e = next.entry(rec.topic).or_insert(0);
+                *e = (*e).max(rec.offset + 1);
+            }
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p)
+        .with_context(|| format!("opening {}", p.display()))?;
+    f.set_len(good_len)?;
+    f.seek(std::io::SeekFrom::End(0))?;
+    Ok((f, next))
+}
+
+pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
+    let cc = crate::direct::capture_config(cfg)?;
+    anyhow::ensure!(
+        o.output.is_some() != o.brokers.is_some(),
+        "capture needs exactly one of --output FILE.jsonl or --kafka-brokers HOSTS"
+    );
+    let state_path = o.state.clone().unwrap_or_else(|| match &o.output {
+        Some(out) => PathBuf::from(format!("{}.position.json", out.display())),
+        None => PathBuf::from(format!("{}.capture-position.json", cc.name)),
+    });
+    let resume = load_state(&state_path)?;
+    if let Some(r) = &resume {
+        info!("capture resuming from {}:{} ({})", r.file, r.pos, state_path.display());
+    }
+    let opts = EncodeOptions {
+        topic_prefix: cc.name.clone(),
+        schemas_enable: o.schemas,
+        unwrap: o.unwrap.then(UnwrapOptions::default),
+        ..Default::default()
+    };
+    let mut file = None;
+    let mut producer = None;
+    if let Some(p) = &o.output {
+        file = Some(open_output(p)?);
+    } else {
+        let mut pc = ProducerConfig::new(o.brokers.clone().unwrap());
+        pc.partitions_for_new_topics = o.partitions.max(1);
+        producer = Some(KafkaSink::new(pc).context("creating Kafka producer")?);
+    }
+    let mut known_topics: std::collections::HashSet<String> = Default::default();
+    let mut src = crate::direct::start_source(&cc, resume).await?;
+    let target = if o.until_caught_up {
+        Some(crate::direct::catch_up_target(&mut src).await?)
+    } else {
+        None
+    };
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
+    let started = Instant::now();
+    let mut total = 0u64;
+    let mut last_log = Instant::now();
+    loop {
+        let batch = tokio::select! {
+            b = src.next_batch(cfg.pipeline.batch_size) => b,
+            _ = &mut shutdown => { info!("signal received: stopping"); break; }
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) if e.is_transient() => {
+                warn!("source: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e).context("capture failed"),
+        };
+        let mut out: Vec<OutRecord> = Vec::with_capacity(batch.events.len() + 1);
+        for sc in &batch.schema_changes {
+            let r = encode_schema_change(sc, &opts);
+            out.push(OutRecord { topic: r.topic, key: r.key, value: r.value });
+        }
+        for ev in &batch.events {
+            for r in encode(ev, &opts) {
+                out.push(OutRecord { topic: r.topic, key: r.key, value: r.value });
+            }
+        }
+        if !out.is_empty() {
+            if let Some((f, next)) = &mut file {
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *f);
+                for r in &out {
+                    let off = next.entry(r.topic.clone()).or_insert(0);
+                    crate::records::write_line(&mut w, &r.topic, 0, *off, r.key.as_deref(), r.value.as_deref())?;
+                    *off += 1;
+                }
+                w.flush()?;
+                drop(w);
+                f.sync_data()?;
+            }
+            if let Some(p) = &producer {
+                let new: Vec<String> = out
+                    .iter()
+                    .map(|r| r.topic.clone())
+                    .filter(|t| !known_topics.contains(t))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                if !new.is_empty() {
+                    p.ensure_topics(&new).await.context("creating topics")?;
+                    known_topics.extend(new);
+                }
+                let n = out.len();
+                let mut delay = Duration::from_millis(200);
+                loop {
+                    match p.send_batch(out.clone()).await {
+                        Ok(()) => break,
+                        Err(e) if e.is_transient() => {
+                            warn!("publishing {n} records: {e}; retrying in {delay:?}");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(10));
+                        }
+                        Err(e) => return Err(e).context("publishing to Kafka"),
+                    }
+                }
+            }
+            total += out.len() as u64;
+        }
+        if let Some(Checkpoint::Binlog(b)) = &batch.checkpoint {
+            save_state(&state_path, b)?;
+        }
+        if last_log.elapsed() > Duration::from_secs(5) {
+            last_log = Instant::now();
+            info!("{total} records captured ({:.0}/s)", total as f64 / started.elapsed().as_secs_f64().max(1e-9));
+        }
+        if target.as_ref().is_some_and(|t| crate::direct::reached(t, &batch)) {
+            info!("caught up: {total} records captured in {:.1}s", started.elapsed().as_secs_f64());
+            break;
+        }
+    }
+    Ok(())
+}

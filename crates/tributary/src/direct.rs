@@ -1,0 +1,168 @@
+//! Direct mode: MySQL/MariaDB → PostgreSQL in one process, no Kafka.
+//!
+//! Exactly-once argument: the capture hands out batches that end on source-transaction
+//! boundaries together with the binlog position after them (and the snapshot progress while a
+//! snapshot runs); [`tributary_apply::PgSink::apply`] commits the batch's rows and that
+//! position in one PostgreSQL transaction. On start the position is read back and capture
+//! resumes from it. So a crash at any instant leaves PostgreSQL either before or after a whole
+//! source transaction, never in between, and resuming neither skips nor repeats one. Should an
+//! event come twice anyway (a snapshot resumed at a new consistent point re-reads rows), the
+//! history table's unique event identity and the current table's position guard absorb it.
+//!
+//! SIGTERM/SIGINT: the batch being applied is finished and committed, then the process exits 0.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+use tributary_apply::PgSink;
+use tributary_capture::{CaptureConfig, MySqlSource, SnapshotMode};
+use tributary_model::{Checkpoint, ErrorClass};
+
+use crate::config::{redact, Config};
+use crate::metrics as m;
+use crate::sink::apply_retrying;
+
+/// Capture settings from the pipeline config.
+pub fn capture_config(cfg: &Config) -> Result<CaptureConfig> {
+    let s = &cfg.source;
+    Ok(CaptureConfig {
+        url: s
+            .url
+            .clone()
+            .context("no MySQL URL: set [source] url, --mysql-url or TRIBUTARY_MYSQL_URL")?,
+        databases: s.databases.clone(),
+        include_tables: s.include_tables.clone(),
+        exclude_tables: s.exclude_tables.clone(),
+        server_id: s.server_id,
+        name: s.name.clone(),
+        snapshot: match s.snapshot.as_str() {
+            "initial" | "" => SnapshotMode::Initial,
+            "never" => SnapshotMode::Never,
+            "only" => SnapshotMode::Only,
+            other => anyhow::bail!("[source] snapshot = {other:?}: expected initial, never or only"),
+        },
+        chunk_size: s.snapshot_chunk_size.max(1),
+        heartbeat: Duration::from_millis(500),
+    })
+}
+
+/// Start the source, retrying while the server is unreachable.
+pub async fn start_source(
+    cc: &CaptureConfig,
+    resume: Option<tributary_model::BinlogCheckpoint>,
+) -> Result<MySqlSource> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match MySqlSource::start(cc.clone(), resume.clone()).await {
+            Ok(s) => return Ok(s),
+            Err(e) if e.is_transient() => {
+                warn!("source {} unavailable: {e}; retrying in {delay:?}", redact(&cc.url));
+                m::set_error(&e.to_string());
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e).context("starting capture"),
+        }
+    }
+}
+
+/// The `--until-caught-up` target: the server's binlog end when the run started.
+pub async fn catch_up_target(src: &mut MySqlSource) -> Result<(String, u64)> {
+    let l = src
+        .lag()
+        .await
+        .context("reading the server's binlog position (SHOW MASTER STATUS)")?;
+    Ok((l.server_file, l.server_pos))
+}
+
+/// Whether everything up to `target` is applied: the snapshot is finished and the last
+/// committed checkpoint is at or past the target position.
+pub fn reached(target: &(String, u64), batch: &tributary_model::Batch) -> bool {
+    match &batch.checkpoint {
+        Some(Checkpoint::Binlog(b)) => {
+            b.snapshot.is_none()
+                && (tributary_model::binlog_file_seq(&b.file), b.pos)
+                    >= (tributary_model::binlog_file_seq(&target.0), target.1)
+        }
+        _ => false,
+    }
+}
+
+pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
+    let cc = capture_config(cfg)?;
+    let pg_url = cfg.postgres_url()?;
+    let pipeline = format!("mysql:{}", cc.name);
+    info!(
+        "direct mode: {} → {} (pipeline {pipeline})",
+        redact(&cc.url),
+        redact(pg_url)
+    );
+    let mut pg = PgSink::connect(pg_url, cfg.sink.apply.clone()).await?;
+    pg.dead_letter_encoder = Some(crate::dead_letter_encoder(&cc.name));
+    let resume = pg.load_binlog_checkpoint(&pipeline).await?;
+    match &resume {
+        Some(r) => info!("resuming from {}:{}{}", r.file, r.pos, if r.snapshot.is_some() { " (snapshot in progress)" } else { "" }),
+        None => info!("no stored position: starting with a snapshot ({:?})", cc.snapshot),
+    }
+    let mut src = start_source(&cc, resume).await?;
+    let target = if until_caught_up {
+        let t = catch_up_target(&mut src).await?;
+        info!("--until-caught-up: running until {}:{} is applied", t.0, t.1);
+        Some(t)
+    } else {
+        None
+    };
+
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
+    let started = Instant::now();
+    let mut events = 0u64;
+    let mut last_log = Instant::now();
+    loop {
+        let batch = tokio::select! {
+            b = src.next_batch(cfg.pipeline.batch_size) => b,
+            _ = &mut shutdown => {
+                info!("signal received: stopping after the last committed batch");
+                break;
+            }
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) if e.is_transient() => {
+                // The source reconnects by itself; this is only reached if it gave up a round.
+                warn!("source: {e}; retrying");
+                m::set_error(&e.to_string());
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e).context("capture failed"),
+        };
+        let t0 = Instant::now();
+        let n = batch.events.len();
+        if n > 0 || batch.checkpoint.is_some() {
+            let stats = apply_retrying(&mut pg, &batch).await?;
+            events += n as u64;
+            m::record_batch(n, &stats, t0.elapsed());
+        } else {
+            m::mark_ok();
+        }
+        if last_log.elapsed() > Duration::from_secs(5) {
+            last_log = Instant::now();
+            let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            match src.snapshot_progress() {
+                Some(p) => info!("snapshot: {p:?}; {events} events applied ({rate:.0}/s)"),
+                None => info!("{events} events applied ({rate:.0}/s)"),
+            }
+        }
+        if target.as_ref().is_some_and(|t| reached(t, &batch)) {
+            let pos = match &batch.checkpoint {
+                Some(Checkpoint::Binlog(b)) => format!("{}:{}", b.file, b.pos),
+                _ => "-".into(),
+            };
+            info!("caught up at {pos}: {events} events applied in {:.1}s", started.elapsed().as_secs_f64());
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! Kafka mode sink: Debezium topics → PostgreSQL, as one member of a consumer group.
+//!
+//! Offsets live in PostgreSQL (`tributary.checkpoints`, pipeline `kafka:<group>`), written in
+//! the same transaction as the data. On every assignment the consumer reads them and seeks
+//! ([`PgOffsetStore`]); the broker's committed offsets are only advisory (kept current for lag
+//! tools). While a batch is applied this process holds the consumer's apply lock; a revoke
+//! waits for it, and records fetched before a revoke are dropped
+//! (`ApplyGuard::retain_current`), so after a rebalance the new owner starts exactly where
+//! the last committed transaction ended — no loss, no duplicate (and if anything did arrive
+//! twice, history's unique event identity would refuse it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+use tributary_kafka::{ConsumerConfig, KafkaError, KafkaSource, OffsetStore};
+use tributary_model::ErrorClass;
+
+use crate::config::{redact, Config};
+use crate::metrics as m;
+use crate::sink::RecordSink;
+
+/// Reads the sink's stored offsets; called on the consumer's own thread during a rebalance.
+pub struct PgOffsetStore {
+    url: String,
+    control_schema: String,
+    pipeline: String,
+    handle: tokio::runtime::Handle,
+}
+
+impl OffsetStore for PgOffsetStore {
+    fn load(&self, partitions: &[(String, i32)]) -> Result<Vec<Option<i64>>, KafkaError> {
+        // Retry outages here: assigning a partition without knowing its offset is not an option.
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let res = self.handle.block_on(async {
+                let client = tributary_apply::connect(&self.url).await?;
+                tributary_apply::load_kafka_offsets(
+                    &client,
+                    &self.control_schema,
+                    &self.pipeline,
+                    partitions,
+                )
+                .await
+            });
+            match res {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() => {
+                    warn!("loading offsets from PostgreSQL: {e}; retrying in {delay:?}");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(KafkaError::Config(format!("loading offsets: {e}"))),
+            }
+        }
+    }
+}
+
+pub fn consumer_config(cfg: &Config) -> Result<ConsumerConfig> {
+    let brokers = cfg
+        .source
+        .brokers
+        .clone()
+        .context("no Kafka brokers: set [source] brokers, --kafka-brokers or TRIBUTARY_KAFKA_BROKERS")?;
+    anyhow::ensure!(
+        !cfg.source.topics.is_empty(),
+        "no topics: set [source] topics, --topics or TRIBUTARY_TOPICS (\"^regex\" allowed)"
+    );
+    let mut c = ConsumerConfig::new(brokers, cfg.source.group_id.clone(), cfg.source.topics.clone());
+    c.extra = cfg
+        .source
+        .kafka_properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(c)
+}
+
+pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
+    let pg_url = cfg.postgres_url()?.to_string();
+    let cc = consumer_config(cfg)?;
+    let pipeline = format!("kafka:{}", cc.group_id);
+    info!(
+        "Kafka sink: {} topics {:?} group {} → {}",
+        cc.brokers,
+        cc.topics,
+        cc.group_id,
+        redact(&pg_url)
+    );
+    let mut sink = RecordSink::connect(&pg_url, cfg.sink.apply.clone(), pipeline.clone()).await?;
+    let store = Arc::new(PgOffsetStore {
+        url: pg_url.clone(),
+        control_schema: cfg.sink.apply.control_schema.clone(),
+        pipeline,
+        handle: tokio::runtime::Handle::current(),
+    });
+    let mut source = KafkaSource::new(cc, store).context("creating Kafka consumer")?;
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
+    let wait = Duration::from_millis(cfg.pipeline.batch_wait_ms.max(10));
+    let started = Instant::now();
+    let mut total = 0u64;
+    let mut last_log = Instant::now();
+    loop {
+        let recs = tokio::select! {
+            r = source.next_batch(cfg.pipeline.batch_size, wait) => r,
+            _ = &mut shutdown => { info!("signal received: stopping after the last committed batch"); break; }
+        };
+        let mut recs = match recs {
+            Ok(r) => r,
+            Err(e) if e.is_transient() => {
+                warn!("Kafka: {e}; retrying");
+                m::set_error(&e.to_string());
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e).context("Kafka consumer failed"),
+        };
+        if !recs.is_empty() {
+            let guard = source.begin_apply().await;
+            let dropped = guard.retain_current(&mut recs);
+            if dropped > 0 {
+                info!("{dropped} fetched record(s) of revoked partitions dropped (the new owner applies them)");
+            }
+            if !recs.is_empty() {
+                sink.apply_records(&recs).await?;
+                let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+                for r in &recs {
+                    let e = next.entry((r.topic.clone(), r.partition)).or_insert(0);
+                    *e = (*e).max(r.offset + 1);
+                }
+                let offsets: Vec<(String, i32, i64)> =
+                    next.into_iter().map(|((t, p), o)| (t, p, o)).collect();
+                source.commit_advisory(&offsets);
+                total += recs.len() as u64;
+            }
+            drop(guard);
+        } else {
+            m::mark_ok();
+        }
+        for (t, p, lag) in source.lag() {
+            m::set_lag(&t, p, lag);
+        }
+        if last_log.elapsed() > Duration::from_secs(5) {
+            last_log = Instant::now();
+            info!(
+                "{total} records applied ({:.0}/s); assignment {:?}; lag {:?}",
+                total as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                source.assignment(),
+                source.lag()
+            );
+        }
+        if until_caught_up {
+            let c = source.caught_up(Duration::from_secs(2));
+            if c.done {
+                info!(
+                    "caught up: {total} records applied in {:.1}s; partitions {:?}",
+                    started.elapsed().as_secs_f64(),
+                    source.assignment()
+                );
+                break;
+            }
+        }
+    }
+    Ok(())
+}
