@@ -389,3 +389,86 @@ impl Drop for Tansu {
         self.kill();
     }
 }
+
+// ---------------------------------------------------------------- workloads
+
+/// The form of generated Debezium records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordForm {
+    /// Envelope without schema (before/after/source/op), with unique source positions.
+    Envelope,
+    /// The seed's format: ExtractNewRecordState with `__deleted` (no source position).
+    Flattened,
+}
+
+/// Summary of a generated bank workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BankWorkload {
+    /// Records (= change events) written.
+    pub events: u64,
+    /// Rows in the source table at the end.
+    pub final_rows: u64,
+}
+
+/// Write a seed-shaped workload for `dbserver1.bankdb.bank_accounts` as replay JSONL:
+/// `accounts` inserts, then two updates per account, then a delete of every 4th account,
+/// one partition, consecutive offsets. The final state: account `id` (not deleted) holds
+/// `"Bank {id} v2"`.
+pub fn write_bank_workload(path: &Path, accounts: u64, form: RecordForm) -> Result<BankWorkload> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let topic = "dbserver1.bankdb.bank_accounts";
+    let mut offset = 0u64;
+    let mut pos = 4u64;
+    let base_ts = 1_758_160_342_000i64;
+    let mut emit = |op: &str, id: u64, before: Option<String>, after: Option<String>| -> Result<()> {
+        let ts = base_ts + offset as i64;
+        let value = match form {
+            RecordForm::Envelope => format!(
+                "{{\"before\":{},\"after\":{},\"source\":{{\"version\":\"3.6.3.Final\",\"connector\":\"mysql\",\"name\":\"dbserver1\",\"ts_ms\":{ts},\"snapshot\":\"false\",\"db\":\"bankdb\",\"sequence\":null,\"table\":\"bank_accounts\",\"server_id\":1,\"gtid\":null,\"file\":\"bin.000001\",\"pos\":{pos},\"row\":0,\"thread\":null,\"query\":null}},\"transaction\":null,\"op\":\"{op}\",\"ts_ms\":{ts}}}",
+                before.as_deref().unwrap_or("null"),
+                after.as_deref().unwrap_or("null")
+            ),
+            RecordForm::Flattened => {
+                let img = after.or(before).unwrap();
+                let deleted = if op == "d" { "true" } else { "false" };
+                format!(
+                    "{},\"__deleted\":\"{deleted}\",\"__op\":\"{op}\",\"__table\":\"bank_accounts\",\"__source_ts_ms\":{ts}}}",
+                    img.trim_end_matches('}')
+                )
+            }
+        };
+        writeln!(
+            w,
+            "{{\"topic\":\"{topic}\",\"partition\":0,\"offset\":{offset},\"key\":{{\"id\":{id}}},\"value\":{value}}}"
+        )?;
+        offset += 1;
+        pos += 321;
+        Ok(())
+    };
+    let row = |id: u64, v: u32| {
+        format!(
+            "{{\"id\":{id},\"user_id\":{},\"account\":\"Bank {id} v{v}\",\"registered_at\":\"2025-09-18T01:52:22Z\"}}",
+            1000 + id
+        )
+    };
+    for id in 1..=accounts {
+        emit("c", id, None, Some(row(id, 0)))?;
+    }
+    for v in 1..=2u32 {
+        for id in 1..=accounts {
+            emit("u", id, Some(row(id, v - 1)), Some(row(id, v)))?;
+        }
+    }
+    let mut deleted = 0;
+    for id in (1..=accounts).step_by(4) {
+        emit("d", id, Some(row(id, 2)), None)?;
+        deleted += 1;
+    }
+    drop(emit);
+    w.flush()?;
+    Ok(BankWorkload {
+        events: offset,
+        final_rows: accounts - deleted,
+    })
+}
