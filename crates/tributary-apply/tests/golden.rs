@@ -8,7 +8,7 @@ use std::path::Path;
 use tributary_apply::{ApplyConfig, PgSink};
 use tributary_codec::decode::{Decoded, Decoder};
 use tributary_model::{Batch, Checkpoint, KafkaCoord, RawRecord};
-use tributary_testkit::{golden, PgDb};
+use tributary_testkit::{assert_final, golden, PgDb};
 
 fn read_jsonl(path: &Path) -> Vec<RawRecord> {
     std::fs::read_to_string(path)
@@ -60,94 +60,6 @@ async fn apply_all_dead(sink: &mut PgSink, records: &[RawRecord], batch: usize, 
         dups += s.duplicates;
     }
     (applied, dups, dead)
-}
-
-/// Unescape `mariadb -B` output (`\\`, `\t`, `\n`, `\0`).
-fn unescape(s: &str) -> String {
-    let mut out = String::new();
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\\' {
-            match it.next() {
-                Some('t') => out.push('\t'),
-                Some('n') => out.push('\n'),
-                Some('0') => out.push('\0'),
-                Some(o) => out.push(o),
-                None => out.push('\\'),
-            }
-        } else {
-            out.push(c)
-        }
-    }
-    out
-}
-
-/// Render the current table like `mariadb -B` renders the source (see golden README).
-fn render(db: &PgDb, schema: &str, table: &str, tsv_header: &[&str], order: &str) -> Vec<Vec<String>> {
-    let types: BTreeMap<String, String> = db
-        .query(&format!(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
-             WHERE a.attrelid = '{schema}.{table}'::regclass AND a.attnum > 0 AND NOT a.attisdropped"
-        ))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (a, b) = l.split_once('\t').unwrap();
-            (a.to_string(), b.to_string())
-        })
-        .collect();
-    let exprs: Vec<String> = tsv_header
-        .iter()
-        .map(|h| {
-            let col = h.strip_suffix("_hex").unwrap_or(h);
-            let ty = types.get(col).unwrap_or_else(|| panic!("column {col} missing in {schema}.{table}: {types:?}"));
-            let e = match ty.as_str() {
-                "boolean" => format!("{col}::int::text"),
-                t if t.starts_with("bit") => format!("{col}::bigint::text"),
-                "bytea" => format!("upper(encode({col}, 'hex'))"),
-                t if t.contains("with time zone") => format!("regexp_replace({col}::text, '\\+00$', '')"),
-                _ => format!("{col}::text"),
-            };
-            format!("coalesce(replace({e}, E'\\t', ' '), 'NULL')")
-        })
-        .collect();
-    db.query(&format!(
-        "SET TimeZone = 'UTC'; SELECT {} FROM {schema}.{table} ORDER BY {order}",
-        exprs.join(", ")
-    ))
-    .unwrap()
-    .lines()
-    .map(|l| l.split('\t').map(String::from).collect())
-    .collect()
-}
-
-/// Compare with final-<name>.tsv, normalising TIME fractions (MariaDB prints `.000`).
-fn assert_final(db: &PgDb, schema: &str, name: &str, order: &str, known_differences: &[(&str, &str, &str)]) {
-    let tsv = std::fs::read_to_string(golden(&format!("final-{name}.tsv"))).unwrap();
-    let mut lines = tsv.lines();
-    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    let expected: Vec<Vec<String>> = lines.map(|l| l.split('\t').map(unescape).collect()).collect();
-    let got = render(db, schema, &format!("{name}_current"), &header, order);
-    assert_eq!(got.len(), expected.len(), "row count of {schema}.{name}_current: {got:?}");
-    let norm = |s: &str| -> String {
-        match s.split_once('.') {
-            Some((a, f)) if a.contains(':') && f.chars().all(|c| c == '0') => a.to_string(),
-            _ => s.to_string(),
-        }
-    };
-    let mut diffs = Vec::new();
-    for (g, e) in got.iter().zip(&expected) {
-        for ((h, gv), ev) in header.iter().zip(g).zip(e) {
-            if norm(gv) == norm(ev) {
-                continue;
-            }
-            if known_differences.iter().any(|(c, exp, ours)| c == h && *exp == ev && *ours == gv) {
-                continue;
-            }
-            diffs.push(format!("row {} column {h}: expected {ev:?}, got {gv:?}", e[0]));
-        }
-    }
-    assert!(diffs.is_empty(), "{schema}.{name}_current differs from final-{name}.tsv:\n{}", diffs.join("\n"));
 }
 
 fn history(db: &PgDb, schema: &str, table: &str, cols: &str) -> Vec<String> {

@@ -1,0 +1,858 @@
+//! The consumer: a librdkafka `BaseConsumer` polled on a dedicated thread, positions from the
+//! [`OffsetStore`], a fencing rebalance callback. See the crate docs for the argument.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError as RdError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use tributary_model::RawRecord;
+
+use crate::{apply_extra, KafkaError, OffsetStore};
+
+/// Where to start a partition the [`OffsetStore`] knows nothing about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetFallback {
+    /// The beginning of the partition (the safe default: re-reading is harmless because the
+    /// sink dedupes, skipping is not).
+    #[default]
+    Earliest,
+    /// The group's committed offset on the broker, else earliest. Only for migrating from a
+    /// consumer that really applied everything up to its committed offsets.
+    BrokerCommitted,
+}
+
+/// Consumer settings. Build with [`ConsumerConfig::new`] and adjust fields.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// `host:port[,host:port…]`
+    pub brokers: String,
+    pub group_id: String,
+    /// Topics to subscribe; entries starting with `^` are regular expressions (librdkafka).
+    pub topics: Vec<String>,
+    pub client_id: String,
+    /// librdkafka `session.timeout.ms` (default 6000; librdkafka's 45000 makes the first
+    /// assignment against tansu take ~23 s).
+    pub session_timeout_ms: u32,
+    /// librdkafka `max.poll.interval.ms` (default 10000, must be ≥ the session timeout).
+    pub max_poll_interval_ms: u32,
+    /// Start position of partitions the store has no offset for.
+    pub fallback: OffsetFallback,
+    /// Extra librdkafka properties, applied last (override everything above).
+    pub extra: Vec<(String, String)>,
+}
+
+impl ConsumerConfig {
+    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>, topics: Vec<String>) -> Self {
+        ConsumerConfig {
+            brokers: brokers.into(),
+            group_id: group_id.into(),
+            topics,
+            client_id: "tributary".into(),
+            session_timeout_ms: 6000,
+            max_poll_interval_ms: 10000,
+            fallback: OffsetFallback::Earliest,
+            extra: Vec::new(),
+        }
+    }
+
+    fn client_config(&self) -> Result<ClientConfig, KafkaError> {
+        if self.brokers.trim().is_empty() {
+            return Err(KafkaError::Config("no Kafka brokers configured".into()));
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(KafkaError::Config("empty Kafka consumer group id".into()));
+        }
+        if self.topics.is_empty() || self.topics.iter().any(|t| t.trim().is_empty()) {
+            return Err(KafkaError::Config(
+                "no (or an empty) Kafka topic to subscribe".into(),
+            ));
+        }
+        if self.max_poll_interval_ms < self.session_timeout_ms {
+            return Err(KafkaError::Config(format!(
+                "max_poll_interval_ms ({}) must be >= session_timeout_ms ({})",
+                self.max_poll_interval_ms, self.session_timeout_ms
+            )));
+        }
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group_id)
+            .set("client.id", &self.client_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "false")
+            .set("partition.assignment.strategy", "range")
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout_ms / 3).clamp(100, 3000).to_string(),
+            )
+            .set("max.poll.interval.ms", self.max_poll_interval_ms.to_string())
+            // Regex subscriptions discover new topics on metadata refresh (default 5 min).
+            .set("topic.metadata.refresh.interval.ms", "30000");
+        apply_extra(&mut c, &self.extra)?;
+        Ok(c)
+    }
+}
+
+/// Per-partition progress, for `tributary status` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionPosition {
+    pub topic: String,
+    pub partition: i32,
+    /// Next offset applied by the sink (store value at assignment, then `commit_advisory`).
+    pub applied_next: Option<i64>,
+    /// Next offset after the last record handed out by `next_batch`.
+    pub delivered_next: Option<i64>,
+    /// High watermark as of the last fetch response (cached by librdkafka, no network call).
+    pub high_watermark: Option<i64>,
+    /// `high_watermark - applied_next` (applied_next defaults to the low watermark).
+    pub lag: Option<i64>,
+}
+
+/// Result of [`KafkaSource::caught_up`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaughtUp {
+    /// Settled and every assigned partition reached its target.
+    pub done: bool,
+    /// At least one assignment was received and no rebalance happened for the quiet period.
+    pub settled: bool,
+    /// Assigned partitions not done yet: `(topic, partition, applied_next, target)`;
+    /// `target == None` while the end offset is not known yet.
+    pub pending: Vec<(String, i32, Option<i64>, Option<i64>)>,
+}
+
+#[derive(Debug)]
+struct PartState {
+    epoch: u64,
+    applied_next: Option<i64>,
+    delivered_next: Option<i64>,
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<(u64, RawRecord)>,
+    queued_bytes: usize,
+    /// topic → partition → state, for the partitions currently assigned to this process.
+    parts: HashMap<String, HashMap<i32, PartState>>,
+    /// (low, end) captured when a partition was first assigned to this process.
+    targets: HashMap<(String, i32), (i64, i64)>,
+    /// Applied next offsets (survive revocation; used when a partition comes back).
+    applied: HashMap<(String, i32), i64>,
+    last_rebalance: Option<Instant>,
+    last_was_assign: bool,
+    assigned_once: bool,
+    rebalances: u64,
+    /// Set by the rebalance callback so the poll loop re-applies pausing.
+    repause: bool,
+    last_error: Option<RdError>,
+    fatal: Option<KafkaError>,
+}
+
+impl State {
+    fn part(&self, topic: &str, partition: i32) -> Option<&PartState> {
+        self.parts.get(topic).and_then(|m| m.get(&partition))
+    }
+    fn assigned(&self) -> Vec<(String, i32)> {
+        let mut v: Vec<(String, i32)> = self
+            .parts
+            .iter()
+            .flat_map(|(t, m)| m.keys().map(move |p| (t.clone(), *p)))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    notify: tokio::sync::Notify,
+    apply_lock: Arc<tokio::sync::Mutex<()>>,
+    shutdown: AtomicBool,
+    epochs: AtomicU64,
+}
+
+/// Buffer limits: above these the assigned partitions are paused (the poll loop keeps
+/// polling so rebalances and heartbeats are served); resumed below half.
+const MAX_QUEUED_RECORDS: usize = 100_000;
+const MAX_QUEUED_BYTES: usize = 64 << 20;
+
+struct Ctx {
+    shared: Arc<Shared>,
+    store: Arc<dyn OffsetStore>,
+    fallback: OffsetFallback,
+}
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.on_assign(consumer, tpl, cooperative)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.on_revoke(consumer, tpl, cooperative)
+            }
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                tracing::error!(%code, "kafka rebalance error: dropping the whole assignment");
+                let all = consumer.assignment().unwrap_or_default();
+                self.on_revoke(consumer, &all, false);
+            }
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "advisory offset commit to the broker failed (ignored)");
+        }
+    }
+}
+
+impl Ctx {
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList, coop: bool) {
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        // Read the stored positions; retry with backoff (PostgreSQL may be restarting). While
+        // we wait the partitions stay unassigned here; if this exceeds max.poll.interval.ms
+        // librdkafka leaves the group and a healthy member takes over.
+        let mut backoff = Duration::from_millis(200);
+        let offsets = loop {
+            if parts.is_empty() {
+                break Vec::new();
+            }
+            match self.store.load(&parts) {
+                Ok(v) if v.len() == parts.len() => break v,
+                Ok(v) => {
+                    let e = KafkaError::OffsetStore {
+                        message: format!(
+                            "offset store returned {} offsets for {} partitions",
+                            v.len(),
+                            parts.len()
+                        ),
+                        transient: false,
+                    };
+                    tracing::error!(error = %e, "cannot assign partitions");
+                    self.shared.state.lock().unwrap().fatal = Some(e);
+                    self.shared.notify.notify_one();
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading stored Kafka offsets failed; retrying");
+                    if self.shared.shutdown.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        {
+            let mut st = self.shared.state.lock().unwrap();
+            for ((topic, partition), stored) in parts.iter().zip(&offsets) {
+                let start = match (stored, self.fallback) {
+                    (Some(n), _) => Offset::Offset(*n),
+                    (None, OffsetFallback::Earliest) => Offset::Beginning,
+                    (None, OffsetFallback::BrokerCommitted) => Offset::Stored,
+                };
+                if let Err(e) = tpl.set_partition_offset(topic, *partition, start) {
+                    tracing::error!(%topic, partition, error = %e, "cannot set start offset");
+                }
+                let key = (topic.clone(), *partition);
+                let applied = match stored {
+                    Some(n) => {
+                        st.applied.insert(key.clone(), *n);
+                        Some(*n)
+                    }
+                    None => st.applied.get(&key).copied(),
+                };
+                let epoch = self.shared.epochs.fetch_add(1, Ordering::SeqCst) + 1;
+                st.parts.entry(topic.clone()).or_default().insert(
+                    *partition,
+                    PartState {
+                        epoch,
+                        applied_next: applied,
+                        delivered_next: *stored,
+                    },
+                );
+                tracing::info!(%topic, partition, start = ?start, "kafka partition assigned");
+            }
+            st.assigned_once = true;
+            st.last_was_assign = true;
+            st.last_rebalance = Some(Instant::now());
+            st.rebalances += 1;
+            st.repause = true;
+        }
+        let res = if coop {
+            consumer.incremental_assign(tpl)
+        } else {
+            consumer.assign(tpl)
+        };
+        if let Err(e) = res {
+            tracing::error!(error = %e, "assigning partitions failed");
+            let mut st = self.shared.state.lock().unwrap();
+            st.last_error = Some(e);
+        }
+        self.shared.notify.notify_one();
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList, coop: bool) {
+        // The fence: wait for the batch being applied to commit or roll back.
+        let guard = if self.shared.shutdown.load(Ordering::SeqCst) {
+            // Shutting down (maybe from a Drop while the caller holds the lock): bounded wait.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(g) = self.shared.apply_lock.clone().try_lock_owned() {
+                    break Some(g);
+                }
+                if Instant::now() > deadline {
+                    tracing::warn!("apply lock not released within 30 s during shutdown");
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        } else {
+            Some(self.shared.apply_lock.clone().blocking_lock_owned())
+        };
+        {
+            let mut st = self.shared.state.lock().unwrap();
+            let lost = consumer.assignment_lost();
+            for e in tpl.elements() {
+                if let Some(m) = st.parts.get_mut(e.topic()) {
+                    m.remove(&e.partition());
+                    if m.is_empty() {
+                        st.parts.remove(e.topic());
+                    }
+                }
+                tracing::info!(topic = e.topic(), partition = e.partition(), lost, "kafka partition revoked");
+            }
+            // Drop buffered records of partitions no longer (or differently) assigned.
+            let mut bytes = st.queued_bytes;
+            let parts = std::mem::take(&mut st.parts);
+            st.queue.retain(|(epoch, r)| {
+                let keep = parts
+                    .get(&r.topic)
+                    .and_then(|m| m.get(&r.partition))
+                    .is_some_and(|p| p.epoch == *epoch);
+                if !keep {
+                    bytes -= rec_bytes(r);
+                }
+                keep
+            });
+            st.parts = parts;
+            st.queued_bytes = bytes;
+            st.last_was_assign = false;
+            st.last_rebalance = Some(Instant::now());
+            st.rebalances += 1;
+        }
+        let res = if coop {
+            consumer.incremental_unassign(tpl)
+        } else {
+            consumer.unassign()
+        };
+        if let Err(e) = res {
+            tracing::error!(error = %e, "unassigning partitions failed");
+        }
+        drop(guard);
+    }
+}
+
+fn rec_bytes(r: &RawRecord) -> usize {
+    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + 64
+}
+
+/// A consumer-group member whose positions live in the sink's store. See the crate docs.
+pub struct KafkaSource {
+    shared: Arc<Shared>,
+    consumer: Arc<BaseConsumer<Ctx>>,
+    thread: Option<JoinHandle<()>>,
+    /// Partition → epoch of the records handed out by `next_batch`.
+    last_epochs: HashMap<(String, i32), u64>,
+    group_id: String,
+}
+
+/// Holds the apply lock; see [`KafkaSource::begin_apply`].
+pub struct ApplyGuard {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    shared: Arc<Shared>,
+    epochs: HashMap<(String, i32), u64>,
+}
+
+impl ApplyGuard {
+    /// Remove records whose partition was revoked (or revoked and re-assigned) since they
+    /// were fetched; returns how many were removed. Call before applying.
+    pub fn retain_current(&self, records: &mut Vec<RawRecord>) -> usize {
+        retain_current(&self.shared, &self.epochs, records)
+    }
+}
+
+fn retain_current(
+    shared: &Shared,
+    epochs: &HashMap<(String, i32), u64>,
+    records: &mut Vec<RawRecord>,
+) -> usize {
+    let st = shared.state.lock().unwrap();
+    let before = records.len();
+    let mut cache: Option<(String, i32, bool)> = None;
+    records.retain(|r| {
+        if let Some((t, p, ok)) = &cache {
+            if *t == r.topic && *p == r.partition {
+                return *ok;
+            }
+        }
+        let fetched = epochs.get(&(r.topic.clone(), r.partition));
+        let ok = match (fetched, st.part(&r.topic, r.partition)) {
+            (Some(e), Some(p)) => *e == p.epoch,
+            _ => false,
+        };
+        cache = Some((r.topic.clone(), r.partition, ok));
+        ok
+    });
+    before - records.len()
+}
+
+impl KafkaSource {
+    /// Create the consumer, subscribe, and start the poll thread. Joining the group and the
+    /// first assignment happen in the background (~3 s against tansu).
+    pub fn new(cfg: ConsumerConfig, store: Arc<dyn OffsetStore>) -> Result<Self, KafkaError> {
+        let client_cfg = cfg.client_config()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            notify: tokio::sync::Notify::new(),
+            apply_lock: Arc::new(tokio::sync::Mutex::new(())),
+            shutdown: AtomicBool::new(false),
+            epochs: AtomicU64::new(0),
+        });
+        let ctx = Ctx {
+            shared: shared.clone(),
+            store,
+            fallback: cfg.fallback,
+        };
+        let consumer: BaseConsumer<Ctx> = client_cfg
+            .create_with_context(ctx)
+            .map_err(|e| match e {
+                RdError::ClientConfig(_, desc, key, value) => {
+                    KafkaError::Config(format!("{key}={value}: {desc}"))
+                }
+                RdError::ClientCreation(msg) => KafkaError::Config(msg),
+                other => KafkaError::Client(other),
+            })?;
+        let topics: Vec<&str> = cfg.topics.iter().map(|s| s.as_str()).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| KafkaError::Config(format!("subscribing to {topics:?}: {e}")))?;
+        let consumer = Arc::new(consumer);
+        let thread = {
+            let consumer = consumer.clone();
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("kafka-consumer-{}", cfg.group_id))
+                .spawn(move || poll_loop(&consumer, &shared))
+                .map_err(|e| KafkaError::Closed(format!("spawning consumer thread: {e}")))?
+        };
+        Ok(KafkaSource {
+            shared,
+            consumer,
+            thread: Some(thread),
+            last_epochs: HashMap::new(),
+            group_id: cfg.group_id,
+        })
+    }
+
+    pub fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    /// The lock the pipeline holds while applying a batch (from before it filters the batch
+    /// with [`KafkaSource::retain_current`] until its transaction committed or rolled back).
+    /// The revoke callback takes it, which is the fence.
+    pub fn apply_lock(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.shared.apply_lock.clone()
+    }
+
+    /// Take the apply lock; the guard filters the last batch with
+    /// [`ApplyGuard::retain_current`]. Hold it until the PostgreSQL transaction ended.
+    pub async fn begin_apply(&self) -> ApplyGuard {
+        ApplyGuard {
+            _guard: self.shared.apply_lock.clone().lock_owned().await,
+            shared: self.shared.clone(),
+            epochs: self.last_epochs.clone(),
+        }
+    }
+
+    /// Like [`ApplyGuard::retain_current`], for callers holding [`KafkaSource::apply_lock`]
+    /// themselves. Must be called with the apply lock held, on records from the most recent
+    /// [`KafkaSource::next_batch`] calls.
+    pub fn retain_current(&self, records: &mut Vec<RawRecord>) -> usize {
+        retain_current(&self.shared, &self.last_epochs, records)
+    }
+
+    /// Up to `max_records` records, grouped by partition, each partition in offset order.
+    /// Waits until `max_records` are available or `max_wait` elapsed (may return empty).
+    /// Returns a transient error when librdkafka reported one (e.g. all brokers down) and no
+    /// record is available.
+    pub async fn next_batch(
+        &mut self,
+        max_records: usize,
+        max_wait: Duration,
+    ) -> Result<Vec<RawRecord>, KafkaError> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let max_records = max_records.max(1);
+        let mut out: Vec<RawRecord> = Vec::new();
+        let mut epochs: HashMap<(String, i32), u64> = HashMap::new();
+        loop {
+            {
+                let mut st = self.shared.state.lock().unwrap();
+                if let Some(e) = st.fatal.take() {
+                    return Err(e);
+                }
+                while out.len() < max_records {
+                    let Some((epoch, rec)) = st.queue.pop_front() else {
+                        break;
+                    };
+                    st.queued_bytes -= rec_bytes(&rec);
+                    let current = st.part(&rec.topic, rec.partition).map(|p| p.epoch);
+                    if current != Some(epoch) {
+                        continue;
+                    }
+                    let key = (rec.topic.clone(), rec.partition);
+                    match epochs.get(&key) {
+                        Some(e) if *e != epoch => {
+                            // Re-assigned while we were collecting: drop the older records.
+                            out.retain(|r| !(r.topic == rec.topic && r.partition == rec.partition));
+                        }
+                        _ => {}
+                    }
+                    epochs.insert(key, epoch);
+                    out.push(rec);
+                }
+                if out.is_empty() {
+                    if let Some(e) = st.last_error.take() {
+                        return Err(KafkaError::Client(e));
+                    }
+                }
+            }
+            if out.len() >= max_records {
+                break;
+            }
+            if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+                if out.is_empty() {
+                    return Err(KafkaError::Closed("consumer thread exited".into()));
+                }
+                break;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, self.shared.notify.notified())
+                .await
+                .is_err()
+            {
+                // one last drain happens on the next iteration only if time is left
+                let st = self.shared.state.lock().unwrap();
+                if st.queue.is_empty() {
+                    break;
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        {
+            let mut st = self.shared.state.lock().unwrap();
+            for r in &out {
+                if let Some(p) = st
+                    .parts
+                    .get_mut(&r.topic)
+                    .and_then(|m| m.get_mut(&r.partition))
+                {
+                    p.delivered_next = Some(r.offset + 1);
+                }
+            }
+        }
+        self.last_epochs.extend(epochs);
+        Ok(out)
+    }
+
+    /// Partitions currently assigned to this process.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        self.shared.state.lock().unwrap().assigned()
+    }
+
+    /// Number of rebalance events (assign + revoke) seen so far.
+    pub fn rebalances(&self) -> u64 {
+        self.shared.state.lock().unwrap().rebalances
+    }
+
+    /// Per-partition positions and lag for the assigned partitions (no network call).
+    pub fn positions(&self) -> Vec<PartitionPosition> {
+        let st = self.shared.state.lock().unwrap();
+        let mut out = Vec::new();
+        for (topic, partition) in st.assigned() {
+            let p = st.part(&topic, partition).unwrap();
+            let (lo, hi) = self.cached_watermarks(&topic, partition);
+            let applied = p.applied_next;
+            let lag = match (hi, applied.or(lo)) {
+                (Some(h), Some(a)) => Some((h - a).max(0)),
+                _ => None,
+            };
+            out.push(PartitionPosition {
+                topic,
+                partition,
+                applied_next: applied,
+                delivered_next: p.delivered_next,
+                high_watermark: hi,
+                lag,
+            });
+        }
+        out
+    }
+
+    /// `(topic, partition, lag)` for the assigned partitions whose lag is known.
+    pub fn lag(&self) -> Vec<(String, i32, i64)> {
+        self.positions()
+            .into_iter()
+            .filter_map(|p| p.lag.map(|l| (p.topic, p.partition, l)))
+            .collect()
+    }
+
+    fn cached_watermarks(&self, topic: &str, partition: i32) -> (Option<i64>, Option<i64>) {
+        let Ok(t) = std::ffi::CString::new(topic) else {
+            return (None, None);
+        };
+        let (mut lo, mut hi) = (-1i64, -1i64);
+        // SAFETY: valid client pointer (kept alive by self.consumer), valid C string and
+        // out-pointers; rd_kafka_get_watermark_offsets only reads cached partition state.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                t.as_ptr(),
+                partition,
+                &mut lo,
+                &mut hi,
+            )
+        };
+        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return (None, None);
+        }
+        ((lo >= 0).then_some(lo), (hi >= 0).then_some(hi))
+    }
+
+    /// End offsets of `partitions` from the broker (ListOffsets with `read_committed`, so the
+    /// last stable offset). Blocking network call (≤ 10 s per partition).
+    pub fn end_offsets(&self, partitions: &[(String, i32)]) -> Result<Vec<i64>, KafkaError> {
+        partitions
+            .iter()
+            .map(|(t, p)| {
+                self.consumer
+                    .fetch_watermarks(t, *p, Duration::from_secs(10))
+                    .map(|(_, hi)| hi)
+                    .map_err(KafkaError::from)
+            })
+            .collect()
+    }
+
+    /// `(topic, partition, end offset)` captured when each currently assigned partition was
+    /// first assigned to this process (only those already known).
+    pub fn caught_up_targets(&self) -> Vec<(String, i32, i64)> {
+        let st = self.shared.state.lock().unwrap();
+        st.assigned()
+            .into_iter()
+            .filter_map(|(t, p)| {
+                let end = st.targets.get(&(t.clone(), p)).map(|x| x.1)?;
+                Some((t, p, end))
+            })
+            .collect()
+    }
+
+    /// The `--until-caught-up` test (see the crate docs): done when the group settled (an
+    /// assignment was received and no rebalance for `quiet`) and every assigned partition's
+    /// applied next offset reached the end offset captured at its first assignment here.
+    pub fn caught_up(&self, quiet: Duration) -> CaughtUp {
+        let st = self.shared.state.lock().unwrap();
+        let settled = st.assigned_once
+            && st.last_was_assign
+            && st.last_rebalance.is_some_and(|t| t.elapsed() >= quiet);
+        let mut pending = Vec::new();
+        for (t, p) in st.assigned() {
+            let applied = st.part(&t, p).and_then(|x| x.applied_next);
+            match st.targets.get(&(t.clone(), p)) {
+                Some((lo, end)) => {
+                    if applied.unwrap_or(*lo) < *end {
+                        pending.push((t, p, applied, Some(*end)));
+                    }
+                }
+                None => pending.push((t, p, applied, None)),
+            }
+        }
+        CaughtUp {
+            done: settled && pending.is_empty(),
+            settled,
+            pending,
+        }
+    }
+
+    /// Record that `offsets` (`(topic, partition, next offset)`, i.e. a `Checkpoint::Kafka`)
+    /// were committed to PostgreSQL, and commit them to the broker asynchronously
+    /// (best-effort, for `kafka-consumer-groups --describe` and lag tools). Correctness never
+    /// depends on the broker commit; the recorded positions drive [`KafkaSource::caught_up`].
+    pub fn commit_advisory(&self, offsets: &[(String, i32, i64)]) {
+        let mut tpl = TopicPartitionList::new();
+        {
+            let mut st = self.shared.state.lock().unwrap();
+            for (t, p, next) in offsets {
+                let key = (t.clone(), *p);
+                let e = st.applied.entry(key).or_insert(*next);
+                *e = (*e).max(*next);
+                let v = *e;
+                if let Some(ps) = st.parts.get_mut(t).and_then(|m| m.get_mut(p)) {
+                    ps.applied_next = Some(ps.applied_next.map_or(v, |a| a.max(v)));
+                    let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*next));
+                }
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                tracing::debug!(error = %e, "advisory commit not queued");
+            }
+        }
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
+    let mut paused = false;
+    let mut last_targets_try = Instant::now() - Duration::from_secs(10);
+    while !shared.shutdown.load(Ordering::SeqCst) {
+        // Back-pressure: pause when the buffer is full; keep polling regardless.
+        {
+            let (records, bytes, repause) = {
+                let mut st = shared.state.lock().unwrap();
+                let r = std::mem::take(&mut st.repause);
+                (st.queue.len(), st.queued_bytes, r)
+            };
+            if repause {
+                paused = false;
+            }
+            let want = if paused {
+                records > MAX_QUEUED_RECORDS / 2 || bytes > MAX_QUEUED_BYTES / 2
+            } else {
+                records >= MAX_QUEUED_RECORDS || bytes >= MAX_QUEUED_BYTES
+            };
+            if want != paused {
+                if let Ok(a) = consumer.assignment() {
+                    let r = if want {
+                        consumer.pause(&a)
+                    } else {
+                        consumer.resume(&a)
+                    };
+                    match r {
+                        Ok(()) => paused = want,
+                        Err(e) => tracing::warn!(error = %e, "pause/resume failed"),
+                    }
+                }
+            }
+        }
+        let mut got = 0usize;
+        let mut timeout = Duration::from_millis(100);
+        loop {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => {
+                    let rec = RawRecord {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(|k| k.to_vec()),
+                        value: m.payload().map(|v| v.to_vec()),
+                    };
+                    let mut st = shared.state.lock().unwrap();
+                    if let Some(epoch) = st.part(&rec.topic, rec.partition).map(|p| p.epoch) {
+                        st.queued_bytes += rec_bytes(&rec);
+                        st.queue.push_back((epoch, rec));
+                        got += 1;
+                    }
+                }
+                Some(Err(RdError::PartitionEOF(_))) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    let mut st = shared.state.lock().unwrap();
+                    if matches!(e, RdError::MessageConsumptionFatal(_)) {
+                        st.fatal = Some(KafkaError::Client(e));
+                    } else {
+                        st.last_error = Some(e);
+                    }
+                    drop(st);
+                    shared.notify.notify_one();
+                    break;
+                }
+            }
+            if got >= 2048 {
+                break;
+            }
+            timeout = Duration::ZERO;
+        }
+        if got > 0 {
+            shared.notify.notify_one();
+        }
+        // Capture end offsets of newly assigned partitions (outside the state lock).
+        if last_targets_try.elapsed() >= Duration::from_millis(200) {
+            let missing: Vec<(String, i32)> = {
+                let st = shared.state.lock().unwrap();
+                st.assigned()
+                    .into_iter()
+                    .filter(|k| !st.targets.contains_key(k))
+                    .collect()
+            };
+            if !missing.is_empty() {
+                last_targets_try = Instant::now();
+                for (t, p) in missing {
+                    match consumer.fetch_watermarks(&t, p, Duration::from_secs(5)) {
+                        Ok((lo, hi)) => {
+                            tracing::debug!(topic = %t, partition = p, lo, hi, "end offset captured");
+                            shared.state.lock().unwrap().targets.insert((t, p), (lo, hi));
+                        }
+                        Err(e) => {
+                            tracing::debug!(topic = %t, partition = p, error = %e, "end offset not available yet");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Leave the group cleanly: serves the final revoke (fenced) before returning.
+    if consumer.close_queue().is_ok() {
+        let start = Instant::now();
+        while !consumer.closed() && start.elapsed() < Duration::from_secs(10) {
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+    }
+}

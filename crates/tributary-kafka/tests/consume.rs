@@ -1,0 +1,344 @@
+//! Real broker (tansu via testkit) tests of the Kafka transport.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
+use tributary_kafka::{ConsumerConfig, KafkaSource, MemoryOffsetStore, OffsetFallback};
+use tributary_model::ErrorClass;
+use tributary_testkit::Tansu;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_consume_each_exactly_once_in_partition_order() {
+    let broker = Tansu::start().unwrap();
+    let topic = unique("t4");
+    let sink = sink(&broker.brokers(), 4).await;
+    sink.ensure_topics(&[topic.clone()]).await.unwrap();
+    // idempotent: a second call tolerates AlreadyExists
+    sink.ensure_topics(&[topic.clone()]).await.unwrap();
+    assert_eq!(sink.partition_count(&topic).unwrap(), 4);
+    let n = 2000;
+    let t0 = Instant::now();
+    produce(&sink, &topic, 0, n).await;
+    eprintln!("produced {n} in {:?}", t0.elapsed());
+
+    let store = Arc::new(MemoryOffsetStore::new());
+    let mut src = source(&broker.brokers(), &unique("g"), &topic, store.clone());
+    let t0 = Instant::now();
+    let got = consume_n(&mut src, &store, n, Duration::from_secs(60)).await;
+    eprintln!("consumed {} in {:?} (incl. group join)", got.len(), t0.elapsed());
+    assert_eq!(got.len(), n);
+
+    let mut keys = HashSet::new();
+    let mut per_part: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for r in &got {
+        let key = r.key.clone().unwrap();
+        assert!(keys.insert(key.clone()), "duplicate key {:?}", r.key);
+        // Java-compatible partitioning (murmur2).
+        assert_eq!(r.partition, java_partition(&key, 4), "partition of {key:?}");
+        per_part.entry(r.partition).or_default().push(r.offset);
+    }
+    assert_eq!(per_part.len(), 4, "all partitions used");
+    for (p, offs) in &per_part {
+        let expect: Vec<i64> = (0..offs.len() as i64).collect();
+        assert_eq!(offs, &expect, "partition {p} offsets in order, no gap");
+    }
+    // Status.
+    let mut pos = src.positions();
+    pos.sort_by_key(|p| p.partition);
+    assert_eq!(pos.len(), 4);
+    for p in &pos {
+        assert_eq!(p.applied_next, Some(per_part[&p.partition].len() as i64));
+        assert_eq!(p.delivered_next, p.applied_next);
+        if let Some(l) = p.lag {
+            assert_eq!(l, 0);
+        }
+    }
+    // Nothing more arrives.
+    let more = src.next_batch(100, Duration::from_millis(500)).await.unwrap();
+    assert!(more.is_empty());
+}
+
+fn commit_to_broker(brokers: &str, group: &str, topic: &str, partition: i32, offset: i64) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .unwrap();
+    c.commit(&tpl, CommitMode::Sync).unwrap();
+    let got = c
+        .committed_offsets(tpl.clone(), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        got.find_partition(topic, partition).unwrap().offset(),
+        Offset::Offset(offset)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_offsets_win_over_broker_commits() {
+    let broker = Tansu::start().unwrap();
+    let topic = unique("t1");
+    let sink = sink(&broker.brokers(), 1).await;
+    sink.ensure_topics(&[topic.clone()]).await.unwrap();
+    produce(&sink, &topic, 0, 100).await;
+    let group = unique("g");
+    commit_to_broker(&broker.brokers(), &group, &topic, 0, 80);
+
+    // Store says 30 (< 80 committed on the broker): consumption starts at 30.
+    let store = Arc::new(MemoryOffsetStore::new());
+    store.set(&topic, 0, 30);
+    let mut src = source(&broker.brokers(), &group, &topic, store.clone());
+    let got = consume_n(&mut src, &store, 70, Duration::from_secs(60)).await;
+    assert_eq!(got.len(), 70);
+    assert_eq!(got[0].offset, 30);
+    assert_eq!(got.last().unwrap().offset, 99);
+    drop(src);
+
+    // Store has nothing + BrokerCommitted fallback → the broker's committed offset (80).
+    let group2 = unique("g");
+    commit_to_broker(&broker.brokers(), &group2, &topic, 0, 80);
+    let store2 = Arc::new(MemoryOffsetStore::new());
+    let mut cfg = ConsumerConfig::new(broker.brokers(), &group2, vec![topic.clone()]);
+    cfg.fallback = OffsetFallback::BrokerCommitted;
+    let mut src2 = KafkaSource::new(cfg, store2.clone()).unwrap();
+    let got = consume_n(&mut src2, &store2, 20, Duration::from_secs(60)).await;
+    assert_eq!(got.len(), 20);
+    assert_eq!(got[0].offset, 80);
+
+    // Store has nothing + default fallback → earliest, even though the broker says 80.
+    let store3 = Arc::new(MemoryOffsetStore::new());
+    let mut src3 = source(&broker.brokers(), &group2, &topic, store3.clone());
+    drop(src2);
+    let got = consume_n(&mut src3, &store3, 100, Duration::from_secs(60)).await;
+    assert_eq!(got.len(), 100);
+    assert_eq!(got[0].offset, 0);
+}
+
+/// Applied records shared by all members: (partition, offset) → times applied.
+type Applied = Arc<Mutex<HashMap<(i32, i64), u32>>>;
+
+async fn member(
+    mut src: KafkaSource,
+    store: Arc<MemoryOffsetStore>,
+    applied: Applied,
+    stop: Arc<AtomicBool>,
+    name: &'static str,
+) -> (usize, u64) {
+    let mut mine = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        let mut batch = match src.next_batch(50, Duration::from_millis(100)).await {
+            Ok(b) => b,
+            Err(e) => {
+                assert!(e.is_transient(), "{name}: {e}");
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        // The "transaction": under the apply lock, filter, check against the store, apply,
+        // advance the store.
+        let guard = src.begin_apply().await;
+        let dropped = guard.retain_current(&mut batch);
+        if dropped > 0 {
+            eprintln!("{name}: fenced {dropped} records of revoked partitions");
+        }
+        tokio::time::sleep(Duration::from_millis(15)).await; // a slow apply
+        {
+            let mut a = applied.lock().unwrap();
+            for r in &batch {
+                // The store must agree this record was not applied yet.
+                let next = store.get(&r.topic, r.partition).unwrap_or(0);
+                assert!(r.offset >= next, "{name}: offset {} below stored {next}", r.offset);
+                *a.entry((r.partition, r.offset)).or_insert(0) += 1;
+            }
+        }
+        let cp = checkpoint(&batch);
+        for (t, p, next) in &cp {
+            store.set(t, *p, *next);
+        }
+        mine += batch.len();
+        drop(guard);
+        src.commit_advisory(&cp);
+    }
+    let reb = src.rebalances();
+    (mine, reb)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_members_rebalance_without_loss_or_duplicate() {
+    let broker = Tansu::start().unwrap();
+    let topic = unique("t4r");
+    let sink = sink(&broker.brokers(), 4).await;
+    sink.ensure_topics(&[topic.clone()]).await.unwrap();
+    let group = unique("g");
+    let store = Arc::new(MemoryOffsetStore::new());
+    let applied: Applied = Default::default();
+    let stop = Arc::new(AtomicBool::new(false));
+
+    produce(&sink, &topic, 0, 1000).await;
+    let a = source(&broker.brokers(), &group, &topic, store.clone());
+    let ha = tokio::spawn(member(a, store.clone(), applied.clone(), stop.clone(), "A"));
+    // Wait until A is consuming, then add B while more records arrive.
+    let t0 = Instant::now();
+    while applied.lock().unwrap().len() < 300 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "A never consumed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b = source(&broker.brokers(), &group, &topic, store.clone());
+    let hb = tokio::spawn(member(b, store.clone(), applied.clone(), stop.clone(), "B"));
+    let total = 5000;
+    for chunk in 0..40 {
+        produce(&sink, &topic, 1000 + chunk * 100, 100).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t0 = Instant::now();
+    while applied.lock().unwrap().len() < total && t0.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let any straggler (a duplicate) show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (na, ra) = ha.await.unwrap();
+    let (nb, rb) = hb.await.unwrap();
+    eprintln!("A applied {na} ({ra} rebalance events), B applied {nb} ({rb})");
+    let a = applied.lock().unwrap();
+    let dups: Vec<_> = a.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(dups.is_empty(), "duplicates: {dups:?}");
+    assert_eq!(a.len(), total, "every produced record applied");
+    assert_eq!(na + nb, total);
+    assert!(nb > 0, "B got partitions after the rebalance");
+    assert!(ra >= 3, "A saw a rebalance (assign, revoke, assign)");
+    // The store's offsets add up to what was produced.
+    let sum: i64 = (0..4).map(|p| store.get(&topic, p).unwrap_or(0)).sum();
+    assert_eq!(sum, total as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caught_up_after_consuming_end_offsets() {
+    let broker = Tansu::start().unwrap();
+    let topic = unique("tc");
+    let empty = unique("te");
+    let sink = sink(&broker.brokers(), 2).await;
+    sink.ensure_topics(&[topic.clone(), empty.clone()]).await.unwrap();
+    let k = 300;
+    produce(&sink, &topic, 0, k).await;
+
+    let store = Arc::new(MemoryOffsetStore::new());
+    let mut src = source(&broker.brokers(), &unique("g"), &topic, store.clone());
+    let quiet = Duration::from_millis(300);
+    assert!(!src.caught_up(quiet).done, "not done before the first assignment");
+    let t0 = Instant::now();
+    let mut n = 0;
+    loop {
+        let c = src.caught_up(quiet);
+        if c.done {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "never caught up: {c:?}");
+        n += consume_n(&mut src, &store, 1, Duration::from_millis(300)).await.len();
+    }
+    eprintln!("caught up after {:?}", t0.elapsed());
+    assert_eq!(n, k);
+    let ends = src
+        .end_offsets(&[(topic.clone(), 0), (topic.clone(), 1)])
+        .unwrap();
+    assert_eq!(ends.iter().sum::<i64>(), k as i64);
+    let targets = src.caught_up_targets();
+    assert_eq!(targets.iter().map(|t| t.2).sum::<i64>(), k as i64);
+
+    // An empty topic is caught up as soon as the group settled.
+    let store = Arc::new(MemoryOffsetStore::new());
+    let src = source(&broker.brokers(), &unique("g"), &empty, store.clone());
+    let t0 = Instant::now();
+    while !src.caught_up(quiet).done {
+        assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", src.caught_up(quiet));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(src.assignment().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_without_partitions_is_caught_up_once_settled() {
+    let broker = Tansu::start().unwrap();
+    let topic = unique("t1m");
+    let sink = sink(&broker.brokers(), 1).await;
+    sink.ensure_topics(&[topic.clone()]).await.unwrap();
+    produce(&sink, &topic, 0, 10).await;
+    let group = unique("g");
+    let store = Arc::new(MemoryOffsetStore::new());
+    let mut a = source(&broker.brokers(), &group, &topic, store.clone());
+    let got = consume_n(&mut a, &store, 10, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 10);
+    let b = source(&broker.brokers(), &group, &topic, store.clone());
+    let quiet = Duration::from_millis(500);
+    let t0 = Instant::now();
+    loop {
+        // keep A polling (its loop is on its own thread anyway)
+        let _ = a.next_batch(10, Duration::from_millis(50)).await;
+        let (ca, cb) = (a.caught_up(quiet), b.caught_up(quiet));
+        if ca.done && cb.done {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "A {ca:?} B {cb:?}"
+        );
+    }
+    assert_eq!(a.assignment().len() + b.assignment().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_death_is_transient() {
+    let mut broker = Tansu::start().unwrap();
+    let topic = unique("tk");
+    let sink = sink(&broker.brokers(), 2).await;
+    sink.ensure_topics(&[topic.clone()]).await.unwrap();
+    produce(&sink, &topic, 0, 50).await;
+    let store = Arc::new(MemoryOffsetStore::new());
+    let mut src = source(&broker.brokers(), &unique("g"), &topic, store.clone());
+    let got = consume_n(&mut src, &store, 50, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 50);
+
+    broker.kill();
+    let t0 = Instant::now();
+    let (mut empties, mut errors) = (0, 0);
+    while t0.elapsed() < Duration::from_secs(4) {
+        match src.next_batch(100, Duration::from_millis(200)).await {
+            Ok(b) => {
+                assert!(b.is_empty());
+                empties += 1;
+            }
+            Err(e) => {
+                assert!(e.is_transient(), "definite error for a dead broker: {e}");
+                errors += 1;
+            }
+        }
+    }
+    eprintln!("broker down: {empties} empty batches, {errors} transient errors");
+    // The producer side: a send to a dead broker fails transiently (short timeout here).
+    let mut cfg = tributary_kafka::ProducerConfig::new(broker.brokers());
+    cfg.extra.push(("message.timeout.ms".into(), "1500".into()));
+    let dead = tributary_kafka::KafkaSink::new(cfg).unwrap();
+    let err = dead
+        .send_batch(vec![tributary_kafka::OutRecord {
+            topic: topic.clone(),
+            key: Some(b"k".to_vec()),
+            value: None,
+        }])
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+}
