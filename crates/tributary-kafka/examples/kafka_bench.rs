@@ -56,7 +56,8 @@ async fn main() {
     let sink = KafkaSink::new(pcfg).expect("producer");
     sink.ensure_topics(&[topic.clone()]).await.expect("topic");
 
-    let make = |i: usize| OutRecord {
+    let make = |i: usize| {
+        OutRecord {
         topic: topic.clone(),
         key: Some(format!("{{\"id\":{i:08}}}").into_bytes()),
         value: Some(
@@ -70,6 +71,7 @@ async fn main() {
             )
             .into_bytes(),
         ),
+    }
     };
     let sample = make(1);
     let bytes = sample.value.as_ref().unwrap().len() + sample.key.as_ref().unwrap().len();
@@ -93,7 +95,11 @@ async fn main() {
     println!("VmHWM after produce: {}", vm_hwm());
 
     let store = Arc::new(MemoryOffsetStore::new());
-    let cfg = ConsumerConfig::new(&brokers, format!("bench-{}", std::process::id()), vec![topic]);
+    let cfg = ConsumerConfig::new(
+        &brokers,
+        format!("bench-{}", std::process::id()),
+        vec![topic],
+    );
     let t0 = Instant::now();
     let mut src = KafkaSource::new(cfg, store.clone()).expect("consumer");
     let mut got = 0usize;

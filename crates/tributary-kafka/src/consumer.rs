@@ -51,7 +51,11 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
-    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>, topics: Vec<String>) -> Self {
+    pub fn new(
+        brokers: impl Into<String>,
+        group_id: impl Into<String>,
+        topics: Vec<String>,
+    ) -> Self {
         ConsumerConfig {
             brokers: brokers.into(),
             group_id: group_id.into(),
@@ -97,7 +101,10 @@ impl ConsumerConfig {
                 "heartbeat.interval.ms",
                 (self.session_timeout_ms / 3).clamp(100, 3000).to_string(),
             )
-            .set("max.poll.interval.ms", self.max_poll_interval_ms.to_string())
+            .set(
+                "max.poll.interval.ms",
+                self.max_poll_interval_ms.to_string(),
+            )
             // Regex subscriptions discover new topics on metadata refresh (default 5 min).
             .set("topic.metadata.refresh.interval.ms", "30000");
         apply_extra(&mut c, &self.extra)?;
@@ -202,7 +209,10 @@ impl ConsumerContext for Ctx {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.on_assign(consumer, tpl, cooperative)
@@ -344,7 +354,12 @@ impl Ctx {
                         st.parts.remove(e.topic());
                     }
                 }
-                tracing::info!(topic = e.topic(), partition = e.partition(), lost, "kafka partition revoked");
+                tracing::info!(
+                    topic = e.topic(),
+                    partition = e.partition(),
+                    lost,
+                    "kafka partition revoked"
+                );
             }
             // Drop buffered records of partitions no longer (or differently) assigned.
             let mut bytes = st.queued_bytes;
@@ -375,6 +390,34 @@ impl Ctx {
         }
         drop(guard);
     }
+}
+
+/// Low and high watermark as of the last fetch response for the partition (librdkafka's
+/// cache, no network call); `None` before the first fetch response.
+fn cached_watermarks(
+    consumer: &BaseConsumer<Ctx>,
+    topic: &str,
+    partition: i32,
+) -> (Option<i64>, Option<i64>) {
+    let Ok(t) = std::ffi::CString::new(topic) else {
+        return (None, None);
+    };
+    let (mut lo, mut hi) = (-1i64, -1i64);
+    // SAFETY: valid client pointer (borrowed consumer), valid C string and out-pointers;
+    // rd_kafka_get_watermark_offsets only reads cached partition state.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            t.as_ptr(),
+            partition,
+            &mut lo,
+            &mut hi,
+        )
+    };
+    if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return (None, None);
+    }
+    ((lo >= 0).then_some(lo), (hi >= 0).then_some(hi))
 }
 
 fn rec_bytes(r: &RawRecord) -> usize {
@@ -448,9 +491,8 @@ impl KafkaSource {
             store,
             fallback: cfg.fallback,
         };
-        let consumer: BaseConsumer<Ctx> = client_cfg
-            .create_with_context(ctx)
-            .map_err(|e| match e {
+        let consumer: BaseConsumer<Ctx> =
+            client_cfg.create_with_context(ctx).map_err(|e| match e {
                 RdError::ClientConfig(_, desc, key, value) => {
                     KafkaError::Config(format!("{key}={value}: {desc}"))
                 }
@@ -609,7 +651,7 @@ impl KafkaSource {
         let mut out = Vec::new();
         for (topic, partition) in st.assigned() {
             let p = st.part(&topic, partition).unwrap();
-            let (lo, hi) = self.cached_watermarks(&topic, partition);
+            let (lo, hi) = cached_watermarks(&self.consumer, &topic, partition);
             let applied = p.applied_next;
             let lag = match (hi, applied.or(lo)) {
                 (Some(h), Some(a)) => Some((h - a).max(0)),
@@ -635,38 +677,20 @@ impl KafkaSource {
             .collect()
     }
 
-    fn cached_watermarks(&self, topic: &str, partition: i32) -> (Option<i64>, Option<i64>) {
-        let Ok(t) = std::ffi::CString::new(topic) else {
-            return (None, None);
-        };
-        let (mut lo, mut hi) = (-1i64, -1i64);
-        // SAFETY: valid client pointer (kept alive by self.consumer), valid C string and
-        // out-pointers; rd_kafka_get_watermark_offsets only reads cached partition state.
-        let err = unsafe {
-            rdkafka::bindings::rd_kafka_get_watermark_offsets(
-                self.consumer.client().native_ptr(),
-                t.as_ptr(),
-                partition,
-                &mut lo,
-                &mut hi,
-            )
-        };
-        if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
-            return (None, None);
-        }
-        ((lo >= 0).then_some(lo), (hi >= 0).then_some(hi))
-    }
-
-    /// End offsets of `partitions` from the broker (ListOffsets with `read_committed`, so the
-    /// last stable offset). Blocking network call (≤ 10 s per partition).
+    /// End offsets of `partitions`: the broker's answer to ListOffsets(latest) with
+    /// `read_committed` (the last stable offset), raised to the high watermark of the last
+    /// fetch response when that is larger. (tansu 0.6 answers ListOffsets with the last
+    /// *batch's* base offset + 1, not the log end; the fetch response's high watermark is
+    /// right.) Blocking network call (≤ 10 s per partition).
     pub fn end_offsets(&self, partitions: &[(String, i32)]) -> Result<Vec<i64>, KafkaError> {
         partitions
             .iter()
             .map(|(t, p)| {
-                self.consumer
-                    .fetch_watermarks(t, *p, Duration::from_secs(10))
-                    .map(|(_, hi)| hi)
-                    .map_err(KafkaError::from)
+                let (_, hi) = self
+                    .consumer
+                    .fetch_watermarks(t, *p, Duration::from_secs(10))?;
+                let cached = cached_watermarks(&self.consumer, t, *p).1.unwrap_or(-1);
+                Ok(hi.max(cached))
             })
             .collect()
     }
@@ -685,19 +709,47 @@ impl KafkaSource {
     }
 
     /// The `--until-caught-up` test (see the crate docs): done when the group settled (an
-    /// assignment was received and no rebalance for `quiet`) and every assigned partition's
-    /// applied next offset reached the end offset captured at its first assignment here.
+    /// assignment was received and no rebalance for `quiet`) and every assigned partition is
+    /// done: its applied next offset reached the end offset captured at its first assignment
+    /// here, or — for logs whose last offsets are transaction markers or compacted away, which
+    /// never show up as records — everything delivered was applied, nothing is buffered, and
+    /// librdkafka's fetch position is at or past that end offset.
     pub fn caught_up(&self, quiet: Duration) -> CaughtUp {
+        let positions: HashMap<(String, i32), i64> = self
+            .consumer
+            .position()
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let st = self.shared.state.lock().unwrap();
         let settled = st.assigned_once
             && st.last_was_assign
             && st.last_rebalance.is_some_and(|t| t.elapsed() >= quiet);
         let mut pending = Vec::new();
         for (t, p) in st.assigned() {
-            let applied = st.part(&t, p).and_then(|x| x.applied_next);
-            match st.targets.get(&(t.clone(), p)) {
+            let ps = st.part(&t, p);
+            let applied = ps.and_then(|x| x.applied_next);
+            let key = (t.clone(), p);
+            match st.targets.get(&key) {
                 Some((lo, end)) => {
-                    if applied.unwrap_or(*lo) < *end {
+                    let a = applied.unwrap_or(*lo);
+                    let done = a >= *end || {
+                        let delivered = ps.and_then(|x| x.delivered_next).unwrap_or(*lo);
+                        a >= delivered
+                            && positions.get(&key).is_some_and(|pos| *pos >= *end)
+                            && !st
+                                .queue
+                                .iter()
+                                .any(|(_, r)| r.partition == p && r.topic == t)
+                    };
+                    if !done {
                         pending.push((t, p, applied, Some(*end)));
                     }
                 }
@@ -834,10 +886,21 @@ fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
             if !missing.is_empty() {
                 last_targets_try = Instant::now();
                 for (t, p) in missing {
+                    // Wait for the first fetch response (its high watermark is exact), then
+                    // also ask ListOffsets (read_committed → last stable offset).
+                    let (clo, chi) = cached_watermarks(consumer, &t, p);
+                    let Some(chi) = chi else { continue };
                     match consumer.fetch_watermarks(&t, p, Duration::from_secs(5)) {
                         Ok((lo, hi)) => {
-                            tracing::debug!(topic = %t, partition = p, lo, hi, "end offset captured");
-                            shared.state.lock().unwrap().targets.insert((t, p), (lo, hi));
+                            let end = hi.max(chi);
+                            let lo = clo.unwrap_or(lo).min(end);
+                            tracing::debug!(topic = %t, partition = p, lo, end, "end offset captured");
+                            shared
+                                .state
+                                .lock()
+                                .unwrap()
+                                .targets
+                                .insert((t, p), (lo, end));
                         }
                         Err(e) => {
                             tracing::debug!(topic = %t, partition = p, error = %e, "end offset not available yet");

@@ -102,7 +102,10 @@ pub enum KafkaError {
     Client(#[from] RdError),
     /// Creating a topic failed (other than "already exists").
     #[error("creating topic {topic}: {code}")]
-    CreateTopic { topic: String, code: RDKafkaErrorCode },
+    CreateTopic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
     /// The offset store failed.
     #[error("offset store: {message}")]
     OffsetStore { message: String, transient: bool },

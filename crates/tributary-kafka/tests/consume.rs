@@ -33,7 +33,11 @@ async fn produce_consume_each_exactly_once_in_partition_order() {
     let mut src = source(&broker.brokers(), &unique("g"), &topic, store.clone());
     let t0 = Instant::now();
     let got = consume_n(&mut src, &store, n, Duration::from_secs(60)).await;
-    eprintln!("consumed {} in {:?} (incl. group join)", got.len(), t0.elapsed());
+    eprintln!(
+        "consumed {} in {:?} (incl. group join)",
+        got.len(),
+        t0.elapsed()
+    );
     assert_eq!(got.len(), n);
 
     let mut keys = HashSet::new();
@@ -62,7 +66,10 @@ async fn produce_consume_each_exactly_once_in_partition_order() {
         }
     }
     // Nothing more arrives.
-    let more = src.next_batch(100, Duration::from_millis(500)).await.unwrap();
+    let more = src
+        .next_batch(100, Duration::from_millis(500))
+        .await
+        .unwrap();
     assert!(more.is_empty());
 }
 
@@ -161,7 +168,11 @@ async fn member(
             for r in &batch {
                 // The store must agree this record was not applied yet.
                 let next = store.get(&r.topic, r.partition).unwrap_or(0);
-                assert!(r.offset >= next, "{name}: offset {} below stored {next}", r.offset);
+                assert!(
+                    r.offset >= next,
+                    "{name}: offset {} below stored {next}",
+                    r.offset
+                );
                 *a.entry((r.partition, r.offset)).or_insert(0) += 1;
             }
         }
@@ -232,14 +243,19 @@ async fn caught_up_after_consuming_end_offsets() {
     let topic = unique("tc");
     let empty = unique("te");
     let sink = sink(&broker.brokers(), 2).await;
-    sink.ensure_topics(&[topic.clone(), empty.clone()]).await.unwrap();
+    sink.ensure_topics(&[topic.clone(), empty.clone()])
+        .await
+        .unwrap();
     let k = 300;
     produce(&sink, &topic, 0, k).await;
 
     let store = Arc::new(MemoryOffsetStore::new());
     let mut src = source(&broker.brokers(), &unique("g"), &topic, store.clone());
     let quiet = Duration::from_millis(300);
-    assert!(!src.caught_up(quiet).done, "not done before the first assignment");
+    assert!(
+        !src.caught_up(quiet).done,
+        "not done before the first assignment"
+    );
     let t0 = Instant::now();
     let mut n = 0;
     loop {
@@ -247,8 +263,13 @@ async fn caught_up_after_consuming_end_offsets() {
         if c.done {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "never caught up: {c:?}");
-        n += consume_n(&mut src, &store, 1, Duration::from_millis(300)).await.len();
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "never caught up: {c:?}"
+        );
+        n += consume_n(&mut src, &store, 1, Duration::from_millis(300))
+            .await
+            .len();
     }
     eprintln!("caught up after {:?}", t0.elapsed());
     assert_eq!(n, k);
@@ -264,7 +285,11 @@ async fn caught_up_after_consuming_end_offsets() {
     let src = source(&broker.brokers(), &unique("g"), &empty, store.clone());
     let t0 = Instant::now();
     while !src.caught_up(quiet).done {
-        assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", src.caught_up(quiet));
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            src.caught_up(quiet)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(src.assignment().len(), 2);
@@ -292,10 +317,7 @@ async fn member_without_partitions_is_caught_up_once_settled() {
         if ca.done && cb.done {
             break;
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "A {ca:?} B {cb:?}"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(30), "A {ca:?} B {cb:?}");
     }
     assert_eq!(a.assignment().len() + b.assignment().len(), 1);
 }

@@ -99,10 +99,14 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
     let mut source = KafkaSource::new(cc, store).context("creating Kafka consumer")?;
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
-    let wait = Duration::from_millis(cfg.pipeline.batch_wait_ms.max(10));
+    let wait = Duration::from_millis(cfg.pipeline.batch_wait_ms.clamp(10, 1000));
     let started = Instant::now();
     let mut total = 0u64;
     let mut last_log = Instant::now();
+    // Consecutive empty fetch rounds. Caught-up also requires a short silence: tansu (the
+    // test broker) under-reports ListOffsets end offsets, so the end offsets alone are not
+    // trusted to mean "nothing left".
+    let mut empty_rounds = 0u32;
     loop {
         let recs = tokio::select! {
             r = source.next_batch(cfg.pipeline.batch_size, wait) => r,
@@ -118,6 +122,11 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
             }
             Err(e) => return Err(e).context("Kafka consumer failed"),
         };
+        if recs.is_empty() {
+            empty_rounds += 1;
+        } else {
+            empty_rounds = 0;
+        }
         if !recs.is_empty() {
             let guard = source.begin_apply().await;
             let dropped = guard.retain_current(&mut recs);
@@ -154,7 +163,7 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         }
         if until_caught_up {
             let c = source.caught_up(Duration::from_secs(2));
-            if c.done {
+            if c.done && empty_rounds as u64 * wait.as_millis() as u64 >= 600 {
                 info!(
                     "caught up: {total} records applied in {:.1}s; partitions {:?}",
                     started.elapsed().as_secs_f64(),

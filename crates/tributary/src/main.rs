@@ -143,6 +143,15 @@ enum Cmd {
         #[arg(long)]
         until_caught_up: bool,
     },
+    /// Publish recorded records (JSONL, the replay format) to Kafka, keyed as recorded.
+    Publish {
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+        /// Partitions for topics that do not exist yet.
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+    },
     /// Positions, lag, row counts and dead letters.
     Status {
         #[command(flatten)]
@@ -276,6 +285,20 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
                 until_caught_up,
             };
             tributary::capture_cmd::run(&cfg, opts).await?;
+        }
+        Cmd::Publish {
+            files,
+            common,
+            partitions,
+        } => {
+            let cfg = common.load()?;
+            let brokers = cfg
+                .source
+                .brokers
+                .clone()
+                .context("publish needs --kafka-brokers")?;
+            let n = tributary::capture_cmd::publish_files(&brokers, partitions, &files, cfg.pipeline.batch_size).await?;
+            println!("published {n} record(s)");
         }
         Cmd::Status { common, json } => {
             let cfg = common.load()?;

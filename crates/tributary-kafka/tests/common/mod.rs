@@ -41,7 +41,12 @@ pub async fn produce(sink: &KafkaSink, topic: &str, start: usize, n: usize) {
     sink.send_batch(recs).await.expect("send_batch");
 }
 
-pub fn source(brokers: &str, group: &str, topic: &str, store: Arc<MemoryOffsetStore>) -> KafkaSource {
+pub fn source(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    store: Arc<MemoryOffsetStore>,
+) -> KafkaSource {
     let cfg = ConsumerConfig::new(brokers, group, vec![topic.to_string()]);
     KafkaSource::new(cfg, store).expect("consumer")
 }
