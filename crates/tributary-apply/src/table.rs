@@ -723,9 +723,19 @@ impl PgSink {
                 .iter()
                 .map(|v| if v.starts_with('c') || v.starts_with('_') { format!("r.{v}") } else { v.clone() })
                 .collect();
+            // A snapshot is the whole table as of its position: its first row (ordinal 1)
+            // replaces every row that an earlier position produced (a re-snapshot of a
+            // keyless table must not double it).
+            let resnap = match &cm.source_pos {
+                Some(p) => format!("DELETE FROM {q_cur} WHERE {p} IS NULL OR {p} < r._order;", p = ident(p)),
+                None => format!("DELETE FROM {q_cur};"),
+            };
             format!(
                 "DO $tributary$ DECLARE r record; BEGIN
                    FOR r IN SELECT * FROM {stage} WHERE _new ORDER BY _seq LOOP
+                     IF r._op = 'r' AND r._src_row = 1 THEN
+                       {resnap}
+                     END IF;
                      IF r._op IN ('d', 'u') THEN
                        DELETE FROM {q_cur} WHERE ctid = (SELECT ctid FROM {q_cur} WHERE {beq} LIMIT 1);
                      END IF;

@@ -252,12 +252,8 @@ async fn scenario_matches_golden() {
     src.close().await;
 }
 
-/// Integrator: once tributary-codec's `encode` is wired as a dev-dependency of this crate,
-/// encode the scenario's events and compare with `envelope-schemas.jsonl` field by field
-/// (`tributary_codec::compare::diff_records`).
-#[test]
-#[ignore = "needs tributary-codec as a dev-dependency (integration step)"]
-fn scenario_encoded_matches_golden_envelopes() {}
+// The encoded comparison with the real Debezium records (all three converter setups) is
+// crates/tributary/tests/capture_golden.rs: it needs the codec and the CLI.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_are_atomic_and_resume_exactly() {

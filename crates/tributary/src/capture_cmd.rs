@@ -26,9 +26,53 @@ pub struct CaptureOpts {
     pub state: Option<PathBuf>,
     pub brokers: Option<String>,
     pub partitions: i32,
-    pub unwrap: bool,
-    pub schemas: bool,
+    pub encode: EncodeOptions,
     pub until_caught_up: bool,
+}
+
+/// Encoder settings from Debezium's option names (errors name the bad value).
+pub fn encode_options(
+    prefix: &str,
+    schemas: bool,
+    unwrap_fields: Option<Vec<String>>,
+    decimal: &str,
+    bigint_unsigned: &str,
+    binary: &str,
+    time: &str,
+) -> Result<EncodeOptions> {
+    use tributary_codec::encode::{BigintUnsignedMode, BinaryMode, DecimalMode, DeleteHandling, TimePrecisionMode};
+    Ok(EncodeOptions {
+        topic_prefix: prefix.to_string(),
+        schemas_enable: schemas,
+        decimal_mode: match decimal {
+            "precise" => DecimalMode::Precise,
+            "string" => DecimalMode::String,
+            "double" => DecimalMode::Double,
+            o => anyhow::bail!("--decimal-handling {o:?}: expected precise, string or double"),
+        },
+        bigint_unsigned_mode: match bigint_unsigned {
+            "long" => BigintUnsignedMode::Long,
+            "precise" => BigintUnsignedMode::Precise,
+            o => anyhow::bail!("--bigint-unsigned-handling {o:?}: expected long or precise"),
+        },
+        binary_mode: match binary {
+            "bytes" => BinaryMode::Bytes,
+            "base64" => BinaryMode::Base64,
+            "hex" => BinaryMode::Hex,
+            o => anyhow::bail!("--binary-handling {o:?}: expected bytes, base64 or hex"),
+        },
+        time_precision: match time {
+            "adaptive_time_microseconds" | "adaptive" => TimePrecisionMode::AdaptiveTimeMicroseconds,
+            "connect" => TimePrecisionMode::Connect,
+            o => anyhow::bail!("--time-precision {o:?}: expected adaptive_time_microseconds or connect"),
+        },
+        unwrap: unwrap_fields.map(|f| UnwrapOptions {
+            add_fields: f,
+            delete_handling: DeleteHandling::Rewrite,
+            drop_tombstones: true,
+        }),
+        ..Default::default()
+    })
 }
 
 fn load_state(p: &Path) -> Result<Option<BinlogCheckpoint>> {
@@ -108,12 +152,7 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
     if let Some(r) = &resume {
         info!("capture resuming from {}:{} ({})", r.file, r.pos, state_path.display());
     }
-    let opts = EncodeOptions {
-        topic_prefix: cc.name.clone(),
-        schemas_enable: o.schemas,
-        unwrap: o.unwrap.then(UnwrapOptions::default),
-        ..Default::default()
-    };
+    let opts = o.encode;
     let mut file = None;
     let mut producer = None;
     if let Some(p) = &o.output {

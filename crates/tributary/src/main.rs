@@ -133,12 +133,28 @@ enum Cmd {
         /// Partitions for topics capture creates.
         #[arg(long, default_value_t = 1)]
         partitions: i32,
-        /// Emit ExtractNewRecordState ("unwrap", `__deleted`) records instead of envelopes.
+        /// Emit ExtractNewRecordState records (the seed's format: `__deleted` "true"/"false",
+        /// delete.tombstone.handling.mode=rewrite) instead of envelopes.
         #[arg(long)]
         unwrap: bool,
+        /// With --unwrap: source fields added as `__<field>` (Debezium's add.fields).
+        #[arg(long, value_delimiter = ',', default_value = "op,table,source.ts_ms")]
+        unwrap_fields: Vec<String>,
         /// Envelope without the Connect schema (schemas.enable=false).
         #[arg(long)]
         no_schemas: bool,
+        /// Debezium decimal.handling.mode: precise (default), string, double.
+        #[arg(long, default_value = "precise")]
+        decimal_handling: String,
+        /// Debezium bigint.unsigned.handling.mode: long (default), precise.
+        #[arg(long, default_value = "long")]
+        bigint_unsigned_handling: String,
+        /// Debezium binary.handling.mode: bytes (default), base64, hex.
+        #[arg(long, default_value = "bytes")]
+        binary_handling: String,
+        /// Debezium time.precision.mode: adaptive_time_microseconds (default), connect.
+        #[arg(long, default_value = "adaptive_time_microseconds")]
+        time_precision: String,
         /// Exit once the binlog position of the start has been captured.
         #[arg(long)]
         until_caught_up: bool,
@@ -271,7 +287,12 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
             state,
             partitions,
             unwrap,
+            unwrap_fields,
             no_schemas,
+            decimal_handling,
+            bigint_unsigned_handling,
+            binary_handling,
+            time_precision,
             until_caught_up,
         } => {
             let cfg = common.load()?;
@@ -280,8 +301,15 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
                 state,
                 brokers: common.kafka_brokers.clone().or(cfg.publish.as_ref().map(|p| p.brokers.clone())),
                 partitions,
-                unwrap,
-                schemas: !no_schemas,
+                encode: tributary::capture_cmd::encode_options(
+                    &cfg.source.name,
+                    !no_schemas,
+                    unwrap.then_some(unwrap_fields),
+                    &decimal_handling,
+                    &bigint_unsigned_handling,
+                    &binary_handling,
+                    &time_precision,
+                )?,
                 until_caught_up,
             };
             tributary::capture_cmd::run(&cfg, opts).await?;
