@@ -95,6 +95,9 @@ pub struct TableMapping {
     pub rename: BTreeMap<String, String>,
     pub current_meta: Option<CurrentMeta>,
     pub history_meta: Option<HistoryMeta>,
+    /// Column order for tables tributary creates (target names; names a table does not have
+    /// are ignored, columns not listed follow in their natural order).
+    pub column_order: Vec<String>,
 }
 
 /// The sink's layout configuration.
@@ -137,6 +140,7 @@ pub struct Layout {
     pub current: String,
     pub history: String,
     pub rename: BTreeMap<String, String>,
+    pub column_order: Vec<String>,
     pub current_meta: CurrentMeta,
     pub history_meta: HistoryMeta,
 }
@@ -184,9 +188,14 @@ impl ApplyConfig {
         let sub = |pat: &str| pat.replace("{db}", &t.db).replace("{table}", &t.table);
         Layout {
             schema: sub(m.and_then(|m| m.schema.as_deref()).unwrap_or(&self.schema)),
-            current: sub(m.and_then(|m| m.current.as_deref()).unwrap_or(&self.current)),
-            history: sub(m.and_then(|m| m.history.as_deref()).unwrap_or(&self.history)),
+            current: sub(m
+                .and_then(|m| m.current.as_deref())
+                .unwrap_or(&self.current)),
+            history: sub(m
+                .and_then(|m| m.history.as_deref())
+                .unwrap_or(&self.history)),
             rename: m.map(|m| m.rename.clone()).unwrap_or_default(),
+            column_order: m.map(|m| m.column_order.clone()).unwrap_or_default(),
             current_meta: m
                 .and_then(|m| m.current_meta.clone())
                 .unwrap_or_else(|| self.current_meta.clone())

@@ -161,7 +161,13 @@ mod tests {
         ChangeEvent {
             schema: Arc::new(TableSchema {
                 id: TableId::new("d", "t"),
-                columns: vec![Column::new("a", ColumnKind::Int { bits: 32, unsigned: false })],
+                columns: vec![Column::new(
+                    "a",
+                    ColumnKind::Int {
+                        bits: 32,
+                        unsigned: false,
+                    },
+                )],
                 key: vec![0],
             }),
             op,
@@ -181,15 +187,35 @@ mod tests {
 
     #[test]
     fn same_change_same_id_different_changes_differ() {
-        assert_eq!(event_id(&ev(Op::Insert, 10, 0, 1)), event_id(&ev(Op::Insert, 10, 0, 1)));
-        assert_ne!(event_id(&ev(Op::Insert, 10, 0, 1)), event_id(&ev(Op::Insert, 10, 1, 1)));
-        assert_ne!(event_id(&ev(Op::Insert, 10, 0, 1)), event_id(&ev(Op::Update, 10, 0, 1)));
-        assert_ne!(event_id(&ev(Op::Insert, 10, 0, 1)), event_id(&ev(Op::Insert, 10, 0, 2)));
+        assert_eq!(
+            event_id(&ev(Op::Insert, 10, 0, 1)),
+            event_id(&ev(Op::Insert, 10, 0, 1))
+        );
+        assert_ne!(
+            event_id(&ev(Op::Insert, 10, 0, 1)),
+            event_id(&ev(Op::Insert, 10, 1, 1))
+        );
+        assert_ne!(
+            event_id(&ev(Op::Insert, 10, 0, 1)),
+            event_id(&ev(Op::Update, 10, 0, 1))
+        );
+        assert_ne!(
+            event_id(&ev(Op::Insert, 10, 0, 1)),
+            event_id(&ev(Op::Insert, 10, 0, 2))
+        );
         // Kafka coordinates do not matter when a source position exists (re-publication).
         let mut a = ev(Op::Insert, 10, 0, 1);
-        a.kafka = Some(KafkaCoord { topic: "t".into(), partition: 0, offset: 5 });
+        a.kafka = Some(KafkaCoord {
+            topic: "t".into(),
+            partition: 0,
+            offset: 5,
+        });
         let mut b = ev(Op::Insert, 10, 0, 1);
-        b.kafka = Some(KafkaCoord { topic: "t".into(), partition: 1, offset: 9 });
+        b.kafka = Some(KafkaCoord {
+            topic: "t".into(),
+            partition: 1,
+            offset: 9,
+        });
         assert_eq!(event_id(&a), event_id(&b));
     }
 }

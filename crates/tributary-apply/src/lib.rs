@@ -569,5 +569,4 @@ pub(crate) fn copy_trailer(buf: &mut BytesMut) {
     buf.put_i16(-1);
 }
 
-
 pub use table::TableStats;

@@ -31,7 +31,10 @@ pub enum PgType {
     Varchar(String),
     Bytea,
     /// `bit(n)` (fixed) or `bit varying(n)`.
-    Bit { len: u32, varying: bool },
+    Bit {
+        len: u32,
+        varying: bool,
+    },
     Date,
     Interval,
     Time,
@@ -194,7 +197,9 @@ impl PgType {
             },
             PgType::Float4 => ColumnKind::Float,
             PgType::Float8 => ColumnKind::Double,
-            PgType::Text | PgType::Varchar(_) | PgType::Uuid => ColumnKind::String { max_len: None },
+            PgType::Text | PgType::Varchar(_) | PgType::Uuid => {
+                ColumnKind::String { max_len: None }
+            }
             PgType::Bytea => ColumnKind::Bytes { max_len: None },
             PgType::Bit { len, .. } => ColumnKind::Bits { len: *len },
             PgType::Date => ColumnKind::Date,
@@ -290,15 +295,13 @@ fn encode_payload(buf: &mut BytesMut, v: &Value, t: &PgType) -> Result<(), Encod
         PgType::Int2 | PgType::Int4 | PgType::Int8 => {
             let i = int_of(v).ok_or_else(|| err(v, t, "not an integer"))?;
             match t {
-                PgType::Int2 => buf.put_i16(
-                    i16::try_from(i).map_err(|_| err(v, t, "out of range for smallint"))?,
-                ),
-                PgType::Int4 => buf.put_i32(
-                    i32::try_from(i).map_err(|_| err(v, t, "out of range for integer"))?,
-                ),
-                _ => buf.put_i64(
-                    i64::try_from(i).map_err(|_| err(v, t, "out of range for bigint"))?,
-                ),
+                PgType::Int2 => buf
+                    .put_i16(i16::try_from(i).map_err(|_| err(v, t, "out of range for smallint"))?),
+                PgType::Int4 => buf
+                    .put_i32(i32::try_from(i).map_err(|_| err(v, t, "out of range for integer"))?),
+                _ => {
+                    buf.put_i64(i64::try_from(i).map_err(|_| err(v, t, "out of range for bigint"))?)
+                }
             }
         }
         PgType::Numeric(_) => {
@@ -498,7 +501,13 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
 fn write_micros_tod(s: &mut String, us: i64) {
     let secs = us / 1_000_000;
     let frac = us % 1_000_000;
-    let _ = write!(s, "{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
+    let _ = write!(
+        s,
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
     if frac != 0 {
         let f = format!("{frac:06}");
         let _ = write!(s, ".{}", f.trim_end_matches('0'));
@@ -625,13 +634,29 @@ mod tests {
         assert!(encode_field(&mut b, &Value::Int(300000), &PgType::Int2).is_err());
         assert!(encode_field(&mut b, &Value::String("x".into()), &PgType::Int4).is_err());
         assert!(encode_field(&mut b, &Value::Decimal("1.5".into()), &PgType::Int8).is_err());
-        assert!(encode_field(&mut b, &Value::Bits(1024), &PgType::Bit { len: 10, varying: false }).is_err());
+        assert!(encode_field(
+            &mut b,
+            &Value::Bits(1024),
+            &PgType::Bit {
+                len: 10,
+                varying: false
+            }
+        )
+        .is_err());
     }
 
     #[test]
     fn bits_msb_first() {
         let mut b = BytesMut::new();
-        encode_payload(&mut b, &Value::Bits(682), &PgType::Bit { len: 10, varying: false }).unwrap();
+        encode_payload(
+            &mut b,
+            &Value::Bits(682),
+            &PgType::Bit {
+                len: 10,
+                varying: false,
+            },
+        )
+        .unwrap();
         assert_eq!(b.to_vec(), [0, 0, 0, 10, 0b1010_1010, 0b1000_0000]);
     }
 }

@@ -10,7 +10,9 @@ use tributary_model::{ChangeEvent, ColumnKind, DeadLetter, Op, TableId, TableSch
 
 use crate::config::{ident, lit, Layout};
 use crate::pgtype::{encode_field, sql_literal, PgType};
-use crate::{copy_header, copy_in, copy_trailer, dead_letter_for, pg_err, ApplyError, OnError, PgSink};
+use crate::{
+    copy_header, copy_in, copy_trailer, dead_letter_for, pg_err, ApplyError, OnError, PgSink,
+};
 
 /// A source column as it exists in the target tables.
 #[derive(Debug, Clone)]
@@ -65,10 +67,18 @@ impl TargetTable {
             .unwrap_or_else(|| source.to_string())
     }
     fn q_current(&self) -> String {
-        format!("{}.{}", ident(&self.layout.schema), ident(&self.layout.current))
+        format!(
+            "{}.{}",
+            ident(&self.layout.schema),
+            ident(&self.layout.current)
+        )
     }
     fn q_history(&self) -> String {
-        format!("{}.{}", ident(&self.layout.schema), ident(&self.layout.history))
+        format!(
+            "{}.{}",
+            ident(&self.layout.schema),
+            ident(&self.layout.history)
+        )
     }
     /// Staging table name: one per table shape in this session.
     fn staging_name(&self) -> String {
@@ -102,7 +112,10 @@ async fn load_columns(
         )
         .await
         .map_err(|e| pg_err("reading target table columns", e))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }
 
 /// The value of a constant DEFAULT expression (`'dflt'::character varying`, `42`, `-1.5`);
@@ -112,12 +125,22 @@ fn constant_default(expr: &str, ty: &PgType) -> Option<Value> {
     let literal = if let Some(rest) = e.strip_prefix('\'') {
         let end = rest.rfind('\'')?;
         let tail = &rest[end + 1..];
-        if !(tail.is_empty() || tail.starts_with("::")) || tail.contains('(') && !tail.ends_with(')') {
+        if !(tail.is_empty() || tail.starts_with("::"))
+            || tail.contains('(') && !tail.ends_with(')')
+        {
             return None;
         }
         rest[..end].replace("''", "'")
-    } else if e.trim_start_matches(['(', '-']).chars().next()?.is_ascii_digit() {
-        e.trim_matches(|c| c == '(' || c == ')').split("::").next()?.to_string()
+    } else if e
+        .trim_start_matches(['(', '-'])
+        .chars()
+        .next()?
+        .is_ascii_digit()
+    {
+        e.trim_matches(|c| c == '(' || c == ')')
+            .split("::")
+            .next()?
+            .to_string()
     } else {
         return None;
     };
@@ -152,7 +175,10 @@ fn infer_kind(events: &[&ChangeEvent], schema: &TableSchema, idx: usize) -> Colu
         if ev.schema.columns.get(idx).map(|c| &c.name) != Some(name) {
             continue;
         }
-        for row in [ev.after.as_ref(), ev.before.as_ref()].into_iter().flatten() {
+        for row in [ev.after.as_ref(), ev.before.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             if let Some(Value::Unresolved(j)) = row.get(idx) {
                 if !j.is_null() {
                     return tributary_codec::resolve::infer(j).0;
@@ -250,10 +276,14 @@ impl PgSink {
         }
         let pk = load_pk(&self.client, &layout.schema, &layout.current).await?;
         let cm = &layout.current_meta;
-        let meta: HashSet<&str> = [cm.op.as_deref(), cm.source_pos.as_deref(), cm.updated_at.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
+        let meta: HashSet<&str> = [
+            cm.op.as_deref(),
+            cm.source_pos.as_deref(),
+            cm.updated_at.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let reverse: HashMap<&str, &str> = layout
             .rename
             .iter()
@@ -269,7 +299,10 @@ impl PgSink {
             let Some(pty) = PgType::parse(ty) else {
                 continue;
             };
-            let source = reverse.get(name.as_str()).map(|s| s.to_string()).unwrap_or(name.clone());
+            let source = reverse
+                .get(name.as_str())
+                .map(|s| s.to_string())
+                .unwrap_or(name.clone());
             let default = default.as_deref().and_then(|d| constant_default(d, &pty));
             tcols.push(TCol {
                 source,
@@ -303,7 +336,10 @@ impl PgSink {
         self.client
             .execute(
                 "SELECT pg_advisory_xact_lock(hashtext($1))",
-                &[&format!("tributary:ddl:{}.{}", layout.schema, layout.current)],
+                &[&format!(
+                    "tributary:ddl:{}.{}",
+                    layout.schema, layout.current
+                )],
             )
             .await
             .map_err(|e| pg_err("taking DDL lock", e))?;
@@ -320,7 +356,9 @@ impl PgSink {
                 let mut hist_cols = Vec::new();
                 let with_hist_id = hm.valid_to.is_some() && !keyless;
                 if with_hist_id {
-                    hist_cols.push("_hist_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY".to_string());
+                    hist_cols.push(
+                        "_hist_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY".to_string(),
+                    );
                 }
                 for (name, ty, default, is_key) in missing {
                     // The DEFAULT matters for changes captured before the column existed (see
@@ -343,6 +381,7 @@ impl PgSink {
                 if let Some(c) = &cm.updated_at {
                     cur_cols.push(format!("{} timestamptz NOT NULL DEFAULT now()", ident(c)));
                 }
+                order_columns(&mut cur_cols, &layout.column_order);
                 if !keyless {
                     let keys: Vec<String> = key_sources
                         .iter()
@@ -351,7 +390,8 @@ impl PgSink {
                     cur_cols.push(format!("PRIMARY KEY ({})", keys.join(", ")));
                 }
                 hist_cols.push(format!("{} text NOT NULL", ident(&hm.change_type)));
-                let opt = |c: &Option<String>, ty: &str| c.as_ref().map(|c| format!("{} {ty}", ident(c)));
+                let opt =
+                    |c: &Option<String>, ty: &str| c.as_ref().map(|c| format!("{} {ty}", ident(c)));
                 hist_cols.extend(
                     [
                         opt(&hm.source_ts, "timestamptz"),
@@ -370,6 +410,7 @@ impl PgSink {
                     .flatten(),
                 );
                 hist_cols.push(format!("{} uuid NOT NULL UNIQUE", ident(&hm.event_id)));
+                order_columns(&mut hist_cols, &layout.column_order);
                 ddl.push_str(&format!(
                     "CREATE SCHEMA IF NOT EXISTS {};\nCREATE TABLE {q_cur} (\n  {}\n);\nCREATE TABLE {q_hist} (\n  {}\n);\n",
                     ident(&layout.schema),
@@ -501,7 +542,11 @@ impl PgSink {
                 }
                 encode_image(&mut buf, ev.row_image(), map, &t.cols, "")?;
                 if keyless {
-                    let b = if ev.op == Op::Update { ev.before.as_ref() } else { ev.row_image() };
+                    let b = if ev.op == Op::Update {
+                        ev.before.as_ref()
+                    } else {
+                        ev.row_image()
+                    };
                     encode_image(&mut buf, b, map, &t.cols, " (before image)")?;
                 }
                 Ok(())
@@ -532,7 +577,11 @@ impl PgSink {
         // ---- staging table
         let stage_cols: Vec<String> = (0..ncols)
             .map(|i| format!("c{i}"))
-            .chain(if keyless { (0..ncols).map(|i| format!("b{i}")).collect() } else { vec![] })
+            .chain(if keyless {
+                (0..ncols).map(|i| format!("b{i}")).collect()
+            } else {
+                vec![]
+            })
             .collect();
         if !self.staging.contains(&stage) {
             let typed: Vec<String> = t
@@ -541,7 +590,11 @@ impl PgSink {
                 .enumerate()
                 .map(|(i, c)| format!("c{i} {}", c.ty.ddl()))
                 .chain(if keyless {
-                    t.cols.iter().enumerate().map(|(i, c)| format!("b{i} {}", c.ty.ddl())).collect()
+                    t.cols
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| format!("b{i} {}", c.ty.ddl()))
+                        .collect()
                 } else {
                     vec![]
                 })
@@ -682,7 +735,12 @@ impl PgSink {
             let guard_up = cm
                 .source_pos
                 .as_ref()
-                .map(|p| format!(" WHERE t.{p} IS NULL OR t.{p} <= EXCLUDED.{p}", p = ident(p)))
+                .map(|p| {
+                    format!(
+                        " WHERE t.{p} IS NULL OR t.{p} <= EXCLUDED.{p}",
+                        p = ident(p)
+                    )
+                })
                 .unwrap_or_default();
             let sets: Vec<String> = icols
                 .iter()
@@ -715,19 +773,30 @@ impl PgSink {
                 t.cols
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| format!("{} IS NOT DISTINCT FROM r.{prefix}{i}", ident(&c.target)))
+                    .map(|(i, c)| {
+                        format!("{} IS NOT DISTINCT FROM r.{prefix}{i}", ident(&c.target))
+                    })
                     .collect::<Vec<_>>()
                     .join(" AND ")
             };
             let rvals: Vec<String> = ivals
                 .iter()
-                .map(|v| if v.starts_with('c') || v.starts_with('_') { format!("r.{v}") } else { v.clone() })
+                .map(|v| {
+                    if v.starts_with('c') || v.starts_with('_') {
+                        format!("r.{v}")
+                    } else {
+                        v.clone()
+                    }
+                })
                 .collect();
             // A snapshot is the whole table as of its position: its first row (ordinal 1)
             // replaces every row that an earlier position produced (a re-snapshot of a
             // keyless table must not double it).
             let resnap = match &cm.source_pos {
-                Some(p) => format!("DELETE FROM {q_cur} WHERE {p} IS NULL OR {p} < r._order;", p = ident(p)),
+                Some(p) => format!(
+                    "DELETE FROM {q_cur} WHERE {p} IS NULL OR {p} < r._order;",
+                    p = ident(p)
+                ),
                 None => format!("DELETE FROM {q_cur};"),
             };
             format!(
@@ -783,6 +852,21 @@ fn encode_image(
         res.map_err(|e| format!("column {}{what}: {e}", c.source))?;
     }
     Ok(())
+}
+
+/// Reorder column definitions (`"name" type …`) by `order` (stable; unlisted keep their
+/// relative order after the listed ones).
+fn order_columns(defs: &mut [String], order: &[String]) {
+    if order.is_empty() {
+        return;
+    }
+    let rank = |d: &String| {
+        order
+            .iter()
+            .position(|o| d.starts_with(&format!("{} ", ident(o))))
+            .unwrap_or(order.len())
+    };
+    defs.sort_by_key(rank);
 }
 
 /// ` DEFAULT <literal>` for a source default that the target type can hold; expression

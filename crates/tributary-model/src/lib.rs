@@ -54,7 +54,10 @@ impl fmt::Display for TableId {
 pub enum ColumnKind {
     Bool,
     /// Signed integer held in `bits` (8, 16, 24, 32, 64 for MySQL TINYINT..BIGINT).
-    Int { bits: u8, unsigned: bool },
+    Int {
+        bits: u8,
+        unsigned: bool,
+    },
     Float,
     Double,
     /// Exact decimal. `precision`/`scale` are `None` when unknown (VariableScaleDecimal).
@@ -63,21 +66,37 @@ pub enum ColumnKind {
         scale: Option<u32>,
     },
     /// Character data (CHAR/VARCHAR/TEXT). `max_len` in characters when known.
-    String { max_len: Option<u32> },
+    String {
+        max_len: Option<u32>,
+    },
     /// Binary data (BINARY/VARBINARY/BLOB).
-    Bytes { max_len: Option<u32> },
+    Bytes {
+        max_len: Option<u32>,
+    },
     /// BIT(n); `Bits { len: 1 }` is conventionally a boolean in Debezium.
-    Bits { len: u32 },
-    Enum { allowed: Vec<String> },
-    Set { allowed: Vec<String> },
+    Bits {
+        len: u32,
+    },
+    Enum {
+        allowed: Vec<String>,
+    },
+    Set {
+        allowed: Vec<String>,
+    },
     /// Days since 1970-01-01.
     Date,
     /// Signed duration since midnight, `fsp` fractional digits (0..=6).
-    Time { fsp: u8 },
+    Time {
+        fsp: u8,
+    },
     /// Wall-clock date-time without zone (MySQL DATETIME).
-    DateTime { fsp: u8 },
+    DateTime {
+        fsp: u8,
+    },
     /// An instant in UTC (MySQL TIMESTAMP).
-    Timestamp { fsp: u8 },
+    Timestamp {
+        fsp: u8,
+    },
     Year,
     Json,
     /// Type not known yet (schemaless input); values are [`Value::Unresolved`].

@@ -23,7 +23,10 @@ use anyhow::{bail, Context, Result};
 /// Repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent().and_then(|p| p.parent()).unwrap().to_path_buf()
+    here.parent()
+        .and_then(|p| p.parent())
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Path of a golden Debezium file: the repo's `fixtures/golden/` copy.
@@ -136,7 +139,19 @@ impl Drop for PgDb {
 /// Run SQL with `psql -X -A -t -F '\t'`; error includes psql's stderr.
 pub fn psql(url: &str, sql: &str) -> Result<String> {
     let out = Command::new("psql")
-        .args(["-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-F",
+            "\t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            url,
+            "-c",
+            sql,
+        ])
         .output()
         .context("running psql")?;
     if !out.status.success() {
@@ -151,11 +166,23 @@ pub fn psql(url: &str, sql: &str) -> Result<String> {
 /// Run SQL with `psql` in its aligned, human-readable table format.
 pub fn psql_table(url: &str, sql: &str) -> Result<String> {
     let out = Command::new("psql")
-        .args(["-X", "-P", "pager=off", "-v", "ON_ERROR_STOP=1", url, "-c", sql])
+        .args([
+            "-X",
+            "-P",
+            "pager=off",
+            "-v",
+            "ON_ERROR_STOP=1",
+            url,
+            "-c",
+            sql,
+        ])
         .output()
         .context("running psql")?;
     if !out.status.success() {
-        bail!("psql failed for {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "psql failed for {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -422,7 +449,11 @@ pub fn write_bank_workload(path: &Path, accounts: u64, form: RecordForm) -> Resu
     let mut offset = 0u64;
     let mut pos = 4u64;
     let base_ts = 1_758_160_342_000i64;
-    let mut emit = |op: &str, id: u64, before: Option<String>, after: Option<String>| -> Result<()> {
+    let mut emit = |op: &str,
+                    id: u64,
+                    before: Option<String>,
+                    after: Option<String>|
+     -> Result<()> {
         let ts = base_ts + offset as i64;
         let value = match form {
             RecordForm::Envelope => format!(
@@ -497,7 +528,13 @@ pub fn unescape(s: &str) -> String {
 }
 
 /// Render the current table like `mariadb -B` renders the source (see golden README).
-pub fn render_table(db: &PgDb, schema: &str, table: &str, tsv_header: &[&str], order: &str) -> Vec<Vec<String>> {
+pub fn render_table(
+    db: &PgDb,
+    schema: &str,
+    table: &str,
+    tsv_header: &[&str],
+    order: &str,
+) -> Vec<Vec<String>> {
     let types: BTreeMap<String, String> = db
         .query(&format!(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
@@ -514,12 +551,16 @@ pub fn render_table(db: &PgDb, schema: &str, table: &str, tsv_header: &[&str], o
         .iter()
         .map(|h| {
             let col = h.strip_suffix("_hex").unwrap_or(h);
-            let ty = types.get(col).unwrap_or_else(|| panic!("column {col} missing in {schema}.{table}: {types:?}"));
+            let ty = types
+                .get(col)
+                .unwrap_or_else(|| panic!("column {col} missing in {schema}.{table}: {types:?}"));
             let e = match ty.as_str() {
                 "boolean" => format!("{col}::int::text"),
                 t if t.starts_with("bit") => format!("{col}::bigint::text"),
                 "bytea" => format!("upper(encode({col}, 'hex'))"),
-                t if t.contains("with time zone") => format!("regexp_replace({col}::text, '\\+00$', '')"),
+                t if t.contains("with time zone") => {
+                    format!("regexp_replace({col}::text, '\\+00$', '')")
+                }
                 _ => format!("{col}::text"),
             };
             format!("coalesce(replace({e}, E'\\t', ' '), 'NULL')")
@@ -536,13 +577,25 @@ pub fn render_table(db: &PgDb, schema: &str, table: &str, tsv_header: &[&str], o
 }
 
 /// Compare with final-<name>.tsv, normalising TIME fractions (MariaDB prints `.000`).
-pub fn assert_final(db: &PgDb, schema: &str, name: &str, order: &str, known_differences: &[(&str, &str, &str)]) {
+pub fn assert_final(
+    db: &PgDb,
+    schema: &str,
+    name: &str,
+    order: &str,
+    known_differences: &[(&str, &str, &str)],
+) {
     let tsv = std::fs::read_to_string(golden(&format!("final-{name}.tsv"))).unwrap();
     let mut lines = tsv.lines();
     let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    let expected: Vec<Vec<String>> = lines.map(|l| l.split('\t').map(unescape).collect()).collect();
+    let expected: Vec<Vec<String>> = lines
+        .map(|l| l.split('\t').map(unescape).collect())
+        .collect();
     let got = render_table(db, schema, &format!("{name}_current"), &header, order);
-    assert_eq!(got.len(), expected.len(), "row count of {schema}.{name}_current: {got:?}");
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "row count of {schema}.{name}_current: {got:?}"
+    );
     let norm = |s: &str| -> String {
         match s.split_once('.') {
             Some((a, f)) if a.contains(':') && f.chars().all(|c| c == '0') => a.to_string(),
@@ -555,12 +608,21 @@ pub fn assert_final(db: &PgDb, schema: &str, name: &str, order: &str, known_diff
             if norm(gv) == norm(ev) {
                 continue;
             }
-            if known_differences.iter().any(|(c, exp, ours)| c == h && *exp == ev && *ours == gv) {
+            if known_differences
+                .iter()
+                .any(|(c, exp, ours)| c == h && *exp == ev && *ours == gv)
+            {
                 continue;
             }
-            diffs.push(format!("row {} column {h}: expected {ev:?}, got {gv:?}", e[0]));
+            diffs.push(format!(
+                "row {} column {h}: expected {ev:?}, got {gv:?}",
+                e[0]
+            ));
         }
     }
-    assert!(diffs.is_empty(), "{schema}.{name}_current differs from final-{name}.tsv:\n{}", diffs.join("\n"));
+    assert!(
+        diffs.is_empty(),
+        "{schema}.{name}_current differs from final-{name}.tsv:\n{}",
+        diffs.join("\n")
+    );
 }
-

@@ -40,7 +40,9 @@ pub fn encode_options(
     binary: &str,
     time: &str,
 ) -> Result<EncodeOptions> {
-    use tributary_codec::encode::{BigintUnsignedMode, BinaryMode, DecimalMode, DeleteHandling, TimePrecisionMode};
+    use tributary_codec::encode::{
+        BigintUnsignedMode, BinaryMode, DecimalMode, DeleteHandling, TimePrecisionMode,
+    };
     Ok(EncodeOptions {
         topic_prefix: prefix.to_string(),
         schemas_enable: schemas,
@@ -62,9 +64,13 @@ pub fn encode_options(
             o => anyhow::bail!("--binary-handling {o:?}: expected bytes, base64 or hex"),
         },
         time_precision: match time {
-            "adaptive_time_microseconds" | "adaptive" => TimePrecisionMode::AdaptiveTimeMicroseconds,
+            "adaptive_time_microseconds" | "adaptive" => {
+                TimePrecisionMode::AdaptiveTimeMicroseconds
+            }
             "connect" => TimePrecisionMode::Connect,
-            o => anyhow::bail!("--time-precision {o:?}: expected adaptive_time_microseconds or connect"),
+            o => anyhow::bail!(
+                "--time-precision {o:?}: expected adaptive_time_microseconds or connect"
+            ),
         },
         unwrap: unwrap_fields.map(|f| UnwrapOptions {
             add_fields: f,
@@ -117,7 +123,10 @@ fn open_output(p: &Path) -> Result<(std::fs::File, HashMap<String, i64>)> {
                 break;
             }
             if !line.ends_with('\n') {
-                warn!("{}: cutting a partial last line left by a crash", p.display());
+                warn!(
+                    "{}: cutting a partial last line left by a crash",
+                    p.display()
+                );
                 break;
             }
             good_len += n as u64;
@@ -150,7 +159,12 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
     });
     let resume = load_state(&state_path)?;
     if let Some(r) = &resume {
-        info!("capture resuming from {}:{} ({})", r.file, r.pos, state_path.display());
+        info!(
+            "capture resuming from {}:{} ({})",
+            r.file,
+            r.pos,
+            state_path.display()
+        );
     }
     let opts = o.encode;
     let mut file = None;
@@ -191,11 +205,19 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
         let mut out: Vec<OutRecord> = Vec::with_capacity(batch.events.len() + 1);
         for sc in &batch.schema_changes {
             let r = encode_schema_change(sc, &opts);
-            out.push(OutRecord { topic: r.topic, key: r.key, value: r.value });
+            out.push(OutRecord {
+                topic: r.topic,
+                key: r.key,
+                value: r.value,
+            });
         }
         for ev in &batch.events {
             for r in encode(ev, &opts) {
-                out.push(OutRecord { topic: r.topic, key: r.key, value: r.value });
+                out.push(OutRecord {
+                    topic: r.topic,
+                    key: r.key,
+                    value: r.value,
+                });
             }
         }
         if !out.is_empty() {
@@ -203,7 +225,14 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut *f);
                 for r in &out {
                     let off = next.entry(r.topic.clone()).or_insert(0);
-                    crate::records::write_line(&mut w, &r.topic, 0, *off, r.key.as_deref(), r.value.as_deref())?;
+                    crate::records::write_line(
+                        &mut w,
+                        &r.topic,
+                        0,
+                        *off,
+                        r.key.as_deref(),
+                        r.value.as_deref(),
+                    )?;
                     *off += 1;
                 }
                 w.flush()?;
@@ -243,10 +272,19 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
         }
         if last_log.elapsed() > Duration::from_secs(5) {
             last_log = Instant::now();
-            info!("{total} records captured ({:.0}/s)", total as f64 / started.elapsed().as_secs_f64().max(1e-9));
+            info!(
+                "{total} records captured ({:.0}/s)",
+                total as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            );
         }
-        if target.as_ref().is_some_and(|t| crate::direct::reached(t, &batch)) {
-            info!("caught up: {total} records captured in {:.1}s", started.elapsed().as_secs_f64());
+        if target
+            .as_ref()
+            .is_some_and(|t| crate::direct::reached(t, &batch))
+        {
+            info!(
+                "caught up: {total} records captured in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
             break;
         }
     }
@@ -255,7 +293,12 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
 
 /// `tributary publish FILE…`: recorded records to Kafka (key and value bytes as recorded;
 /// the partition follows from the key, as for any producer). Returns the number published.
-pub async fn publish_files(brokers: &str, partitions: i32, files: &[PathBuf], batch: usize) -> Result<u64> {
+pub async fn publish_files(
+    brokers: &str,
+    partitions: i32,
+    files: &[PathBuf],
+    batch: usize,
+) -> Result<u64> {
     let mut pc = ProducerConfig::new(brokers.to_string());
     pc.partitions_for_new_topics = partitions.max(1);
     let producer = KafkaSink::new(pc).context("creating Kafka producer")?;
@@ -265,21 +308,34 @@ pub async fn publish_files(brokers: &str, partitions: i32, files: &[PathBuf], ba
     for f in files {
         let records = crate::records::read_file(f)?;
         for chunk in records.chunks(batch.max(1)) {
-            let new: std::collections::BTreeSet<String> =
-                chunk.iter().map(|r| r.topic.clone()).filter(|t| !known.contains(t)).collect();
+            let new: std::collections::BTreeSet<String> = chunk
+                .iter()
+                .map(|r| r.topic.clone())
+                .filter(|t| !known.contains(t))
+                .collect();
             if !new.is_empty() {
                 let new: Vec<String> = new.into_iter().collect();
-                producer.ensure_topics(&new).await.context("creating topics")?;
+                producer
+                    .ensure_topics(&new)
+                    .await
+                    .context("creating topics")?;
                 known.extend(new);
             }
             let out: Vec<OutRecord> = chunk
                 .iter()
-                .map(|r| OutRecord { topic: r.topic.clone(), key: r.key.clone(), value: r.value.clone() })
+                .map(|r| OutRecord {
+                    topic: r.topic.clone(),
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                })
                 .collect();
             producer.send_batch(out).await.context("publishing")?;
             n += chunk.len() as u64;
         }
     }
-    info!("published {n} records in {:.2}s", started.elapsed().as_secs_f64());
+    info!(
+        "published {n} records in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(n)
 }

@@ -148,7 +148,10 @@ impl Config {
     /// `TRIBUTARY_BATCH_SIZE`, `TRIBUTARY_METRICS_ADDR`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
         let list = |s: String| -> Vec<String> {
-            s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()
+            s.split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect()
         };
         if let Some(v) = get("TRIBUTARY_MYSQL_URL") {
             self.source.url = Some(v);
@@ -215,7 +218,10 @@ pub fn redact(url: &str) -> String {
         }
     }
     if let Some(i) = out.find("password=") {
-        let end = out[i..].find(['&', ' ']).map(|e| i + e).unwrap_or(out.len());
+        let end = out[i..]
+            .find(['&', ' '])
+            .map(|e| i + e)
+            .unwrap_or(out.len());
         out.replace_range(i + 9..end, "***");
     }
     out
@@ -227,16 +233,25 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("mysql://root:s3cret@h:3306/db"), "mysql://root:***@h:3306/db");
+        assert_eq!(
+            redact("mysql://root:s3cret@h:3306/db"),
+            "mysql://root:***@h:3306/db"
+        );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("host=h password=x user=u"), "host=h password=*** user=u");
+        assert_eq!(
+            redact("host=h password=x user=u"),
+            "host=h password=*** user=u"
+        );
     }
 
     #[test]
     fn bank_example_parses_and_env_overrides() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bank.toml");
         let mut c = toml::from_str::<Config>(&std::fs::read_to_string(p).unwrap()).unwrap();
-        let l = c.sink.apply.layout(&tributary_model::TableId::new("bankdb", "bank_accounts"));
+        let l = c
+            .sink
+            .apply
+            .layout(&tributary_model::TableId::new("bankdb", "bank_accounts"));
         assert_eq!(l.current, "bank_accounts_current");
         assert_eq!(l.rename.get("id").map(String::as_str), Some("original_id"));
         c.apply_env(|k| (k == "TRIBUTARY_POSTGRES_URL").then(|| "postgres://x@y/z".to_string()))

@@ -65,8 +65,16 @@ impl Drop for Children {
 fn binlog_end(db: &MariaDb) -> Result<(String, u64)> {
     let out = db.sql("SHOW MASTER STATUS")?;
     let mut it = out.split('\t');
-    let f = it.next().context("SHOW MASTER STATUS: no file")?.trim().to_string();
-    let p = it.next().context("SHOW MASTER STATUS: no position")?.trim().parse()?;
+    let f = it
+        .next()
+        .context("SHOW MASTER STATUS: no file")?
+        .trim()
+        .to_string();
+    let p = it
+        .next()
+        .context("SHOW MASTER STATUS: no position")?
+        .trim()
+        .parse()?;
     Ok((f, p))
 }
 
@@ -78,8 +86,11 @@ pub async fn run(base: &Config, via_kafka: bool, keep: bool) -> Result<()> {
         .clone()
         .unwrap_or_else(tributary_testkit::pg_base_url);
     let dbname = "tributary_demo";
-    tributary_testkit::psql(&admin_url, &format!("DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"))
-        .context("the demo needs the local PostgreSQL (postgres://postgres@127.0.0.1:5432)")?;
+    tributary_testkit::psql(
+        &admin_url,
+        &format!("DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"),
+    )
+    .context("the demo needs the local PostgreSQL (postgres://postgres@127.0.0.1:5432)")?;
     tributary_testkit::psql(&admin_url, &format!("CREATE DATABASE {dbname}"))?;
     let pg_url = match admin_url.rfind('/') {
         Some(i) => format!("{}/{dbname}", &admin_url[..i]),
@@ -87,9 +98,13 @@ pub async fn run(base: &Config, via_kafka: bool, keep: bool) -> Result<()> {
     };
 
     eprintln!("▶ starting a private MariaDB with binlog (ROW, FULL, metadata FULL)…");
-    let db = MariaDb::start().context("starting MariaDB (mariadbd from Debian's mariadb-server)")?;
+    let db =
+        MariaDb::start().context("starting MariaDB (mariadbd from Debian's mariadb-server)")?;
     db.sql(SEED_SQL)?;
-    eprintln!("  bankdb.bank_accounts created on {} with 3 accounts", db.url());
+    eprintln!(
+        "  bankdb.bank_accounts created on {} with 3 accounts",
+        db.url()
+    );
 
     let mut cfg: Config = toml::from_str(BANK_TOML).expect("examples/bank.toml parses");
     cfg.source.url = Some(db.url());
@@ -113,7 +128,10 @@ pub async fn run(base: &Config, via_kafka: bool, keep: bool) -> Result<()> {
                 .replace("mysql://root@127.0.0.1:3306", &db.url())
                 .replace("127.0.0.1:9092", &t.brokers())
                 .replace("postgres://postgres@127.0.0.1:5432/bankdw", &pg_url)
-                .replace("server_id = 5401", &format!("server_id = {}", db.server_id + 1000)),
+                .replace(
+                    "server_id = 5401",
+                    &format!("server_id = {}", db.server_id + 1000),
+                ),
         )?;
         let log = |name: &str| -> Result<Stdio> {
             Ok(std::fs::File::create(work.path().join(format!("{name}.log")))?.into())
@@ -139,7 +157,9 @@ pub async fn run(base: &Config, via_kafka: bool, keep: bool) -> Result<()> {
     } else {
         eprintln!("▶ tributary run (direct mode: MariaDB → PostgreSQL, no Kafka)…");
         let c = cfg.clone();
-        direct_task = Some(tokio::spawn(async move { crate::direct::run(&c, false).await }));
+        direct_task = Some(tokio::spawn(
+            async move { crate::direct::run(&c, false).await },
+        ));
     }
 
     let pg = tributary_apply::connect(&pg_url).await?;
@@ -162,7 +182,10 @@ pub async fn run(base: &Config, via_kafka: bool, keep: bool) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    eprintln!("  snapshot applied ({:.1}s since start)", started.elapsed().as_secs_f64());
+    eprintln!(
+        "  snapshot applied ({:.1}s since start)",
+        started.elapsed().as_secs_f64()
+    );
     let t_changes = Instant::now();
     db.sql(CHANGES_SQL)?;
     let (end_file, end_pos) = binlog_end(&db)?;
@@ -170,7 +193,8 @@ pub async fn run(base: &Config, via_kafka: bool, keep: bool) -> Result<()> {
     let (what, deadline) = wait("the changes", 90);
     loop {
         let hist = count("SELECT count(*) FROM public.bank_accounts_history").await;
-        let has_hana = count("SELECT count(*) FROM public.bank_accounts_current WHERE user_id = 1004").await;
+        let has_hana =
+            count("SELECT count(*) FROM public.bank_accounts_current WHERE user_id = 1004").await;
         let kb = count("SELECT count(*) FROM public.bank_accounts_current WHERE account = 'KB Bank 999-888-777666'").await;
         if hist >= 6 && has_hana == 1 && kb == 1 {
             break;
@@ -183,7 +207,10 @@ pub async fn run(base: &Config, via_kafka: bool, keep: bool) -> Result<()> {
     }
     let latency = t_changes.elapsed();
 
-    println!("\n== bank_accounts_current (PostgreSQL {}) ==", crate::config::redact(&pg_url));
+    println!(
+        "\n== bank_accounts_current (PostgreSQL {}) ==",
+        crate::config::redact(&pg_url)
+    );
     print!(
         "{}",
         tributary_testkit::psql_table(

@@ -40,7 +40,9 @@ pub fn capture_config(cfg: &Config) -> Result<CaptureConfig> {
             "initial" | "" => SnapshotMode::Initial,
             "never" => SnapshotMode::Never,
             "only" => SnapshotMode::Only,
-            other => anyhow::bail!("[source] snapshot = {other:?}: expected initial, never or only"),
+            other => {
+                anyhow::bail!("[source] snapshot = {other:?}: expected initial, never or only")
+            }
         },
         chunk_size: s.snapshot_chunk_size.max(1),
         heartbeat: Duration::from_millis(500),
@@ -57,7 +59,10 @@ pub async fn start_source(
         match MySqlSource::start(cc.clone(), resume.clone()).await {
             Ok(s) => return Ok(s),
             Err(e) if e.is_transient() => {
-                warn!("source {} unavailable: {e}; retrying in {delay:?}", redact(&cc.url));
+                warn!(
+                    "source {} unavailable: {e}; retrying in {delay:?}",
+                    redact(&cc.url)
+                );
                 m::set_error(&e.to_string());
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
@@ -102,13 +107,28 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
     pg.dead_letter_encoder = Some(crate::dead_letter_encoder(&cc.name));
     let resume = pg.load_binlog_checkpoint(&pipeline).await?;
     match &resume {
-        Some(r) => info!("resuming from {}:{}{}", r.file, r.pos, if r.snapshot.is_some() { " (snapshot in progress)" } else { "" }),
-        None => info!("no stored position: starting with a snapshot ({:?})", cc.snapshot),
+        Some(r) => info!(
+            "resuming from {}:{}{}",
+            r.file,
+            r.pos,
+            if r.snapshot.is_some() {
+                " (snapshot in progress)"
+            } else {
+                ""
+            }
+        ),
+        None => info!(
+            "no stored position: starting with a snapshot ({:?})",
+            cc.snapshot
+        ),
     }
     let mut src = start_source(&cc, resume).await?;
     let target = if until_caught_up {
         let t = catch_up_target(&mut src).await?;
-        info!("--until-caught-up: running until {}:{} is applied", t.0, t.1);
+        info!(
+            "--until-caught-up: running until {}:{} is applied",
+            t.0, t.1
+        );
         Some(t)
     } else {
         None
@@ -160,7 +180,10 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                 Some(Checkpoint::Binlog(b)) => format!("{}:{}", b.file, b.pos),
                 _ => "-".into(),
             };
-            info!("caught up at {pos}: {events} events applied in {:.1}s", started.elapsed().as_secs_f64());
+            info!(
+                "caught up at {pos}: {events} events applied in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
             break;
         }
     }

@@ -96,7 +96,10 @@ pub async fn retry(cfg: &Config, only: Option<i64>) -> Result<u64> {
                     &[&id],
                 )
                 .await?;
-            println!("#{id} {}[{}]@{}: applied", rec.topic, rec.partition, rec.offset);
+            println!(
+                "#{id} {}[{}]@{}: applied",
+                rec.topic, rec.partition, rec.offset
+            );
         } else {
             left += 1;
             admin
@@ -105,7 +108,10 @@ pub async fn retry(cfg: &Config, only: Option<i64>) -> Result<u64> {
                     &[&id],
                 )
                 .await?;
-            println!("#{id} {}[{}]@{}: still failing (see dlq list)", rec.topic, rec.partition, rec.offset);
+            println!(
+                "#{id} {}[{}]@{}: still failing (see dlq list)",
+                rec.topic, rec.partition, rec.offset
+            );
         }
     }
     Ok(left)

@@ -59,16 +59,18 @@ impl OffsetStore for PgOffsetStore {
 }
 
 pub fn consumer_config(cfg: &Config) -> Result<ConsumerConfig> {
-    let brokers = cfg
-        .source
-        .brokers
-        .clone()
-        .context("no Kafka brokers: set [source] brokers, --kafka-brokers or TRIBUTARY_KAFKA_BROKERS")?;
+    let brokers = cfg.source.brokers.clone().context(
+        "no Kafka brokers: set [source] brokers, --kafka-brokers or TRIBUTARY_KAFKA_BROKERS",
+    )?;
     anyhow::ensure!(
         !cfg.source.topics.is_empty(),
         "no topics: set [source] topics, --topics or TRIBUTARY_TOPICS (\"^regex\" allowed)"
     );
-    let mut c = ConsumerConfig::new(brokers, cfg.source.group_id.clone(), cfg.source.topics.clone());
+    let mut c = ConsumerConfig::new(
+        brokers,
+        cfg.source.group_id.clone(),
+        cfg.source.topics.clone(),
+    );
     c.extra = cfg
         .source
         .kafka_properties

@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use tributary::config::{redact, Config, SourceKind};
 
 #[derive(Parser)]
-#[command(name = "tributary", version, about = "MySQL/MariaDB change data capture into PostgreSQL — direct, or through Kafka in Debezium's format")]
+#[command(
+    name = "tributary",
+    version,
+    about = "MySQL/MariaDB change data capture into PostgreSQL — direct, or through Kafka in Debezium's format"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -225,7 +229,9 @@ enum DlqAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -299,7 +305,10 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
             let opts = tributary::capture_cmd::CaptureOpts {
                 output,
                 state,
-                brokers: common.kafka_brokers.clone().or(cfg.publish.as_ref().map(|p| p.brokers.clone())),
+                brokers: common
+                    .kafka_brokers
+                    .clone()
+                    .or(cfg.publish.as_ref().map(|p| p.brokers.clone())),
                 partitions,
                 encode: tributary::capture_cmd::encode_options(
                     &cfg.source.name,
@@ -325,7 +334,13 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
                 .brokers
                 .clone()
                 .context("publish needs --kafka-brokers")?;
-            let n = tributary::capture_cmd::publish_files(&brokers, partitions, &files, cfg.pipeline.batch_size).await?;
+            let n = tributary::capture_cmd::publish_files(
+                &brokers,
+                partitions,
+                &files,
+                cfg.pipeline.batch_size,
+            )
+            .await?;
             println!("published {n} record(s)");
         }
         Cmd::Status { common, json } => {

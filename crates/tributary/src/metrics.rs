@@ -57,7 +57,11 @@ pub fn mark_ok() {
 
 fn health() -> (bool, String) {
     let ok = LAST_OK.load(Ordering::Relaxed);
-    let err = LAST_ERROR.get_or_init(Default::default).lock().unwrap().clone();
+    let err = LAST_ERROR
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .clone();
     match err {
         Some((t, msg)) if t >= ok => (
             false,

@@ -22,8 +22,9 @@ fn bytes_of(v: Option<&J>) -> Option<Vec<u8>> {
 
 /// Parse one line. `where_` names the input for errors (`file:line`).
 pub fn parse_line(line: &str, where_: &str) -> Result<RawRecord> {
-    let j: J = serde_json::from_str(line)
-        .with_context(|| format!("{where_}: not a JSON object (replay expects one record per line)"))?;
+    let j: J = serde_json::from_str(line).with_context(|| {
+        format!("{where_}: not a JSON object (replay expects one record per line)")
+    })?;
     let o = match j.as_object() {
         Some(o) => o,
         None => bail!("{where_}: expected a JSON object with topic/partition/offset/key/value"),
@@ -62,7 +63,10 @@ pub fn parse_line(line: &str, where_: &str) -> Result<RawRecord> {
 pub fn read_file(path: &Path) -> Result<Vec<RawRecord>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::with_capacity(1 << 20, f).lines().enumerate() {
+    for (i, line) in std::io::BufReader::with_capacity(1 << 20, f)
+        .lines()
+        .enumerate()
+    {
         let line = line.with_context(|| format!("{}:{}: reading", path.display(), i + 1))?;
         if line.trim().is_empty() {
             continue;
@@ -108,14 +112,27 @@ mod tests {
 
     #[test]
     fn forms_and_errors() {
-        let r = parse_line(r#"{"topic":"t","partition":0,"offset":5,"key":{"id":1},"value":null}"#, "x:1").unwrap();
+        let r = parse_line(
+            r#"{"topic":"t","partition":0,"offset":5,"key":{"id":1},"value":null}"#,
+            "x:1",
+        )
+        .unwrap();
         assert_eq!(r.key.as_deref(), Some(&br#"{"id":1}"#[..]));
         assert_eq!(r.value, None);
-        let r = parse_line(r#"{"topic":"t","partition":1,"offset":7,"key":"{\"id\":1}","value":"{\"a\":2}"}"#, "x:2").unwrap();
+        let r = parse_line(
+            r#"{"topic":"t","partition":1,"offset":7,"key":"{\"id\":1}","value":"{\"a\":2}"}"#,
+            "x:2",
+        )
+        .unwrap();
         assert_eq!(r.value.as_deref(), Some(&br#"{"a":2}"#[..]));
         let kcat = r#"{"topic":"t","partition":0,"offset":3,"tstype":"create","ts":1,"broker":1,"headers":[],"key":null,"payload":"{\"a\":1}"}"#;
-        assert_eq!(parse_line(kcat, "x:3").unwrap().value.as_deref(), Some(&br#"{"a":1}"#[..]));
-        let e = parse_line(r#"{"partition":0}"#, "f.jsonl:9").unwrap_err().to_string();
+        assert_eq!(
+            parse_line(kcat, "x:3").unwrap().value.as_deref(),
+            Some(&br#"{"a":1}"#[..])
+        );
+        let e = parse_line(r#"{"partition":0}"#, "f.jsonl:9")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("f.jsonl:9") && e.contains("topic"), "{e}");
         assert!(parse_line("nope", "f:1").is_err());
         let mut out = Vec::new();

@@ -37,7 +37,10 @@ pub async fn apply_retrying(pg: &mut PgSink, batch: &Batch) -> Result<ApplyStats
             Err(e) if e.is_transient() => {
                 m::counter_retries();
                 m::set_error(&e.to_string());
-                warn!("applying batch: {e}; retrying in {delay:?} (down for {:?})", started.elapsed());
+                warn!(
+                    "applying batch: {e}; retrying in {delay:?} (down for {:?})",
+                    started.elapsed()
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(10));
                 if let Err(e) = pg.reconnect().await {
@@ -50,7 +53,11 @@ pub async fn apply_retrying(pg: &mut PgSink, batch: &Batch) -> Result<ApplyStats
 }
 
 impl RecordSink {
-    pub async fn connect(url: &str, cfg: tributary_apply::ApplyConfig, pipeline: String) -> Result<Self> {
+    pub async fn connect(
+        url: &str,
+        cfg: tributary_apply::ApplyConfig,
+        pipeline: String,
+    ) -> Result<Self> {
         let mut pg = loop {
             match PgSink::connect(url, cfg.clone()).await {
                 Ok(pg) => break pg,
@@ -82,7 +89,9 @@ impl RecordSink {
         };
         let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
         for r in records {
-            let e = next.entry((r.topic.as_str(), r.partition)).or_insert(r.offset + 1);
+            let e = next
+                .entry((r.topic.as_str(), r.partition))
+                .or_insert(r.offset + 1);
             *e = (*e).max(r.offset + 1);
             match self.decoder.decode(r) {
                 Ok(Decoded::Change(mut ev)) => {
@@ -115,7 +124,9 @@ impl RecordSink {
             }
         }
         batch.checkpoint = Some(Checkpoint::Kafka(
-            next.into_iter().map(|((t, p), o)| (t.to_string(), p, o)).collect(),
+            next.into_iter()
+                .map(|((t, p), o)| (t.to_string(), p, o))
+                .collect(),
         ));
         Ok(batch)
     }
@@ -152,13 +163,20 @@ impl RecordSink {
 /// `tributary replay FILE…`: apply recorded records exactly as the Kafka sink would: records
 /// at offsets below the stored next offset of their partition were applied before and are
 /// skipped; everything else is applied in batches with its checkpoint.
-pub async fn replay(sink: &mut RecordSink, files: &[std::path::PathBuf], batch_size: usize) -> Result<ApplyStats> {
+pub async fn replay(
+    sink: &mut RecordSink,
+    files: &[std::path::PathBuf],
+    batch_size: usize,
+) -> Result<ApplyStats> {
     let mut total = ApplyStats::default();
     let started = Instant::now();
     let mut n = 0usize;
     for f in files {
         let records = crate::records::read_file(f)?;
-        let mut parts: Vec<(String, i32)> = records.iter().map(|r| (r.topic.clone(), r.partition)).collect();
+        let mut parts: Vec<(String, i32)> = records
+            .iter()
+            .map(|r| (r.topic.clone(), r.partition))
+            .collect();
         parts.sort();
         parts.dedup();
         let stored: BTreeMap<(String, i32), i64> = parts

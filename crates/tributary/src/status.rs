@@ -42,11 +42,8 @@ pub async fn status(cfg: &Config, json: bool) -> Result<()> {
     let mut binlog_end: Option<(String, u64)> = None;
     if let Some(u) = &cfg.source.url {
         if let Ok(mut c) = mysql_async::Conn::from_url(u.as_str()).await {
-            let row: Option<mysql_async::Row> = c
-                .query_first("SHOW MASTER STATUS")
-                .await
-                .ok()
-                .flatten();
+            let row: Option<mysql_async::Row> =
+                c.query_first("SHOW MASTER STATUS").await.ok().flatten();
             binlog_end = row.and_then(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)));
             let _ = c.disconnect().await;
         }
@@ -69,7 +66,10 @@ pub async fn status(cfg: &Config, json: bool) -> Result<()> {
         } else if let (Some((f, p)), Some(pos)) = (&binlog_end, &pos) {
             if let Ok(j) = serde_json::from_str::<serde_json::Value>(pos) {
                 if j["file"].as_str() == Some(f.as_str()) {
-                    lag = serde_json::json!(format!("{} bytes", p.saturating_sub(j["pos"].as_u64().unwrap_or(0))));
+                    lag = serde_json::json!(format!(
+                        "{} bytes",
+                        p.saturating_sub(j["pos"].as_u64().unwrap_or(0))
+                    ));
                 } else {
                     lag = serde_json::json!(format!("behind: at {} of {f}", j["file"]));
                 }
@@ -89,15 +89,27 @@ pub async fn status(cfg: &Config, json: bool) -> Result<()> {
         .await?;
     let mut tjs = Vec::new();
     for t in &tables {
-        let (src, schema, cur, hist): (String, String, String, String) = (t.get(0), t.get(1), t.get(2), t.get(3));
+        let (src, schema, cur, hist): (String, String, String, String) =
+            (t.get(0), t.get(1), t.get(2), t.get(3));
         let count = |tbl: &str| format!("SELECT count(*) FROM {}.{}", ident(&schema), ident(tbl));
-        let c: i64 = pg.query_one(&count(&cur), &[]).await.map(|r| r.get(0)).unwrap_or(-1);
-        let h: i64 = pg.query_one(&count(&hist), &[]).await.map(|r| r.get(0)).unwrap_or(-1);
+        let c: i64 = pg
+            .query_one(&count(&cur), &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(-1);
+        let h: i64 = pg
+            .query_one(&count(&hist), &[])
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(-1);
         tjs.push(serde_json::json!({"source": src, "current": format!("{schema}.{cur}"), "current_rows": c,
                                     "history": format!("{schema}.{hist}"), "history_rows": h}));
     }
     let dlq: i64 = pg
-        .query_one(&format!("SELECT count(*) FROM {cs}.dead_letters WHERE resolved_at IS NULL"), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM {cs}.dead_letters WHERE resolved_at IS NULL"),
+            &[],
+        )
         .await?
         .get(0);
     if json {
@@ -109,26 +121,46 @@ pub async fn status(cfg: &Config, json: bool) -> Result<()> {
     }
     println!("warehouse {}", redact(url));
     println!("\nPOSITIONS");
-    println!("{:<28} {:<40} {:>4} {:>12} {:>14}  updated", "pipeline", "topic / binlog", "part", "next/pos", "lag");
+    println!(
+        "{:<28} {:<40} {:>4} {:>12} {:>14}  updated",
+        "pipeline", "topic / binlog", "part", "next/pos", "lag"
+    );
     for p in &positions {
         let where_ = if p["partition"].as_i64() == Some(-1) {
-            format!("{}:{}", p["position"]["file"].as_str().unwrap_or("?"), p["position"]["pos"])
+            format!(
+                "{}:{}",
+                p["position"]["file"].as_str().unwrap_or("?"),
+                p["position"]["pos"]
+            )
         } else {
             p["topic"].as_str().unwrap_or("").to_string()
         };
-        let snap = if p["position"]["snapshot"].is_string() { " (snapshot running)" } else { "" };
+        let snap = if p["position"]["snapshot"].is_string() {
+            " (snapshot running)"
+        } else {
+            ""
+        };
         println!(
             "{:<28} {:<40} {:>4} {:>12} {:>14}  {}{snap}",
             p["pipeline"].as_str().unwrap_or(""),
             where_,
             p["partition"],
-            p["next_offset"].as_i64().map(|n| n.to_string()).unwrap_or("-".into()),
-            match &p["lag"] { serde_json::Value::Null => "?".to_string(), v => v.to_string().trim_matches('"').to_string() },
+            p["next_offset"]
+                .as_i64()
+                .map(|n| n.to_string())
+                .unwrap_or("-".into()),
+            match &p["lag"] {
+                serde_json::Value::Null => "?".to_string(),
+                v => v.to_string().trim_matches('"').to_string(),
+            },
             p["updated_at"].as_str().unwrap_or("")
         );
     }
     println!("\nTABLES");
-    println!("{:<32} {:<44} {:>10} {:>10}", "source", "current", "rows", "history");
+    println!(
+        "{:<32} {:<44} {:>10} {:>10}",
+        "source", "current", "rows", "history"
+    );
     for t in &tjs {
         println!(
             "{:<32} {:<44} {:>10} {:>10}",
@@ -138,7 +170,14 @@ pub async fn status(cfg: &Config, json: bool) -> Result<()> {
             t["history_rows"]
         );
     }
-    println!("\nDEAD LETTERS waiting: {dlq}{}", if dlq > 0 { "  (tributary dlq list / dlq retry)" } else { "" });
+    println!(
+        "\nDEAD LETTERS waiting: {dlq}{}",
+        if dlq > 0 {
+            "  (tributary dlq list / dlq retry)"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 
@@ -178,31 +217,46 @@ pub async fn check(cfg: &Config) -> Result<bool> {
 /// Returns whether source and warehouse agree.
 pub async fn verify(cfg: &Config) -> Result<bool> {
     let url = cfg.postgres_url()?;
-    let src = cfg.source.url.as_ref().context("verify needs the source: --mysql-url or [source] url")?;
+    let src = cfg
+        .source
+        .url
+        .as_ref()
+        .context("verify needs the source: --mysql-url or [source] url")?;
     let pg = tributary_apply::connect(url).await?;
-    let mut my = mysql_async::Conn::from_url(src.as_str()).await.context("connecting to the source")?;
+    let mut my = mysql_async::Conn::from_url(src.as_str())
+        .await
+        .context("connecting to the source")?;
     let cs = ident(&cfg.sink.apply.control_schema);
     let tables = pg
-        .query(&format!("SELECT source, keyless FROM {cs}.tables ORDER BY 1"), &[])
+        .query(
+            &format!("SELECT source, keyless FROM {cs}.tables ORDER BY 1"),
+            &[],
+        )
         .await?;
     let mut all_ok = true;
     for t in &tables {
         let source: String = t.get(0);
         let keyless: bool = t.get(1);
-        let Some((db, table)) = source.split_once('.') else { continue };
+        let Some((db, table)) = source.split_once('.') else {
+            continue;
+        };
         let tid = tributary_model::TableId::new(db, table);
         let layout = cfg.sink.apply.layout(&tid);
         let q_cur = format!("{}.{}", ident(&layout.schema), ident(&layout.current));
         let mq = format!("`{}`.`{}`", db.replace('`', "``"), table.replace('`', "``"));
-        let src_count: Option<u64> = match my.query_first(format!("SELECT COUNT(*) FROM {mq}")).await {
-            Ok(c) => c,
-            Err(e) => {
-                println!("{source}: cannot read the source table: {e}");
-                all_ok = false;
-                continue;
-            }
-        };
-        let dst_count: i64 = pg.query_one(&format!("SELECT count(*) FROM {q_cur}"), &[]).await?.get(0);
+        let src_count: Option<u64> =
+            match my.query_first(format!("SELECT COUNT(*) FROM {mq}")).await {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("{source}: cannot read the source table: {e}");
+                    all_ok = false;
+                    continue;
+                }
+            };
+        let dst_count: i64 = pg
+            .query_one(&format!("SELECT count(*) FROM {q_cur}"), &[])
+            .await?
+            .get(0);
         let counts_ok = src_count == Some(dst_count as u64);
         let mut keys_ok = true;
         if !keyless && counts_ok {
@@ -215,16 +269,23 @@ pub async fn verify(cfg: &Config) -> Result<bool> {
                 )
                 .await?;
             if !pk.is_empty() {
-                let mcols: Vec<String> = pk.iter().map(|c| format!("CAST(`{c}` AS CHAR)")).collect();
+                let mcols: Vec<String> =
+                    pk.iter().map(|c| format!("CAST(`{c}` AS CHAR)")).collect();
                 let pcols: Vec<String> = pk
                     .iter()
                     .map(|c| format!("{}::text", ident(layout.rename.get(c).unwrap_or(c))))
                     .collect();
                 let mut a: Vec<String> = my
-                    .query_map(format!("SELECT CONCAT_WS('|', {}) FROM {mq}", mcols.join(", ")), |s: String| s)
+                    .query_map(
+                        format!("SELECT CONCAT_WS('|', {}) FROM {mq}", mcols.join(", ")),
+                        |s: String| s,
+                    )
                     .await?;
                 let mut b: Vec<String> = pg
-                    .query(&format!("SELECT concat_ws('|', {}) FROM {q_cur}", pcols.join(", ")), &[])
+                    .query(
+                        &format!("SELECT concat_ws('|', {}) FROM {q_cur}", pcols.join(", ")),
+                        &[],
+                    )
                     .await?
                     .iter()
                     .map(|r| r.get(0))
@@ -233,8 +294,16 @@ pub async fn verify(cfg: &Config) -> Result<bool> {
                 b.sort();
                 keys_ok = a == b;
                 if !keys_ok {
-                    let only_src: Vec<_> = a.iter().filter(|k| b.binary_search(k).is_err()).take(5).collect();
-                    let only_dst: Vec<_> = b.iter().filter(|k| a.binary_search(k).is_err()).take(5).collect();
+                    let only_src: Vec<_> = a
+                        .iter()
+                        .filter(|k| b.binary_search(k).is_err())
+                        .take(5)
+                        .collect();
+                    let only_dst: Vec<_> = b
+                        .iter()
+                        .filter(|k| a.binary_search(k).is_err())
+                        .take(5)
+                        .collect();
                     println!("{source}: keys only in source {only_src:?}, only in warehouse {only_dst:?}");
                 }
             }
@@ -244,7 +313,11 @@ pub async fn verify(cfg: &Config) -> Result<bool> {
         println!(
             "{source}: source rows {} / warehouse rows {dst_count}{} — {}",
             src_count.map(|c| c.to_string()).unwrap_or("?".into()),
-            if keyless { " (keyless: counts only)" } else { "" },
+            if keyless {
+                " (keyless: counts only)"
+            } else {
+                ""
+            },
             if ok { "OK" } else { "DIFFERENT" }
         );
     }

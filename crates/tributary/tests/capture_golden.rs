@@ -24,26 +24,55 @@ struct Mode {
 }
 
 const MODES: &[Mode] = &[
-    Mode { golden: "envelope-schemas.jsonl", args: &[] },
-    Mode { golden: "flattened-rewrite.jsonl", args: &["--unwrap", "--no-schemas"] },
+    Mode {
+        golden: "envelope-schemas.jsonl",
+        args: &[],
+    },
+    Mode {
+        golden: "flattened-rewrite.jsonl",
+        args: &["--unwrap", "--no-schemas"],
+    },
     Mode {
         golden: "envelope-string-modes.jsonl",
         args: &[
-            "--decimal-handling", "string", "--bigint-unsigned-handling", "precise",
-            "--binary-handling", "hex", "--time-precision", "connect",
+            "--decimal-handling",
+            "string",
+            "--bigint-unsigned-handling",
+            "precise",
+            "--binary-handling",
+            "hex",
+            "--time-precision",
+            "connect",
         ],
     },
 ];
 
 fn capture(db: &MariaDb, out: &Path, args: &[&str]) {
     let o = bin()
-        .args(["capture", "--mysql-url", &db.url(), "--databases", "typesdb", "--topic-prefix", "dbserver1"])
-        .args(["--server-id", &(db.server_id + 7000).to_string(), "--until-caught-up", "--output"])
+        .args([
+            "capture",
+            "--mysql-url",
+            &db.url(),
+            "--databases",
+            "typesdb",
+            "--topic-prefix",
+            "dbserver1",
+        ])
+        .args([
+            "--server-id",
+            &(db.server_id + 7000).to_string(),
+            "--until-caught-up",
+            "--output",
+        ])
         .arg(out)
         .args(args)
         .output()
         .unwrap();
-    assert!(o.status.success(), "capture failed: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "capture failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Data records (not the schema-change topic) per topic, in order.
@@ -68,7 +97,9 @@ fn captured_records_match_real_debezium_field_by_field() {
     let db = MariaDb::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     db.sql_file(&golden("scenario/init.sql")).unwrap();
-    let outs: Vec<PathBuf> = (0..MODES.len()).map(|i| dir.path().join(format!("out{i}.jsonl"))).collect();
+    let outs: Vec<PathBuf> = (0..MODES.len())
+        .map(|i| dir.path().join(format!("out{i}.jsonl")))
+        .collect();
     for (m, out) in MODES.iter().zip(&outs) {
         capture(&db, out, m.args); // the snapshot
     }
@@ -101,7 +132,12 @@ fn captured_records_match_real_debezium_field_by_field() {
                 let d = diff_records_ignoring(
                     &enc,
                     gl,
-                    &["value.payload.source.row", "value.payload.source.gtid", "value.source.row", "value.source.gtid"],
+                    &[
+                        "value.payload.source.row",
+                        "value.payload.source.gtid",
+                        "value.source.row",
+                        "value.source.gtid",
+                    ],
                 );
                 for x in d {
                     report.push(format!("{} {topic}#{i}: {x}", m.golden));
@@ -109,24 +145,42 @@ fn captured_records_match_real_debezium_field_by_field() {
             }
         }
     }
-    assert!(report.is_empty(), "differences from real Debezium:\n{}", report.join("\n"));
+    assert!(
+        report.is_empty(),
+        "differences from real Debezium:\n{}",
+        report.join("\n")
+    );
 
     // Re-publication after a crash: capture forgets its position and emits everything
     // again (new offsets in the same file); applying the file changes nothing.
     let pg = PgDb::new("capture_repub").unwrap();
     let replay = |f: &Path| {
-        let o = bin().arg("replay").arg(f).args(["--postgres-url", &pg.url]).output().unwrap();
+        let o = bin()
+            .arg("replay")
+            .arg(f)
+            .args(["--postgres-url", &pg.url])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
-    assert_eq!(replay(&outs[0]), "applied 16 change(s), 0 already applied, 0 dead-lettered");
+    assert_eq!(
+        replay(&outs[0]),
+        "applied 16 change(s), 0 already applied, 0 dead-lettered"
+    );
     std::fs::remove_file(format!("{}.position.json", outs[0].display())).unwrap();
     capture(&db, &outs[0], &[]); // snapshot of the final state + nothing else
     let again = replay(&outs[0]);
     // The new snapshot reads are new observations (SNAPSHOT rows at a new position); no
     // streamed change is applied twice and the current tables stay equal to the source.
     assert!(again.contains("0 dead-lettered"), "{again}");
-    tributary_testkit::assert_final(&pg, "typesdb", "all_types", "id", &[("c_bigint_u", "18446744073709551615", "-1")]);
+    tributary_testkit::assert_final(
+        &pg,
+        "typesdb",
+        "all_types",
+        "id",
+        &[("c_bigint_u", "18446744073709551615", "-1")],
+    );
     tributary_testkit::assert_final(&pg, "typesdb", "no_pk", "a, b", &[]);
     let non_snapshot = pg
         .query("SELECT count(*) FROM typesdb.all_types_history WHERE change_type <> 'SNAPSHOT'")

@@ -13,7 +13,13 @@ fn bin() -> Command {
     c
 }
 
-fn config(dir: &std::path::Path, db: &MariaDb, pg: &PgDb, databases: &str, chunk: usize) -> std::path::PathBuf {
+fn config(
+    dir: &std::path::Path,
+    db: &MariaDb,
+    pg: &PgDb,
+    databases: &str,
+    chunk: usize,
+) -> std::path::PathBuf {
     let p = dir.join("tributary.toml");
     std::fs::write(
         &p,
@@ -29,8 +35,17 @@ fn config(dir: &std::path::Path, db: &MariaDb, pg: &PgDb, databases: &str, chunk
 }
 
 fn run_until_caught_up(cfg: &std::path::Path) {
-    let out = bin().args(["run", "-c"]).arg(cfg).arg("--until-caught-up").output().unwrap();
-    assert!(out.status.success(), "run --until-caught-up failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["run", "-c"])
+        .arg(cfg)
+        .arg("--until-caught-up")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "run --until-caught-up failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn spawn_run(cfg: &std::path::Path) -> Child {
@@ -44,7 +59,10 @@ fn spawn_run(cfg: &std::path::Path) -> Child {
 }
 
 fn count(pg: &PgDb, sql: &str) -> i64 {
-    pg.query(sql).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(-1)
+    pg.query(sql)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(-1)
 }
 
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
@@ -63,7 +81,13 @@ fn golden_scenario_direct_reaches_the_source_state_exactly_once() {
     let cfg = config(dir.path(), &db, &pg, "typesdb", 10_000);
     db.sql_file(&golden("scenario/init.sql")).unwrap();
     run_until_caught_up(&cfg);
-    assert_eq!(count(&pg, "SELECT count(*) FROM typesdb.all_types_history WHERE change_type = 'SNAPSHOT'"), 3);
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM typesdb.all_types_history WHERE change_type = 'SNAPSHOT'"
+        ),
+        3
+    );
     db.sql_file(&golden("scenario/stream.sql")).unwrap();
     run_until_caught_up(&cfg);
     // Direct mode has no Debezium conversion in between: BIGINT UNSIGNED max stays exact.
@@ -75,26 +99,45 @@ fn golden_scenario_direct_reaches_the_source_state_exactly_once() {
     sorted.sort();
     assert_eq!(
         sorted,
-        ["DELETE", "DELETE", "INSERT", "INSERT", "INSERT", "INSERT", "SNAPSHOT", "SNAPSHOT", "SNAPSHOT", "UPDATE", "UPDATE"],
+        [
+            "DELETE", "DELETE", "INSERT", "INSERT", "INSERT", "INSERT", "SNAPSHOT", "SNAPSHOT",
+            "SNAPSHOT", "UPDATE", "UPDATE"
+        ],
         "{h}"
     );
     assert_eq!(count(&pg, "SELECT count(*) FROM typesdb.no_pk_history"), 5);
     // A third bounded run adds nothing.
-    let before = pg.query("SELECT count(*) FROM typesdb.all_types_history").unwrap();
+    let before = pg
+        .query("SELECT count(*) FROM typesdb.all_types_history")
+        .unwrap();
     run_until_caught_up(&cfg);
-    assert_eq!(pg.query("SELECT count(*) FROM typesdb.all_types_history").unwrap(), before);
+    assert_eq!(
+        pg.query("SELECT count(*) FROM typesdb.all_types_history")
+            .unwrap(),
+        before
+    );
     assert_final(&pg, "typesdb", "all_types", "id", &[]);
     // verify agrees.
     let v = bin().args(["verify", "-c"]).arg(&cfg).output().unwrap();
-    assert!(v.status.success(), "verify: {}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
+    assert!(
+        v.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
 }
 
 fn source_rows(db: &MariaDb, table: &str) -> String {
-    db.sql(&format!("SELECT id, v FROM bench.{table} ORDER BY id")).unwrap()
+    db.sql(&format!("SELECT id, v FROM bench.{table} ORDER BY id"))
+        .unwrap()
 }
 
 fn warehouse_rows(pg: &PgDb, table: &str) -> String {
-    let s = pg.query(&format!("SELECT id, v FROM bench.{table}_current ORDER BY id")).unwrap();
+    let s = pg
+        .query(&format!(
+            "SELECT id, v FROM bench.{table}_current ORDER BY id"
+        ))
+        .unwrap();
     s
 }
 
@@ -112,11 +155,16 @@ fn kill_9_during_snapshot_and_streaming_then_restart_is_exact() {
 
     // 1. kill -9 in the middle of the snapshot.
     let mut child = spawn_run(&cfg);
-    wait_for("part of the snapshot", 120, || count(&pg, "SELECT count(*) FROM bench.t_current") >= 5_000);
+    wait_for("part of the snapshot", 120, || {
+        count(&pg, "SELECT count(*) FROM bench.t_current") >= 5_000
+    });
     child.kill().unwrap();
     child.wait().unwrap();
     let partial = count(&pg, "SELECT count(*) FROM bench.t_current");
-    assert!(partial < 60_000, "snapshot finished before the kill ({partial} rows)");
+    assert!(
+        partial < 60_000,
+        "snapshot finished before the kill ({partial} rows)"
+    );
     // Changes while the pipeline is down: rows already snapshotted and rows not yet.
     db.sql(
         "UPDATE bench.t SET v = CONCAT(v, '-a') WHERE id % 100 = 0;
@@ -131,9 +179,27 @@ fn kill_9_during_snapshot_and_streaming_then_restart_is_exact() {
         count(&pg, "SELECT count(*) FROM (SELECT id FROM bench.t_history WHERE change_type = 'SNAPSHOT' GROUP BY id HAVING count(*) > 1) d"),
         0
     );
-    assert_eq!(count(&pg, "SELECT count(*) FROM bench.t_history WHERE change_type = 'UPDATE'"), 600);
-    assert_eq!(count(&pg, "SELECT count(*) FROM bench.t_history WHERE change_type = 'DELETE'"), 240);
-    assert_eq!(count(&pg, "SELECT count(*) FROM bench.t_history WHERE change_type = 'INSERT'"), 500);
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM bench.t_history WHERE change_type = 'UPDATE'"
+        ),
+        600
+    );
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM bench.t_history WHERE change_type = 'DELETE'"
+        ),
+        240
+    );
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM bench.t_history WHERE change_type = 'INSERT'"
+        ),
+        500
+    );
 
     // 2. kill -9 while streaming many small transactions.
     let mut child = spawn_run(&cfg);
@@ -141,11 +207,21 @@ fn kill_9_during_snapshot_and_streaming_then_restart_is_exact() {
         let port = db.port;
         std::thread::spawn(move || {
             let sql: String = (1..=3000)
-                .map(|i| format!("UPDATE bench.t SET v = 'w{i}' WHERE id = {};", (i * 7) % 60000 + 2))
+                .map(|i| {
+                    format!(
+                        "UPDATE bench.t SET v = 'w{i}' WHERE id = {};",
+                        (i * 7) % 60000 + 2
+                    )
+                })
                 .collect();
             use std::io::Write;
             let mut c = Command::new("mariadb")
-                .args(["--no-defaults", "-h127.0.0.1", &format!("-P{port}"), "-uroot"])
+                .args([
+                    "--no-defaults",
+                    "-h127.0.0.1",
+                    &format!("-P{port}"),
+                    "-uroot",
+                ])
                 .stdin(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -154,7 +230,10 @@ fn kill_9_during_snapshot_and_streaming_then_restart_is_exact() {
         })
     };
     wait_for("some streamed updates", 120, || {
-        count(&pg, "SELECT count(*) FROM bench.t_history WHERE change_type = 'UPDATE'") >= 900
+        count(
+            &pg,
+            "SELECT count(*) FROM bench.t_history WHERE change_type = 'UPDATE'",
+        ) >= 900
     });
     child.kill().unwrap();
     child.wait().unwrap();
@@ -162,16 +241,30 @@ fn kill_9_during_snapshot_and_streaming_then_restart_is_exact() {
     run_until_caught_up(&cfg);
     assert_eq!(warehouse_rows(&pg, "t"), source_rows(&db, "t"));
     // Updates of deleted ids (id % 250 = 1) match no row and log nothing.
-    let streamed = (1..=3000i64).filter(|i| ((i * 7) % 60000 + 2) % 250 != 1).count() as i64;
-    assert_eq!(count(&pg, "SELECT count(*) FROM bench.t_history WHERE change_type = 'UPDATE'"), 600 + streamed);
+    let streamed = (1..=3000i64)
+        .filter(|i| ((i * 7) % 60000 + 2) % 250 != 1)
+        .count() as i64;
+    assert_eq!(
+        count(
+            &pg,
+            "SELECT count(*) FROM bench.t_history WHERE change_type = 'UPDATE'"
+        ),
+        600 + streamed
+    );
     // And nothing more on a further run.
     run_until_caught_up(&cfg);
     // The resumed snapshot read the rest of the table at a later consistent point, so rows
     // inserted while the pipeline was down are both streamed (INSERT) and read (SNAPSHOT);
     // rows deleted before that point were not read. Every change still appears exactly once.
-    let snapshots = count(&pg, "SELECT count(*) FROM bench.t_history WHERE change_type = 'SNAPSHOT'");
+    let snapshots = count(
+        &pg,
+        "SELECT count(*) FROM bench.t_history WHERE change_type = 'SNAPSHOT'",
+    );
     assert!((59_760..=60_500).contains(&snapshots), "{snapshots}");
-    assert_eq!(count(&pg, "SELECT count(*) FROM bench.t_history"), snapshots + 600 + 240 + 500 + streamed);
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM bench.t_history"),
+        snapshots + 600 + 240 + 500 + streamed
+    );
 }
 
 #[test]
@@ -183,19 +276,33 @@ fn mariadb_restart_mid_stream_resumes_by_itself() {
     db.sql("CREATE DATABASE bench; CREATE TABLE bench.r (id INT PRIMARY KEY, v VARCHAR(40)); INSERT INTO bench.r VALUES (1, 'a');")
         .unwrap();
     let mut child = spawn_run(&cfg);
-    wait_for("the snapshot", 60, || count(&pg, "SELECT count(*) FROM bench.r_current") == 1);
-    db.sql("INSERT INTO bench.r SELECT seq, 'before' FROM bench.seq_2_to_100;").unwrap();
-    wait_for("rows before the restart", 60, || count(&pg, "SELECT count(*) FROM bench.r_current") == 100);
+    wait_for("the snapshot", 60, || {
+        count(&pg, "SELECT count(*) FROM bench.r_current") == 1
+    });
+    db.sql("INSERT INTO bench.r SELECT seq, 'before' FROM bench.seq_2_to_100;")
+        .unwrap();
+    wait_for("rows before the restart", 60, || {
+        count(&pg, "SELECT count(*) FROM bench.r_current") == 100
+    });
     db.restart().unwrap();
     db.sql("INSERT INTO bench.r SELECT seq, 'after' FROM bench.seq_101_to_200; UPDATE bench.r SET v = 'changed' WHERE id = 1;")
         .unwrap();
     wait_for("rows after the restart", 120, || {
         count(&pg, "SELECT count(*) FROM bench.r_current") == 200
-            && count(&pg, "SELECT count(*) FROM bench.r_current WHERE v = 'changed'") == 1
+            && count(
+                &pg,
+                "SELECT count(*) FROM bench.r_current WHERE v = 'changed'",
+            ) == 1
     });
-    assert!(child.try_wait().unwrap().is_none(), "the pipeline must survive the restart");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the pipeline must survive the restart"
+    );
     // SIGTERM: finishes its batch and exits 0.
-    Command::new("kill").arg(child.id().to_string()).status().unwrap();
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     let st = child.wait().unwrap();
     assert!(st.success(), "exit after SIGTERM: {st}");
     assert_eq!(count(&pg, "SELECT count(*) FROM bench.r_history"), 201);

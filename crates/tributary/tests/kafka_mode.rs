@@ -17,23 +17,46 @@ fn publish(t: &Tansu, file: &std::path::Path, partitions: i32) {
     let out = bin()
         .arg("publish")
         .arg(file)
-        .args(["--kafka-brokers", &t.brokers(), "--partitions", &partitions.to_string()])
+        .args([
+            "--kafka-brokers",
+            &t.brokers(),
+            "--partitions",
+            &partitions.to_string(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "publish: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "publish: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn sink_cmd(t: &Tansu, pg: &PgDb, topics: &str, group: &str) -> Command {
     let mut c = bin();
     c.args([
-        "run", "--source", "kafka", "--kafka-brokers", &t.brokers(), "--topics", topics, "--group", group,
-        "--postgres-url", &pg.url, "--batch-size", "1000",
+        "run",
+        "--source",
+        "kafka",
+        "--kafka-brokers",
+        &t.brokers(),
+        "--topics",
+        topics,
+        "--group",
+        group,
+        "--postgres-url",
+        &pg.url,
+        "--batch-size",
+        "1000",
     ]);
     c
 }
 
 fn count(pg: &PgDb, sql: &str) -> i64 {
-    pg.query(sql).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(-1)
+    pg.query(sql)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(-1)
 }
 
 #[test]
@@ -42,15 +65,34 @@ fn golden_topics_until_caught_up_then_again_is_a_no_op() {
     let pg = PgDb::new("kafka_golden").unwrap();
     publish(&t, &golden("envelope-schemas.jsonl"), 1);
     for round in 0..2 {
-        let out = sink_cmd(&t, &pg, "^dbserver1.*", "warehouse").arg("--until-caught-up").output().unwrap();
-        assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
-        assert_final(&pg, "typesdb", "all_types", "id", &[("c_bigint_u", "18446744073709551615", "-1")]);
+        let out = sink_cmd(&t, &pg, "^dbserver1.*", "warehouse")
+            .arg("--until-caught-up")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_final(
+            &pg,
+            "typesdb",
+            "all_types",
+            "id",
+            &[("c_bigint_u", "18446744073709551615", "-1")],
+        );
         assert_final(&pg, "typesdb", "no_pk", "a, b", &[]);
-        assert_eq!(count(&pg, "SELECT count(*) FROM typesdb.all_types_history"), 11);
+        assert_eq!(
+            count(&pg, "SELECT count(*) FROM typesdb.all_types_history"),
+            11
+        );
         assert_eq!(count(&pg, "SELECT count(*) FROM typesdb.no_pk_history"), 5);
     }
     let cp = pg.query("SELECT topic, next_offset FROM tributary.checkpoints WHERE pipeline = 'kafka:warehouse' ORDER BY topic").unwrap();
-    assert_eq!(cp.trim(), "dbserver1\t13\ndbserver1.typesdb.all_types\t13\ndbserver1.typesdb.no_pk\t6");
+    assert_eq!(
+        cp.trim(),
+        "dbserver1\t13\ndbserver1.typesdb.all_types\t13\ndbserver1.typesdb.no_pk\t6"
+    );
     // The history rows carry their Kafka coordinates.
     assert_eq!(
         pg.query("SELECT min(_kafka_offset), max(_kafka_offset), count(DISTINCT _kafka_topic) FROM typesdb.all_types_history").unwrap().trim(),
@@ -68,15 +110,23 @@ fn assert_bank_exact(pg: &PgDb, events: u64, final_rows: u64) {
              ORDER BY 1, 2 LIMIT 5",
         )
         .unwrap();
-    let cps = pg.query("SELECT pipeline, topic, kafka_partition, next_offset FROM tributary.checkpoints").unwrap();
-    assert!(gaps.trim().is_empty(), "offsets never applied (partition, offset): {gaps}\ncheckpoints: {cps}");
+    let cps = pg
+        .query("SELECT pipeline, topic, kafka_partition, next_offset FROM tributary.checkpoints")
+        .unwrap();
+    assert!(
+        gaps.trim().is_empty(),
+        "offsets never applied (partition, offset): {gaps}\ncheckpoints: {cps}"
+    );
     assert_eq!(
         pg.query("SELECT count(*), count(DISTINCT (_kafka_partition, _kafka_offset)) FROM bankdb.bank_accounts_history").unwrap().trim(),
         format!("{events}\t{events}"),
         "every event exactly once in history; checkpoints {cps}; per partition {}",
         pg.query("SELECT _kafka_partition, count(*), max(_kafka_offset) FROM bankdb.bank_accounts_history GROUP BY 1").unwrap()
     );
-    assert_eq!(count(pg, "SELECT count(*) FROM bankdb.bank_accounts_current"), final_rows as i64);
+    assert_eq!(
+        count(pg, "SELECT count(*) FROM bankdb.bank_accounts_current"),
+        final_rows as i64
+    );
     assert_eq!(
         count(pg, "SELECT count(*) FROM bankdb.bank_accounts_current WHERE account <> 'Bank ' || id || ' v2' OR id % 4 = 1"),
         0
@@ -102,13 +152,19 @@ fn two_sinks_in_one_group_share_four_partitions_exactly_once() {
     let a = spawn();
     // The second member joins while the first is consuming: a rebalance mid-stream.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_history") < 1 && Instant::now() < deadline {
+    while count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_history") < 1
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
     let b = spawn();
     for (name, c) in [("a", a), ("b", b)] {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "sink {name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "sink {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_bank_exact(&pg, w.events, w.final_rows);
     let parts = pg
@@ -133,7 +189,9 @@ fn kill_9_of_a_kafka_sink_then_restart_is_exact() {
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(90);
-        while count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_history") < target && Instant::now() < deadline {
+        while count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_history") < target
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         if c.try_wait().unwrap().is_none() {
@@ -150,7 +208,11 @@ fn kill_9_of_a_kafka_sink_then_restart_is_exact() {
         .env("TRIBUTARY_LOG", "info,tributary_kafka=debug")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("final run log:\n{}", String::from_utf8_lossy(&out.stderr));
     assert_bank_exact(&pg, w.events, w.final_rows);
 }

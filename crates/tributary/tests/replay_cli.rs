@@ -19,7 +19,11 @@ fn replay(db: &PgDb, files: &[&std::path::Path], extra: &[&str]) -> String {
         .args(extra)
         .output()
         .unwrap();
-    assert!(out.status.success(), "replay failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -29,17 +33,38 @@ fn golden_replay_twice_is_a_no_op() {
     let files = [golden("envelope-schemas.jsonl")];
     let files: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
     let out = replay(&db, &files, &["--batch-size", "5"]);
-    assert_eq!(out.trim(), "applied 16 change(s), 0 already applied, 0 dead-lettered");
-    let snapshot = db.query("SELECT * FROM typesdb.all_types_current ORDER BY id").unwrap();
-    let hist = db.query("SELECT count(*) FROM typesdb.all_types_history").unwrap();
+    assert_eq!(
+        out.trim(),
+        "applied 16 change(s), 0 already applied, 0 dead-lettered"
+    );
+    let snapshot = db
+        .query("SELECT * FROM typesdb.all_types_current ORDER BY id")
+        .unwrap();
+    let hist = db
+        .query("SELECT count(*) FROM typesdb.all_types_history")
+        .unwrap();
     // Same file again: the stored offsets skip everything.
     let out = replay(&db, &files, &[]);
-    assert_eq!(out.trim(), "applied 0 change(s), 0 already applied, 0 dead-lettered");
+    assert_eq!(
+        out.trim(),
+        "applied 0 change(s), 0 already applied, 0 dead-lettered"
+    );
     // Under another pipeline name nothing is skipped by offset: history's identity refuses it.
     let out = replay(&db, &files, &["--pipeline", "other"]);
-    assert_eq!(out.trim(), "applied 0 change(s), 16 already applied, 0 dead-lettered");
-    assert_eq!(db.query("SELECT * FROM typesdb.all_types_current ORDER BY id").unwrap(), snapshot);
-    assert_eq!(db.query("SELECT count(*) FROM typesdb.all_types_history").unwrap(), hist);
+    assert_eq!(
+        out.trim(),
+        "applied 0 change(s), 16 already applied, 0 dead-lettered"
+    );
+    assert_eq!(
+        db.query("SELECT * FROM typesdb.all_types_current ORDER BY id")
+            .unwrap(),
+        snapshot
+    );
+    assert_eq!(
+        db.query("SELECT count(*) FROM typesdb.all_types_history")
+            .unwrap(),
+        hist
+    );
 }
 
 #[test]
@@ -53,21 +78,46 @@ fn bad_records_are_dead_lettered_with_coordinates_and_retryable() {
     let good2 = r#"{"topic":"dbserver1.bankdb.bank_accounts","partition":0,"offset":3,"key":{"id":4},"value":{"id":4,"user_id":1004,"account":"Hana","__deleted":"false"}}"#;
     std::fs::write(&f, [good, not_json, bad_op, good2].join("\n")).unwrap();
     let out = replay(&db, &[&f], &[]);
-    assert_eq!(out.trim(), "applied 2 change(s), 0 already applied, 2 dead-lettered");
+    assert_eq!(
+        out.trim(),
+        "applied 2 change(s), 0 already applied, 2 dead-lettered"
+    );
     let dl = db
         .query("SELECT kafka_offset, stage, record_value IS NOT NULL, reason FROM tributary.dead_letters ORDER BY kafka_offset")
         .unwrap();
     let lines: Vec<&str> = dl.lines().collect();
     assert_eq!(lines.len(), 2, "{dl}");
-    assert!(lines[0].starts_with("1\tdecode\tt\t") && lines[0].contains("bank_accounts/0@1"), "{dl}");
-    assert!(lines[1].starts_with("2\tdecode\tt\t") && lines[1].contains("\"x\""), "{dl}");
+    assert!(
+        lines[0].starts_with("1\tdecode\tt\t") && lines[0].contains("bank_accounts/0@1"),
+        "{dl}"
+    );
+    assert!(
+        lines[1].starts_with("2\tdecode\tt\t") && lines[1].contains("\"x\""),
+        "{dl}"
+    );
     // The checkpoint moved past the bad records: nothing stalls behind them.
-    assert_eq!(db.query("SELECT next_offset FROM tributary.checkpoints").unwrap().trim(), "4");
+    assert_eq!(
+        db.query("SELECT next_offset FROM tributary.checkpoints")
+            .unwrap()
+            .trim(),
+        "4"
+    );
     // dlq list shows them; retry keeps failing ones (exit 4) and says why.
-    let list = bin().args(["dlq", "list", "--postgres-url", &db.url]).output().unwrap();
+    let list = bin()
+        .args(["dlq", "list", "--postgres-url", &db.url])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&list.stdout).contains("decode stage"));
-    let retry = bin().args(["dlq", "retry", "--postgres-url", &db.url]).output().unwrap();
-    assert_eq!(retry.status.code(), Some(4), "{}", String::from_utf8_lossy(&retry.stderr));
+    let retry = bin()
+        .args(["dlq", "retry", "--postgres-url", &db.url])
+        .output()
+        .unwrap();
+    assert_eq!(
+        retry.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&retry.stderr)
+    );
     assert_eq!(
         db.query("SELECT count(*), min(retry_count) FROM tributary.dead_letters WHERE resolved_at IS NULL").unwrap().trim(),
         "2\t1"
@@ -78,13 +128,23 @@ fn bad_records_are_dead_lettered_with_coordinates_and_retryable() {
         r#"{"id":2,"user_id":1002,"account":"Shinhan","__deleted":"false"}"#
     ))
     .unwrap();
-    let retry = bin().args(["dlq", "retry", "--postgres-url", &db.url]).output().unwrap();
+    let retry = bin()
+        .args(["dlq", "retry", "--postgres-url", &db.url])
+        .output()
+        .unwrap();
     assert_eq!(retry.status.code(), Some(4));
     assert_eq!(
-        db.query("SELECT id, account FROM bankdb.bank_accounts_current ORDER BY id").unwrap().trim(),
+        db.query("SELECT id, account FROM bankdb.bank_accounts_current ORDER BY id")
+            .unwrap()
+            .trim(),
         "1\tKB\n2\tShinhan\n4\tHana"
     );
-    assert_eq!(db.query("SELECT count(*) FROM tributary.dead_letters WHERE resolved_at IS NULL").unwrap().trim(), "1");
+    assert_eq!(
+        db.query("SELECT count(*) FROM tributary.dead_letters WHERE resolved_at IS NULL")
+            .unwrap()
+            .trim(),
+        "1"
+    );
 }
 
 /// `kill -9` of replay in the middle of a large file, then a restart: the final tables are
@@ -122,7 +182,10 @@ fn kill_9_mid_replay_then_restart_is_exact() {
         }
         child.wait().unwrap();
     }
-    assert!(kills >= 2, "the replay finished before it could be killed; make the workload larger");
+    assert!(
+        kills >= 2,
+        "the replay finished before it could be killed; make the workload larger"
+    );
     let out = replay(&db, &[&f], &["--batch-size", "500"]);
     assert!(out.contains("0 already applied"), "{out}");
     let hist = db
@@ -130,7 +193,9 @@ fn kill_9_mid_replay_then_restart_is_exact() {
         .unwrap();
     assert_eq!(hist.trim(), format!("{0}\t{0}\t{0}", w.events));
     assert_eq!(
-        db.query("SELECT count(*) FROM bankdb.bank_accounts_current").unwrap().trim(),
+        db.query("SELECT count(*) FROM bankdb.bank_accounts_current")
+            .unwrap()
+            .trim(),
         w.final_rows.to_string()
     );
     assert_eq!(
@@ -140,7 +205,9 @@ fn kill_9_mid_replay_then_restart_is_exact() {
         "0"
     );
     assert_eq!(
-        db.query("SELECT next_offset FROM tributary.checkpoints WHERE pipeline = 'replay'").unwrap().trim(),
+        db.query("SELECT next_offset FROM tributary.checkpoints WHERE pipeline = 'replay'")
+            .unwrap()
+            .trim(),
         w.events.to_string()
     );
 }
