@@ -58,7 +58,7 @@ use table::TargetTable;
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// PostgreSQL unreachable, connection lost, serialization failure, deadlock: retry.
-    #[error("PostgreSQL unavailable (will retry): {0}")]
+    #[error("PostgreSQL unavailable: {0}")]
     Transient(String),
     /// A problem retrying cannot fix.
     #[error("{0}")]

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::{info, warn};
-use tributary_apply::PgSink;
 use tributary_capture::{CaptureConfig, MySqlSource, SnapshotMode};
 use tributary_model::{Checkpoint, ErrorClass};
 
@@ -103,7 +102,7 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         redact(&cc.url),
         redact(pg_url)
     );
-    let mut pg = PgSink::connect(pg_url, cfg.sink.apply.clone()).await?;
+    let mut pg = crate::sink::connect_sink(pg_url, cfg.sink.apply.clone()).await?;
     pg.dead_letter_encoder = Some(crate::dead_letter_encoder(&cc.name));
     let resume = pg.load_binlog_checkpoint(&pipeline).await?;
     match &resume {

@@ -52,23 +52,37 @@ pub async fn apply_retrying(pg: &mut PgSink, batch: &Batch) -> Result<ApplyStats
     }
 }
 
+/// Connect the sink, waiting up to a minute for PostgreSQL to come up (a service started
+/// together with its database); then the error is returned.
+pub async fn connect_sink(url: &str, cfg: tributary_apply::ApplyConfig) -> Result<PgSink> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match PgSink::connect(url, cfg.clone()).await {
+            Ok(pg) => return Ok(pg),
+            Err(e) if e.is_transient() && started.elapsed() < Duration::from_secs(60) => {
+                warn!("{e}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "connecting to PostgreSQL {}",
+                    crate::config::redact(url)
+                )))
+            }
+        }
+    }
+}
+
 impl RecordSink {
     pub async fn connect(
         url: &str,
         cfg: tributary_apply::ApplyConfig,
         pipeline: String,
     ) -> Result<Self> {
-        let mut pg = loop {
-            match PgSink::connect(url, cfg.clone()).await {
-                Ok(pg) => break pg,
-                Err(e) if e.is_transient() => {
-                    warn!("PostgreSQL not reachable yet ({e}); retrying in 1s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        pg.dead_letter_encoder = Some(crate::dead_letter_encoder("dbserver1"));
+        let mut pg = connect_sink(url, cfg).await?;
+        pg.dead_letter_encoder = Some(crate::dead_letter_encoder("tributary"));
         Ok(RecordSink {
             pg,
             decoder: Decoder::new(),

@@ -1,0 +1,202 @@
+//! Benchmarks that print numbers (not tests). Run with the release binary built:
+//!
+//! ```text
+//! cargo build --release -p tributary
+//! cargo run --release -p tributary --example bench -- [all|replay|kafka|baseline|direct] [EVENTS]
+//! ```
+//!
+//! * `replay`   — EVENTS (default 1,000,000) seed-format records (ExtractNewRecordState with
+//!   `__deleted`, as the seed's DAG consumed them) through `tributary replay` into current +
+//!   history: events/s and the peak RSS of the tributary process.
+//! * `kafka`    — the same records published to a 4-partition topic on a private tansu
+//!   broker, then `tributary run --source kafka --until-caught-up`: events/s, peak RSS.
+//! * `baseline` — the hand-written staged-SQL batch the issue measured against: psql COPY into
+//!   a staging table + DISTINCT ON upsert + history insert in one transaction.
+//! * `direct`   — a 200k-row MariaDB table snapshotted by `tributary run --until-caught-up`
+//!   (direct mode, no Kafka), then 200k single-row updates streamed into PostgreSQL.
+//!
+//! Peak RSS is GNU time's "maximum resident set size" of the tributary process.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use tributary_testkit::{write_bank_workload, MariaDb, PgDb, RecordForm, Tansu};
+
+fn exe() -> std::path::PathBuf {
+    let p = tributary_testkit::repo_root().join("target/release/tributary");
+    assert!(p.exists(), "build the release binary first: cargo build --release -p tributary");
+    p
+}
+
+/// Run `tributary ARGS` under GNU time; returns (seconds, peak RSS MiB).
+fn timed(args: &[&str]) -> (f64, f64) {
+    let rss_file = std::env::temp_dir().join(format!("trib-bench-rss-{}", std::process::id()));
+    let t0 = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(&rss_file)
+        .arg(exe())
+        .args(args)
+        .env("TRIBUTARY_LOG", "warn")
+        .output()
+        .unwrap();
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(out.status.success(), "tributary {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let kb: f64 = std::fs::read_to_string(&rss_file).unwrap().trim().lines().last().unwrap().parse().unwrap();
+    (secs, kb / 1024.0)
+}
+
+fn report(what: &str, events: u64, secs: f64, rss: Option<f64>) {
+    println!(
+        "{what:<58} {events:>9} events {secs:>7.2} s {:>9.0} events/s{}",
+        events as f64 / secs,
+        rss.map(|r| format!("  peak RSS {r:.0} MiB")).unwrap_or_default()
+    );
+}
+
+fn workload(dir: &Path, events: u64) -> (std::path::PathBuf, tributary_testkit::BankWorkload) {
+    let f = dir.join("bank-1m.jsonl");
+    // accounts + 2 updates each + a quarter deleted = 3.25 events per account.
+    let w = write_bank_workload(&f, (events as f64 / 3.25) as u64, RecordForm::Flattened).unwrap();
+    (f, w)
+}
+
+fn replay(dir: &Path, events: u64) {
+    let (f, w) = workload(dir, events);
+    let pg = PgDb::new("bench_replay").unwrap();
+    let (secs, rss) = timed(&["replay", f.to_str().unwrap(), "--postgres-url", &pg.url, "--batch-size", "20000"]);
+    report("replay (seed format → current + history)", w.events, secs, Some(rss));
+    let n = pg.query("SELECT count(*) FROM bankdb.bank_accounts_history").unwrap();
+    assert_eq!(n.trim(), w.events.to_string());
+    let (secs2, _) = timed(&["replay", f.to_str().unwrap(), "--postgres-url", &pg.url, "--pipeline", "again"]);
+    report("replay again (all duplicates, refused by history)", w.events, secs2, None);
+}
+
+fn kafka(dir: &Path, events: u64) {
+    let (f, w) = workload(dir, events);
+    let t = Tansu::start().unwrap();
+    let t0 = Instant::now();
+    let out = Command::new(exe())
+        .args(["publish", f.to_str().unwrap(), "--kafka-brokers", &t.brokers(), "--partitions", "4", "--batch-size", "50000"])
+        .env("TRIBUTARY_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    report("publish to tansu (4 partitions, idempotent, acks=all)", w.events, t0.elapsed().as_secs_f64(), None);
+    let pg = PgDb::new("bench_kafka").unwrap();
+    let (secs, rss) = timed(&[
+        "run", "--source", "kafka", "--kafka-brokers", &t.brokers(), "--topics", "dbserver1.bankdb.bank_accounts",
+        "--group", "bench", "--postgres-url", &pg.url, "--batch-size", "20000", "--until-caught-up",
+    ]);
+    report("Kafka sink (consume → current + history, incl. group join)", w.events, secs, Some(rss));
+    let n = pg.query("SELECT count(*) FROM bankdb.bank_accounts_history").unwrap();
+    assert_eq!(n.trim(), w.events.to_string());
+}
+
+/// The hand-written reference: one psql session, COPY into staging, DISTINCT ON upsert and
+/// history insert in one transaction per batch of 20k.
+fn baseline(dir: &Path, events: u64) {
+    let (f, w) = workload(dir, events);
+    // Flatten the JSONL into CSV the way a hand-written job would pre-process it.
+    let csv = dir.join("bank.csv");
+    {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+        for l in std::fs::read_to_string(&f).unwrap().lines() {
+            let j: serde_json::Value = serde_json::from_str(l).unwrap();
+            let v = &j["value"];
+            writeln!(
+                out,
+                "{},{},{},\"{}\",{},{}",
+                j["offset"], v["id"], v["user_id"], v["account"].as_str().unwrap(), v["registered_at"].as_str().unwrap(),
+                v["__deleted"].as_str().unwrap()
+            )
+            .unwrap();
+        }
+    }
+    let pg = PgDb::new("bench_base").unwrap();
+    pg.query(
+        "CREATE TABLE cur (id int PRIMARY KEY, user_id int, account text, registered_at timestamptz, updated_at timestamptz);
+         CREATE TABLE hist (kafka_offset bigint UNIQUE, id int, user_id int, account text, registered_at timestamptz, change_type text, changed_at timestamptz);",
+    )
+    .unwrap();
+    let batch = 20_000;
+    let mut script = String::from("\\set ON_ERROR_STOP 1\nCREATE TEMP TABLE stg (off bigint, id int, user_id int, account text, registered_at timestamptz, deleted boolean);\n");
+    let lines: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().map(String::from).collect();
+    for (i, chunk) in lines.chunks(batch).enumerate() {
+        let part = dir.join(format!("part{i}.csv"));
+        std::fs::write(&part, chunk.join("\n") + "\n").unwrap();
+        script.push_str(&format!(
+            "BEGIN;\nTRUNCATE stg;\n\\copy stg FROM '{}' WITH (FORMAT csv)\n\
+             INSERT INTO hist SELECT off, id, user_id, account, registered_at, CASE WHEN deleted THEN 'DELETE' ELSE 'UPSERT' END, now() FROM stg ON CONFLICT DO NOTHING;\n\
+             DELETE FROM cur USING (SELECT DISTINCT ON (id) id, deleted FROM stg ORDER BY id, off DESC) l WHERE l.deleted AND cur.id = l.id;\n\
+             INSERT INTO cur SELECT id, user_id, account, registered_at, now() FROM (SELECT DISTINCT ON (id) * FROM stg ORDER BY id, off DESC) l WHERE NOT deleted\n\
+               ON CONFLICT (id) DO UPDATE SET user_id = EXCLUDED.user_id, account = EXCLUDED.account, registered_at = EXCLUDED.registered_at, updated_at = now();\n\
+             COMMIT;\n",
+            part.display()
+        ));
+    }
+    let sql = dir.join("baseline.sql");
+    std::fs::write(&sql, script).unwrap();
+    let t0 = Instant::now();
+    let out = Command::new("psql").args(["-X", "-q", &pg.url, "-f"]).arg(&sql).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    report("baseline: hand-written psql COPY + DISTINCT ON upsert (CSV given)", w.events, t0.elapsed().as_secs_f64(), None);
+}
+
+fn direct() {
+    let db = MariaDb::start().unwrap();
+    let rows = 200_000u64;
+    db.sql(&format!(
+        "CREATE DATABASE bench; CREATE TABLE bench.accounts (id INT PRIMARY KEY, user_id INT, account VARCHAR(100), balance DECIMAL(12,2), registered_at DATETIME);
+         INSERT INTO bench.accounts SELECT seq, 1000 + seq, CONCAT('Bank ', seq, ' 123-456-789012'), seq / 100, '2025-09-18 01:52:22' FROM bench.seq_1_to_{rows};"
+    ))
+    .unwrap();
+    let pg = PgDb::new("bench_direct").unwrap();
+    let cfg = std::env::temp_dir().join(format!("trib-bench-{}.toml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\nurl = \"{}\"\ndatabases = [\"bench\"]\nserver_id = {}\nsnapshot_chunk_size = 20000\n[sink]\nurl = \"{}\"\n[pipeline]\nbatch_size = 20000\n",
+            db.url(),
+            db.server_id + 9000,
+            pg.url
+        ),
+    )
+    .unwrap();
+    let (secs, rss) = timed(&["run", "-c", cfg.to_str().unwrap(), "--until-caught-up"]);
+    report("direct mode: snapshot 200k rows → PostgreSQL", rows, secs, Some(rss));
+    // 200k single-row update transactions, generated server-side, then streamed.
+    let t0 = Instant::now();
+    db.sql(
+        "CREATE PROCEDURE bench.upd() BEGIN DECLARE i INT DEFAULT 1; WHILE i <= 200000 DO UPDATE bench.accounts SET balance = balance + 1 WHERE id = i; SET i = i + 1; END WHILE; END;",
+    )
+    .unwrap();
+    db.sql("CALL bench.upd()").unwrap();
+    println!("  (generating 200k single-row update transactions in MariaDB took {:.1} s)", t0.elapsed().as_secs_f64());
+    let (secs, rss) = timed(&["run", "-c", cfg.to_str().unwrap(), "--until-caught-up"]);
+    report("direct mode: stream 200k single-row updates → PostgreSQL", rows, secs, Some(rss));
+    let n = pg.query("SELECT count(*) FROM bench.accounts_history").unwrap();
+    assert_eq!(n.trim(), (2 * rows).to_string());
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let what = args.get(1).map(String::as_str).unwrap_or("all");
+    let events: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    println!("tributary benchmarks on {} cores ({what})", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    if matches!(what, "all" | "replay") {
+        replay(dir.path(), events);
+    }
+    if matches!(what, "all" | "kafka") {
+        kafka(dir.path(), events);
+    }
+    if matches!(what, "all" | "baseline") {
+        baseline(dir.path(), events);
+    }
+    if matches!(what, "all" | "direct") {
+        direct();
+    }
+}
