@@ -200,7 +200,23 @@ struct Ctx {
     fallback: OffsetFallback,
 }
 
-impl ClientContext for Ctx {}
+impl ClientContext for Ctx {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", fac, "{log_message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{log_message}"),
+            L::Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: RdError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
 
 impl ConsumerContext for Ctx {
     fn rebalance(
@@ -427,7 +443,7 @@ fn rec_bytes(r: &RawRecord) -> usize {
 /// A consumer-group member whose positions live in the sink's store. See the crate docs.
 pub struct KafkaSource {
     shared: Arc<Shared>,
-    consumer: Arc<BaseConsumer<Ctx>>,
+    consumer: std::mem::ManuallyDrop<Arc<BaseConsumer<Ctx>>>,
     thread: Option<JoinHandle<()>>,
     /// Partition → epoch of the records handed out by `next_batch`.
     last_epochs: HashMap<(String, i32), u64>,
@@ -514,7 +530,7 @@ impl KafkaSource {
         };
         Ok(KafkaSource {
             shared,
-            consumer,
+            consumer: std::mem::ManuallyDrop::new(consumer),
             thread: Some(thread),
             last_epochs: HashMap::new(),
             group_id: cfg.group_id,
@@ -796,6 +812,18 @@ impl Drop for KafkaSource {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // SAFETY: taken exactly once, here; `self.consumer` is not used afterwards.
+        let consumer = unsafe { std::mem::ManuallyDrop::take(&mut self.consumer) };
+        if consumer.closed() {
+            drop(consumer);
+        } else {
+            // rdkafka's Drop would poll until the group is left, forever if the broker is
+            // gone. Leak the handle instead (shutdown only; the process usually exits next).
+            tracing::warn!(
+                "kafka consumer did not close within 5 s (broker unreachable?); leaking its handle"
+            );
+            std::mem::forget(consumer);
+        }
     }
 }
 
@@ -914,7 +942,7 @@ fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
     // Leave the group cleanly: serves the final revoke (fenced) before returning.
     if consumer.close_queue().is_ok() {
         let start = Instant::now();
-        while !consumer.closed() && start.elapsed() < Duration::from_secs(10) {
+        while !consumer.closed() && start.elapsed() < Duration::from_secs(5) {
             let _ = consumer.poll(Duration::from_millis(100));
         }
     }

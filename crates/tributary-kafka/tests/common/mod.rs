@@ -8,9 +8,14 @@ use tributary_kafka::{
 };
 use tributary_model::RawRecord;
 
+/// Logs to the test output when `RUST_LOG` is set.
 pub fn init_tracing() {
-    // Tests print librdkafka/consumer logs only when RUST_LOG is set (tracing has no
-    // subscriber here); nothing to do.
+    if std::env::var("RUST_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -47,6 +52,7 @@ pub fn source(
     topic: &str,
     store: Arc<MemoryOffsetStore>,
 ) -> KafkaSource {
+    init_tracing();
     let cfg = ConsumerConfig::new(brokers, group, vec![topic.to_string()]);
     KafkaSource::new(cfg, store).expect("consumer")
 }
