@@ -830,7 +830,18 @@ impl Drop for KafkaSource {
 fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
     let mut paused = false;
     let mut last_targets_try = Instant::now() - Duration::from_secs(10);
+    let started = Instant::now();
+    let mut warned_unassigned = false;
     while !shared.shutdown.load(Ordering::SeqCst) {
+        if !warned_unassigned && started.elapsed() > Duration::from_secs(30) {
+            if !shared.state.lock().unwrap().assigned_once {
+                tracing::warn!(
+                    "subscribed 30 s ago but the group coordinator assigned nothing yet \
+                     (rebalance not completing; see librdkafka debug=cgrp)"
+                );
+            }
+            warned_unassigned = true;
+        }
         // Back-pressure: pause when the buffer is full; keep polling regardless.
         {
             let (records, bytes, repause) = {

@@ -125,9 +125,11 @@ async fn store_offsets_win_over_broker_commits() {
     assert_eq!(got[0].offset, 80);
 
     // Store has nothing + default fallback → earliest, even though the broker says 80.
+    // (src2 leaves first: tansu 0.6 keeps a member that leaves during a join round as the
+    // group leader forever, and the remaining member then never gets an assignment.)
+    drop(src2);
     let store3 = Arc::new(MemoryOffsetStore::new());
     let mut src3 = source(&broker.brokers(), &group2, &topic, store3.clone());
-    drop(src2);
     let got = consume_n(&mut src3, &store3, 100, Duration::from_secs(60)).await;
     assert_eq!(got.len(), 100);
     assert_eq!(got[0].offset, 0);

@@ -53,7 +53,10 @@ pub fn source(
     store: Arc<MemoryOffsetStore>,
 ) -> KafkaSource {
     init_tracing();
-    let cfg = ConsumerConfig::new(brokers, group, vec![topic.to_string()]);
+    let mut cfg = ConsumerConfig::new(brokers, group, vec![topic.to_string()]);
+    if let Ok(d) = std::env::var("TEST_KAFKA_DEBUG") {
+        cfg.extra.push(("debug".into(), d));
+    }
     KafkaSource::new(cfg, store).expect("consumer")
 }
 
