@@ -116,6 +116,11 @@ pub struct ApplyConfig {
     pub on_error: OnError,
     /// Schema for the checkpoint and dead-letter tables.
     pub control_schema: String,
+    /// PostgreSQL `synchronous_commit` for the sink's sessions (default `off`). Safe here:
+    /// a commit lost in a PostgreSQL crash loses its checkpoint *with* its data, so the
+    /// source is re-read from the previous checkpoint — exactly once either way; what `off`
+    /// saves is a WAL flush wait per batch. Set `on` if other readers need durability first.
+    pub synchronous_commit: String,
 }
 
 impl Default for ApplyConfig {
@@ -129,6 +134,7 @@ impl Default for ApplyConfig {
             tables: BTreeMap::new(),
             on_error: OnError::DeadLetter,
             control_schema: "tributary".into(),
+            synchronous_commit: "off".into(),
         }
     }
 }

@@ -194,8 +194,18 @@ impl PgSink {
             return Ok(());
         }
         let cs = config::ident(&self.cfg.control_schema);
+        let sc = match self.cfg.synchronous_commit.as_str() {
+            v @ ("on" | "off" | "local" | "remote_write" | "remote_apply") => v,
+            other => {
+                return Err(ApplyError::Definite(format!(
+                    "synchronous_commit = {other:?}: expected on, off, local, remote_write or remote_apply"
+                )))
+            }
+        };
         let sql = format!(
-            "SELECT pg_advisory_lock(hashtext('tributary:control'));
+            "SET synchronous_commit = {sc};
+             SET work_mem = '64MB';
+             SELECT pg_advisory_lock(hashtext('tributary:control'));
              CREATE SCHEMA IF NOT EXISTS {cs};
              CREATE TABLE IF NOT EXISTS {cs}.checkpoints (
                pipeline text NOT NULL,

@@ -36,8 +36,6 @@ pub(crate) struct TargetTable {
     /// Event schema (by Arc pointer, Arc kept alive) → for each target column, its index in
     /// that schema's row images.
     mappings: HashMap<usize, (Arc<TableSchema>, Vec<Option<usize>>)>,
-    /// Whether the history table has the SCD2 identity column.
-    pub has_hist_id: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -315,13 +313,11 @@ impl PgSink {
             .iter()
             .filter_map(|k| tcols.iter().position(|c| &c.target == k))
             .collect();
-        let has_hist_id = hist.iter().any(|(n, _, _)| n == "_hist_id");
         Ok(Some(TargetTable {
             layout,
             cols: tcols,
             key,
             mappings: HashMap::new(),
-            has_hist_id,
         }))
     }
 
@@ -354,12 +350,7 @@ impl PgSink {
                 let hm = &layout.history_meta;
                 let mut cur_cols = Vec::new();
                 let mut hist_cols = Vec::new();
-                let with_hist_id = hm.valid_to.is_some() && !keyless;
-                if with_hist_id {
-                    hist_cols.push(
-                        "_hist_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY".to_string(),
-                    );
-                }
+                let with_scd2 = hm.valid_to.is_some() && !keyless;
                 for (name, ty, default, is_key) in missing {
                     // The DEFAULT matters for changes captured before the column existed (see
                     // TCol::default), e.g. a batch spanning an ALTER TABLE … ADD COLUMN.
@@ -417,7 +408,7 @@ impl PgSink {
                     cur_cols.join(",\n  "),
                     hist_cols.join(",\n  ")
                 ));
-                if with_hist_id {
+                if with_scd2 {
                     let keys: Vec<String> = key_sources
                         .iter()
                         .map(|k| ident(&TargetTable::target_name(&layout, k)))
@@ -616,6 +607,7 @@ impl PgSink {
                 .map_err(|e| pg_err("clearing staging table", e))?;
         }
         let t = self.tables.get(tid).expect("ensured");
+        let t_copy = std::time::Instant::now();
         copy_in(
             &self.client,
             &format!(
@@ -651,61 +643,21 @@ impl PgSink {
                 hvals.push(v.into());
             }
         }
+        // Fresh statistics for the staging table: without them the planner guesses its
+        // size and can pick nested loops over thousands of rows.
+        self.client
+            .batch_execute(&format!("ANALYZE {stage}"))
+            .await
+            .map_err(|e| pg_err("analyzing staging table", e))?;
         let q_hist = t.q_history();
         let q_cur = t.q_current();
-        let n_new = self
-            .client
-            .execute(
-                &format!(
-                    "WITH ins AS (
-                       INSERT INTO {q_hist} ({}) SELECT {} FROM {stage} ORDER BY _seq
-                       ON CONFLICT ({}) DO NOTHING RETURNING {}
-                     )
-                     UPDATE {stage} s SET _new = true FROM ins WHERE s._event_id = ins.{}",
-                    hcols.join(", "),
-                    hvals.join(", "),
-                    ident(&hm.event_id),
-                    ident(&hm.event_id),
-                    ident(&hm.event_id),
-                ),
-                &[],
-            )
-            .await
-            .map_err(|e| pg_err(&format!("inserting into {q_hist}"), e))?;
-        let stats = TableStats {
-            applied: n_new,
-            duplicates: staged - n_new,
-        };
-        if n_new == 0 {
-            return Ok(stats);
-        }
+        let copy_ms = t_copy.elapsed().as_millis() as u64;
+        let t_apply = std::time::Instant::now();
+        let eid = ident(&hm.event_id);
 
-        // ---- SCD2: close the previous open version of every key that changed
-        if let (Some(vt), Some(vf), false, true) =
-            (&hm.valid_to, &hm.valid_from, keyless, t.has_hist_id)
-        {
-            let keys: Vec<String> = t.key.iter().map(|&k| ident(&t.cols[k].target)).collect();
-            let skeys: Vec<String> = t.key.iter().map(|&k| format!("c{k}")).collect();
-            self.client
-                .batch_execute(&format!(
-                    "UPDATE {q_hist} h SET {vt} = x.next_from
-                     FROM (SELECT _hist_id, lead({vf}) OVER (PARTITION BY {k} ORDER BY _hist_id) AS next_from
-                           FROM {q_hist}
-                           WHERE {vt} IS NULL AND ({k}) IN (SELECT {sk} FROM {stage} WHERE _new)) x
-                     WHERE h._hist_id = x._hist_id AND x.next_from IS NOT NULL",
-                    vt = ident(vt),
-                    vf = ident(vf),
-                    k = keys.join(", "),
-                    sk = skeys.join(", "),
-                ))
-                .await
-                .map_err(|e| pg_err(&format!("closing SCD2 versions in {q_hist}"), e))?;
-        }
-
-        // ---- current
+        // ---- current: columns and values
         let cm = &t.layout.current_meta;
-        let targets: Vec<String> = t.cols.iter().map(|c| ident(&c.target)).collect();
-        let mut icols = targets.clone();
+        let mut icols: Vec<String> = t.cols.iter().map(|c| ident(&c.target)).collect();
         let mut ivals: Vec<String> = (0..ncols).map(|i| format!("c{i}")).collect();
         if let Some(c) = &cm.op {
             icols.push(ident(c));
@@ -719,13 +671,43 @@ impl PgSink {
             icols.push(ident(c));
             ivals.push("now()".into());
         }
-        let sql = if !keyless {
+
+        let n_new = if !keyless {
+            // One statement: history takes what is new (RETURNING), SCD2 closes the versions
+            // that were open before this statement (an UPDATE in a WITH sees the table as it
+            // was when the statement began, i.e. never the rows `ins` adds), and current
+            // applies the last new event per key, guarded by source position.
             let keys: Vec<String> = t.key.iter().map(|&k| ident(&t.cols[k].target)).collect();
             let skeys: Vec<String> = t.key.iter().map(|&k| format!("c{k}")).collect();
+            let (sk, k) = (skeys.join(", "), keys.join(", "));
+            let mut hcols = hcols;
+            let mut hvals = hvals;
+            let mut closed = String::new();
+            if let (Some(vt), Some(_)) = (&hm.valid_to, &hm.valid_from) {
+                // Within the batch, a version ends where the key's next change begins.
+                hcols.push(ident(vt));
+                hvals.push(format!(
+                    "lead(COALESCE(_src_ts, now())) OVER (PARTITION BY {sk} ORDER BY _seq)"
+                ));
+                let join: Vec<String> = t
+                    .key
+                    .iter()
+                    .map(|&i| format!("h.{} = f.c{i}", ident(&t.cols[i].target)))
+                    .collect();
+                closed = format!(
+                    ", firsts AS (
+                       SELECT DISTINCT ON ({sk}) {sk}, COALESCE(_src_ts, now()) AS vf FROM new ORDER BY {sk}, _seq
+                     ), closed AS (
+                       UPDATE {q_hist} h SET {vt} = f.vf FROM firsts f WHERE {join} AND h.{vt} IS NULL
+                     )",
+                    vt = ident(vt),
+                    join = join.join(" AND ")
+                );
+            }
             let join: Vec<String> = t
                 .key
                 .iter()
-                .map(|&k| format!("c.{} = l.c{k}", ident(&t.cols[k].target)))
+                .map(|&i| format!("c.{} = l.c{i}", ident(&t.cols[i].target)))
                 .collect();
             let guard_del = cm
                 .source_pos
@@ -735,12 +717,7 @@ impl PgSink {
             let guard_up = cm
                 .source_pos
                 .as_ref()
-                .map(|p| {
-                    format!(
-                        " WHERE t.{p} IS NULL OR t.{p} <= EXCLUDED.{p}",
-                        p = ident(p)
-                    )
-                })
+                .map(|p| format!(" WHERE t.{p} IS NULL OR t.{p} <= EXCLUDED.{p}", p = ident(p)))
                 .unwrap_or_default();
             let sets: Vec<String> = icols
                 .iter()
@@ -752,77 +729,112 @@ impl PgSink {
             } else {
                 format!("DO UPDATE SET {}{guard_up}", sets.join(", "))
             };
-            format!(
-                "WITH last AS (
-                   SELECT DISTINCT ON ({sk}) * FROM {stage} WHERE _new ORDER BY {sk}, _seq DESC
-                 ), del AS (
+            let sql = format!(
+                "WITH ins AS (
+                   INSERT INTO {q_hist} ({hc}) SELECT {hv} FROM {stage} ORDER BY _seq
+                   ON CONFLICT ({eid}) DO NOTHING RETURNING {eid}
+                 ), new AS (
+                   SELECT s.* FROM {stage} s JOIN ins ON s._event_id = ins.{eid}
+                 ), last AS (
+                   SELECT DISTINCT ON ({sk}) * FROM new ORDER BY {sk}, _seq DESC
+                 ){closed}, del AS (
                    DELETE FROM {q_cur} c USING last l WHERE l._op = 'd' AND {join}{guard_del}
+                 ), ups AS (
+                   INSERT INTO {q_cur} AS t ({ic}) SELECT {iv} FROM last WHERE _op <> 'd'
+                   ON CONFLICT ({k}) {on_conflict}
                  )
-                 INSERT INTO {q_cur} AS t ({ic}) SELECT {iv} FROM last WHERE _op <> 'd'
-                 ON CONFLICT ({k}) {on_conflict}",
-                sk = skeys.join(", "),
+                 SELECT count(*) FROM new",
+                hc = hcols.join(", "),
+                hv = hvals.join(", "),
                 join = join.join(" AND "),
                 ic = icols.join(", "),
                 iv = ivals.join(", "),
-                k = keys.join(", "),
-            )
+            );
+            let row = self
+                .client
+                .query_one(&sql, &[])
+                .await
+                .map_err(|e| pg_err(&format!("applying to {q_hist} and {q_cur}"), e))?;
+            row.get::<_, i64>(0) as u64
         } else {
-            // Keyless: a multiset. In stream order: an insert adds a row, a delete removes one
-            // row equal to the before image, an update does both.
-            let eq = |prefix: &str| -> String {
-                t.cols
+            // Keyless: history first, marking what is new in staging; then the current table
+            // as a multiset, in stream order: an insert adds a row, a delete removes one row
+            // equal to the before image, an update does both.
+            let n_new = self
+                .client
+                .execute(
+                    &format!(
+                        "WITH ins AS (
+                           INSERT INTO {q_hist} ({}) SELECT {} FROM {stage} ORDER BY _seq
+                           ON CONFLICT ({eid}) DO NOTHING RETURNING {eid}
+                         )
+                         UPDATE {stage} s SET _new = true FROM ins WHERE s._event_id = ins.{eid}",
+                        hcols.join(", "),
+                        hvals.join(", "),
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(|e| pg_err(&format!("inserting into {q_hist}"), e))?;
+            if n_new > 0 {
+                let eq = |prefix: &str| -> String {
+                    t.cols
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| format!("{} IS NOT DISTINCT FROM r.{prefix}{i}", ident(&c.target)))
+                        .collect::<Vec<_>>()
+                        .join(" AND ")
+                };
+                let rvals: Vec<String> = ivals
                     .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        format!("{} IS NOT DISTINCT FROM r.{prefix}{i}", ident(&c.target))
+                    .map(|v| {
+                        if v.starts_with('c') || v.starts_with('_') {
+                            format!("r.{v}")
+                        } else {
+                            v.clone()
+                        }
                     })
-                    .collect::<Vec<_>>()
-                    .join(" AND ")
-            };
-            let rvals: Vec<String> = ivals
-                .iter()
-                .map(|v| {
-                    if v.starts_with('c') || v.starts_with('_') {
-                        format!("r.{v}")
-                    } else {
-                        v.clone()
-                    }
-                })
-                .collect();
-            // A snapshot is the whole table as of its position: its first row (ordinal 1)
-            // replaces every row that an earlier position produced (a re-snapshot of a
-            // keyless table must not double it).
-            let resnap = match &cm.source_pos {
-                Some(p) => format!(
-                    "DELETE FROM {q_cur} WHERE {p} IS NULL OR {p} < r._order;",
-                    p = ident(p)
-                ),
-                None => format!("DELETE FROM {q_cur};"),
-            };
-            format!(
-                "DO $tributary$ DECLARE r record; BEGIN
-                   FOR r IN SELECT * FROM {stage} WHERE _new ORDER BY _seq LOOP
-                     IF r._op = 'r' AND r._src_row = 1 THEN
-                       {resnap}
-                     END IF;
-                     IF r._op IN ('d', 'u') THEN
-                       DELETE FROM {q_cur} WHERE ctid = (SELECT ctid FROM {q_cur} WHERE {beq} LIMIT 1);
-                     END IF;
-                     IF r._op <> 'd' THEN
-                       INSERT INTO {q_cur} ({ic}) VALUES ({rv});
-                     END IF;
-                   END LOOP;
-                 END $tributary$",
-                beq = eq("b"),
-                ic = icols.join(", "),
-                rv = rvals.join(", "),
-            )
+                    .collect();
+                // A snapshot is the whole table as of its position: its first row (ordinal 1)
+                // replaces every row that an earlier position produced (a re-snapshot of a
+                // keyless table must not double it).
+                let resnap = match &cm.source_pos {
+                    Some(p) => format!("DELETE FROM {q_cur} WHERE {p} IS NULL OR {p} < r._order;", p = ident(p)),
+                    None => format!("DELETE FROM {q_cur};"),
+                };
+                let sql = format!(
+                    "DO $tributary$ DECLARE r record; BEGIN
+                       FOR r IN SELECT * FROM {stage} WHERE _new ORDER BY _seq LOOP
+                         IF r._op = 'r' AND r._src_row = 1 THEN
+                           {resnap}
+                         END IF;
+                         IF r._op IN ('d', 'u') THEN
+                           DELETE FROM {q_cur} WHERE ctid = (SELECT ctid FROM {q_cur} WHERE {beq} LIMIT 1);
+                         END IF;
+                         IF r._op <> 'd' THEN
+                           INSERT INTO {q_cur} ({ic}) VALUES ({rv});
+                         END IF;
+                       END LOOP;
+                     END $tributary$",
+                    beq = eq("b"),
+                    ic = icols.join(", "),
+                    rv = rvals.join(", "),
+                );
+                self.client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| pg_err(&format!("applying to {q_cur}"), e))?;
+            }
+            n_new
         };
-        self.client
-            .batch_execute(&sql)
-            .await
-            .map_err(|e| pg_err(&format!("applying to {q_cur}"), e))?;
-        Ok(stats)
+        tracing::debug!(
+            table = %tid, staged, new = n_new, copy_ms,
+            apply_ms = t_apply.elapsed().as_millis() as u64, "table applied"
+        );
+        Ok(TableStats {
+            applied: n_new,
+            duplicates: staged - n_new,
+        })
     }
 }
 

@@ -38,7 +38,7 @@ fn timed(args: &[&str]) -> (f64, f64) {
         .arg(&rss_file)
         .arg(exe())
         .args(args)
-        .env("TRIBUTARY_LOG", "warn")
+        .env("TRIBUTARY_LOG", std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()))
         .output()
         .unwrap();
     let secs = t0.elapsed().as_secs_f64();

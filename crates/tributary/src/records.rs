@@ -9,53 +9,63 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value as J;
 use tributary_model::RawRecord;
 
-fn bytes_of(v: Option<&J>) -> Option<Vec<u8>> {
-    match v {
-        None | Some(J::Null) => None,
-        Some(J::String(s)) => Some(s.as_bytes().to_vec()),
-        Some(other) => Some(serde_json::to_vec(other).expect("JSON serializes")),
-    }
+/// One line, borrowed: key and value stay raw JSON text (no parse → re-serialize round trip).
+#[derive(serde::Deserialize)]
+struct Line<'a> {
+    topic: Option<std::borrow::Cow<'a, str>>,
+    partition: Option<i64>,
+    offset: Option<i64>,
+    #[serde(borrow, default)]
+    key: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    value: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    payload: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Raw JSON → the record bytes: `null` → None, a JSON string → its contents (JSON given as
+/// a string), anything else → the JSON text as written.
+fn bytes_of(v: Option<&serde_json::value::RawValue>) -> Result<Option<Vec<u8>>> {
+    let Some(v) = v else { return Ok(None) };
+    let t = v.get();
+    Ok(match t.as_bytes().first() {
+        Some(b'n') if t == "null" => None,
+        Some(b'"') => Some(serde_json::from_str::<String>(t)?.into_bytes()),
+        _ => Some(t.as_bytes().to_vec()),
+    })
 }
 
 /// Parse one line. `where_` names the input for errors (`file:line`).
 pub fn parse_line(line: &str, where_: &str) -> Result<RawRecord> {
-    let j: J = serde_json::from_str(line).with_context(|| {
-        format!("{where_}: not a JSON object (replay expects one record per line)")
+    let l: Line = serde_json::from_str(line).with_context(|| {
+        format!("{where_}: not a JSON object with topic/partition/offset/key/value")
     })?;
-    let o = match j.as_object() {
-        Some(o) => o,
-        None => bail!("{where_}: expected a JSON object with topic/partition/offset/key/value"),
-    };
-    let topic = o
-        .get("topic")
-        .and_then(J::as_str)
+    let topic = l
+        .topic
         .with_context(|| format!("{where_}: missing string field \"topic\""))?
-        .to_string();
-    let partition = o
-        .get("partition")
-        .and_then(J::as_i64)
+        .into_owned();
+    let partition = l
+        .partition
         .with_context(|| format!("{where_}: missing integer field \"partition\""))?
         as i32;
-    let offset = o
-        .get("offset")
-        .and_then(J::as_i64)
+    let offset = l
+        .offset
         .with_context(|| format!("{where_}: missing integer field \"offset\""))?;
-    let value = if o.contains_key("value") {
-        o.get("value")
-    } else if o.contains_key("payload") {
-        o.get("payload")
-    } else {
-        bail!("{where_}: missing field \"value\" (or kcat's \"payload\")")
+    // `value` (ours) or kcat -J's `payload`; a present `"value": null` is a tombstone.
+    let value = match (l.value, l.payload) {
+        (Some(v), _) => Some(v),
+        (None, Some(p)) => Some(p),
+        (None, None) if line.contains("\"value\"") || line.contains("\"payload\"") => None,
+        (None, None) => bail!("{where_}: missing field \"value\" (or kcat's \"payload\")"),
     };
     Ok(RawRecord {
         topic,
         partition,
         offset,
-        key: bytes_of(o.get("key")),
-        value: bytes_of(value),
+        key: bytes_of(l.key).with_context(|| format!("{where_}: key"))?,
+        value: bytes_of(value).with_context(|| format!("{where_}: value"))?,
     })
 }
 

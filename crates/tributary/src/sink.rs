@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tracing::{info, warn};
 use tributary_apply::{ApplyError, ApplyStats, OnError, PgSink};
 use tributary_codec::decode::{Decoded, Decoder};
@@ -50,6 +50,59 @@ pub async fn apply_retrying(pg: &mut PgSink, batch: &Batch) -> Result<ApplyStats
             other => return other,
         }
     }
+}
+
+/// Decode raw records into one batch (see module docs). With `stop_on_error` an undecodable
+/// record is an error instead of a dead letter.
+pub fn decode_records(
+    decoder: &mut Decoder,
+    records: &[RawRecord],
+    pipeline: &str,
+    stop_on_error: bool,
+) -> Result<Batch> {
+    let mut batch = Batch {
+        pipeline: pipeline.to_string(),
+        ..Default::default()
+    };
+    batch.events.reserve(records.len());
+    let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for r in records {
+        let e = next.entry((r.topic.as_str(), r.partition)).or_insert(r.offset + 1);
+        *e = (*e).max(r.offset + 1);
+        match decoder.decode(r) {
+            Ok(Decoded::Change(mut ev)) => {
+                ev.kafka = Some(KafkaCoord {
+                    topic: r.topic.clone(),
+                    partition: r.partition,
+                    offset: r.offset,
+                });
+                batch.events.push(ev);
+            }
+            Ok(Decoded::Tombstone) => m::counter_skipped("tombstone"),
+            Ok(Decoded::SchemaChange(sc)) => {
+                m::counter_skipped("schema_change");
+                batch.schema_changes.push(sc)
+            }
+            Err(e) => {
+                if stop_on_error {
+                    anyhow::bail!("{e} (on_error = \"stop\")");
+                }
+                batch.dead_letters.push(DeadLetter {
+                    topic: r.topic.clone(),
+                    partition: r.partition,
+                    offset: r.offset,
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                    stage: "decode".into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    batch.checkpoint = Some(Checkpoint::Kafka(
+        next.into_iter().map(|((t, p), o)| (t.to_string(), p, o)).collect(),
+    ));
+    Ok(batch)
 }
 
 /// Connect the sink, waiting up to a minute for PostgreSQL to come up (a service started
@@ -97,52 +150,8 @@ impl RecordSink {
 
     /// Decode `records` into a batch (see module docs).
     pub fn decode(&mut self, records: &[RawRecord]) -> Result<Batch> {
-        let mut batch = Batch {
-            pipeline: self.pipeline.clone(),
-            ..Default::default()
-        };
-        let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        for r in records {
-            let e = next
-                .entry((r.topic.as_str(), r.partition))
-                .or_insert(r.offset + 1);
-            *e = (*e).max(r.offset + 1);
-            match self.decoder.decode(r) {
-                Ok(Decoded::Change(mut ev)) => {
-                    ev.kafka = Some(KafkaCoord {
-                        topic: r.topic.clone(),
-                        partition: r.partition,
-                        offset: r.offset,
-                    });
-                    batch.events.push(ev);
-                }
-                Ok(Decoded::Tombstone) => m::counter_skipped("tombstone"),
-                Ok(Decoded::SchemaChange(sc)) => {
-                    m::counter_skipped("schema_change");
-                    batch.schema_changes.push(sc)
-                }
-                Err(e) => {
-                    if self.pg.config().on_error == OnError::Stop {
-                        anyhow::bail!("{e} (on_error = \"stop\")");
-                    }
-                    batch.dead_letters.push(DeadLetter {
-                        topic: r.topic.clone(),
-                        partition: r.partition,
-                        offset: r.offset,
-                        key: r.key.clone(),
-                        value: r.value.clone(),
-                        stage: "decode".into(),
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        }
-        batch.checkpoint = Some(Checkpoint::Kafka(
-            next.into_iter()
-                .map(|((t, p), o)| (t.to_string(), p, o))
-                .collect(),
-        ));
-        Ok(batch)
+        let stop = self.pg.config().on_error == OnError::Stop;
+        decode_records(&mut self.decoder, records, &self.pipeline, stop)
     }
 
     /// Decode and apply records as one transaction, retrying outages.
@@ -177,44 +186,90 @@ impl RecordSink {
 /// `tributary replay FILE…`: apply recorded records exactly as the Kafka sink would: records
 /// at offsets below the stored next offset of their partition were applied before and are
 /// skipped; everything else is applied in batches with its checkpoint.
+///
+/// Files are streamed (memory is bounded by the batch size, whatever the file size), and
+/// reading + decoding runs on its own thread one batch ahead of the apply, so the CPU work of
+/// decoding overlaps PostgreSQL's work on the previous batch.
 pub async fn replay(
     sink: &mut RecordSink,
     files: &[std::path::PathBuf],
     batch_size: usize,
 ) -> Result<ApplyStats> {
+    use std::io::BufRead;
+    let batch_size = batch_size.max(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Batch, usize)>>(1);
+    let files = files.to_vec();
+    let pipeline = sink.pipeline.clone();
+    let stop = sink.pg.config().on_error == OnError::Stop;
+    let reader = std::thread::Builder::new()
+        .name("replay-decode".into())
+        .spawn(move || {
+            let mut decoder = Decoder::new();
+            let mut run = || -> Result<()> {
+                for f in &files {
+                    let file = std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
+                    let mut lines = std::io::BufReader::with_capacity(1 << 20, file).lines().enumerate();
+                    let mut chunk: Vec<RawRecord> = Vec::with_capacity(batch_size);
+                    loop {
+                        chunk.clear();
+                        for (i, line) in lines.by_ref() {
+                            let line = line.with_context(|| format!("{}:{}: reading", f.display(), i + 1))?;
+                            if line.trim().is_empty() {
+                                continue;
+                            }
+                            chunk.push(crate::records::parse_line(&line, &format!("{}:{}", f.display(), i + 1))?);
+                            if chunk.len() == batch_size {
+                                break;
+                            }
+                        }
+                        if chunk.is_empty() {
+                            break;
+                        }
+                        let b = decode_records(&mut decoder, &chunk, &pipeline, stop)?;
+                        if tx.blocking_send(Ok((b, chunk.len()))).is_err() {
+                            return Ok(()); // the applier stopped
+                        }
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = run() {
+                let _ = tx.blocking_send(Err(e));
+            }
+        })?;
     let mut total = ApplyStats::default();
     let started = Instant::now();
     let mut n = 0usize;
-    for f in files {
-        let records = crate::records::read_file(f)?;
-        let mut parts: Vec<(String, i32)> = records
-            .iter()
-            .map(|r| (r.topic.clone(), r.partition))
-            .collect();
-        parts.sort();
-        parts.dedup();
-        let stored: BTreeMap<(String, i32), i64> = parts
-            .iter()
-            .cloned()
-            .zip(sink.stored_offsets(&parts).await?)
-            .filter_map(|(k, o)| Some((k, o?)))
-            .collect();
-        let todo: Vec<RawRecord> = records
-            .into_iter()
-            .filter(|r| {
-                stored
-                    .get(&(r.topic.clone(), r.partition))
-                    .is_none_or(|&next| r.offset >= next)
-            })
-            .collect();
-        for chunk in todo.chunks(batch_size.max(1)) {
-            let s = sink.apply_records(chunk).await?;
-            total.applied += s.applied;
-            total.duplicates += s.duplicates;
-            total.dead_lettered += s.dead_lettered;
-            n += chunk.len();
+    let mut stored: BTreeMap<(String, i32), Option<i64>> = BTreeMap::new();
+    while let Some(item) = rx.recv().await {
+        let (mut batch, records) = item?;
+        // Stored offsets of partitions seen for the first time, then the skip rule.
+        let parts: Vec<(String, i32)> = match &batch.checkpoint {
+            Some(Checkpoint::Kafka(o)) => o.iter().map(|(t, p, _)| (t.clone(), *p)).collect(),
+            _ => vec![],
+        };
+        let unseen: Vec<(String, i32)> = parts.into_iter().filter(|k| !stored.contains_key(k)).collect();
+        if !unseen.is_empty() {
+            let offs = sink.stored_offsets(&unseen).await?;
+            stored.extend(unseen.into_iter().zip(offs));
         }
+        let applied_before = |t: &str, p: i32, o: i64| -> bool {
+            matches!(stored.get(&(t.to_string(), p)), Some(Some(next)) if o < *next)
+        };
+        batch.events.retain(|e| {
+            let k = e.kafka.as_ref().expect("replayed events carry coordinates");
+            !applied_before(&k.topic, k.partition, k.offset)
+        });
+        batch.dead_letters.retain(|d| !applied_before(&d.topic, d.partition, d.offset));
+        let t0 = Instant::now();
+        let s = apply_retrying(&mut sink.pg, &batch).await?;
+        m::record_batch(records, &s, t0.elapsed());
+        total.applied += s.applied;
+        total.duplicates += s.duplicates;
+        total.dead_lettered += s.dead_lettered;
+        n += records;
     }
+    let _ = reader.join();
     let secs = started.elapsed().as_secs_f64();
     info!(
         records = n,
