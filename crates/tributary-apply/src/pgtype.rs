@@ -13,6 +13,7 @@
 use std::fmt::Write as _;
 
 use bytes::{BufMut, BytesMut};
+use tributary_model::calendar::civil_from_days;
 use tributary_model::{ColumnKind, Value};
 
 /// A PostgreSQL column type tributary knows how to write.
@@ -482,20 +483,6 @@ pub fn encode_numeric(buf: &mut BytesMut, text: &str) -> Result<(), String> {
         buf.put_i16(d);
     }
     Ok(())
-}
-
-/// `(year, month, day)` of a day count since 1970-01-01 (proleptic Gregorian).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 fn write_micros_tod(s: &mut String, us: i64) {

@@ -717,7 +717,12 @@ impl PgSink {
             let guard_up = cm
                 .source_pos
                 .as_ref()
-                .map(|p| format!(" WHERE t.{p} IS NULL OR t.{p} <= EXCLUDED.{p}", p = ident(p)))
+                .map(|p| {
+                    format!(
+                        " WHERE t.{p} IS NULL OR t.{p} <= EXCLUDED.{p}",
+                        p = ident(p)
+                    )
+                })
                 .unwrap_or_default();
             let sets: Vec<String> = icols
                 .iter()
@@ -781,7 +786,9 @@ impl PgSink {
                     t.cols
                         .iter()
                         .enumerate()
-                        .map(|(i, c)| format!("{} IS NOT DISTINCT FROM r.{prefix}{i}", ident(&c.target)))
+                        .map(|(i, c)| {
+                            format!("{} IS NOT DISTINCT FROM r.{prefix}{i}", ident(&c.target))
+                        })
                         .collect::<Vec<_>>()
                         .join(" AND ")
                 };
@@ -799,7 +806,10 @@ impl PgSink {
                 // replaces every row that an earlier position produced (a re-snapshot of a
                 // keyless table must not double it).
                 let resnap = match &cm.source_pos {
-                    Some(p) => format!("DELETE FROM {q_cur} WHERE {p} IS NULL OR {p} < r._order;", p = ident(p)),
+                    Some(p) => format!(
+                        "DELETE FROM {q_cur} WHERE {p} IS NULL OR {p} < r._order;",
+                        p = ident(p)
+                    ),
                     None => format!("DELETE FROM {q_cur};"),
                 };
                 let sql = format!(

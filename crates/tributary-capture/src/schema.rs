@@ -7,6 +7,7 @@ use tributary_model::{Column, ColumnKind, TableId, TableSchema, Value};
 
 use crate::decode::{datetime_us, days_from_civil};
 use crate::{CaptureError, Flavor};
+use tributary_model::calendar::civil_from_days;
 
 /// One row of information_schema.COLUMNS, the bits we use.
 #[derive(Debug, Clone)]
@@ -506,19 +507,6 @@ pub(crate) fn to_param(v: &Value) -> MyValue {
         }
         Value::Unresolved(j) => MyValue::Bytes(j.to_string().into_bytes()),
     }
-}
-
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719468;
-    let era = if z >= 0 { z } else { z - 146096 } / 146097;
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

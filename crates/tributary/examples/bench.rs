@@ -25,7 +25,10 @@ use tributary_testkit::{write_bank_workload, MariaDb, PgDb, RecordForm, Tansu};
 
 fn exe() -> std::path::PathBuf {
     let p = tributary_testkit::repo_root().join("target/release/tributary");
-    assert!(p.exists(), "build the release binary first: cargo build --release -p tributary");
+    assert!(
+        p.exists(),
+        "build the release binary first: cargo build --release -p tributary"
+    );
     p
 }
 
@@ -38,12 +41,26 @@ fn timed(args: &[&str]) -> (f64, f64) {
         .arg(&rss_file)
         .arg(exe())
         .args(args)
-        .env("TRIBUTARY_LOG", std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "TRIBUTARY_LOG",
+            std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .output()
         .unwrap();
     let secs = t0.elapsed().as_secs_f64();
-    assert!(out.status.success(), "tributary {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    let kb: f64 = std::fs::read_to_string(&rss_file).unwrap().trim().lines().last().unwrap().parse().unwrap();
+    assert!(
+        out.status.success(),
+        "tributary {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kb: f64 = std::fs::read_to_string(&rss_file)
+        .unwrap()
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
     (secs, kb / 1024.0)
 }
 
@@ -51,7 +68,8 @@ fn report(what: &str, events: u64, secs: f64, rss: Option<f64>) {
     println!(
         "{what:<58} {events:>9} events {secs:>7.2} s {:>9.0} events/s{}",
         events as f64 / secs,
-        rss.map(|r| format!("  peak RSS {r:.0} MiB")).unwrap_or_default()
+        rss.map(|r| format!("  peak RSS {r:.0} MiB"))
+            .unwrap_or_default()
     );
 }
 
@@ -65,12 +83,38 @@ fn workload(dir: &Path, events: u64) -> (std::path::PathBuf, tributary_testkit::
 fn replay(dir: &Path, events: u64) {
     let (f, w) = workload(dir, events);
     let pg = PgDb::new("bench_replay").unwrap();
-    let (secs, rss) = timed(&["replay", f.to_str().unwrap(), "--postgres-url", &pg.url, "--batch-size", "20000"]);
-    report("replay (seed format → current + history)", w.events, secs, Some(rss));
-    let n = pg.query("SELECT count(*) FROM bankdb.bank_accounts_history").unwrap();
+    let (secs, rss) = timed(&[
+        "replay",
+        f.to_str().unwrap(),
+        "--postgres-url",
+        &pg.url,
+        "--batch-size",
+        "20000",
+    ]);
+    report(
+        "replay (seed format → current + history)",
+        w.events,
+        secs,
+        Some(rss),
+    );
+    let n = pg
+        .query("SELECT count(*) FROM bankdb.bank_accounts_history")
+        .unwrap();
     assert_eq!(n.trim(), w.events.to_string());
-    let (secs2, _) = timed(&["replay", f.to_str().unwrap(), "--postgres-url", &pg.url, "--pipeline", "again"]);
-    report("replay again (all duplicates, refused by history)", w.events, secs2, None);
+    let (secs2, _) = timed(&[
+        "replay",
+        f.to_str().unwrap(),
+        "--postgres-url",
+        &pg.url,
+        "--pipeline",
+        "again",
+    ]);
+    report(
+        "replay again (all duplicates, refused by history)",
+        w.events,
+        secs2,
+        None,
+    );
 }
 
 fn kafka(dir: &Path, events: u64) {
@@ -78,19 +122,56 @@ fn kafka(dir: &Path, events: u64) {
     let t = Tansu::start().unwrap();
     let t0 = Instant::now();
     let out = Command::new(exe())
-        .args(["publish", f.to_str().unwrap(), "--kafka-brokers", &t.brokers(), "--partitions", "4", "--batch-size", "50000"])
+        .args([
+            "publish",
+            f.to_str().unwrap(),
+            "--kafka-brokers",
+            &t.brokers(),
+            "--partitions",
+            "4",
+            "--batch-size",
+            "50000",
+        ])
         .env("TRIBUTARY_LOG", "warn")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    report("publish to tansu (4 partitions, idempotent, acks=all)", w.events, t0.elapsed().as_secs_f64(), None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report(
+        "publish to tansu (4 partitions, idempotent, acks=all)",
+        w.events,
+        t0.elapsed().as_secs_f64(),
+        None,
+    );
     let pg = PgDb::new("bench_kafka").unwrap();
     let (secs, rss) = timed(&[
-        "run", "--source", "kafka", "--kafka-brokers", &t.brokers(), "--topics", "dbserver1.bankdb.bank_accounts",
-        "--group", "bench", "--postgres-url", &pg.url, "--batch-size", "20000", "--until-caught-up",
+        "run",
+        "--source",
+        "kafka",
+        "--kafka-brokers",
+        &t.brokers(),
+        "--topics",
+        "dbserver1.bankdb.bank_accounts",
+        "--group",
+        "bench",
+        "--postgres-url",
+        &pg.url,
+        "--batch-size",
+        "20000",
+        "--until-caught-up",
     ]);
-    report("Kafka sink (consume → current + history, incl. group join)", w.events, secs, Some(rss));
-    let n = pg.query("SELECT count(*) FROM bankdb.bank_accounts_history").unwrap();
+    report(
+        "Kafka sink (consume → current + history, incl. group join)",
+        w.events,
+        secs,
+        Some(rss),
+    );
+    let n = pg
+        .query("SELECT count(*) FROM bankdb.bank_accounts_history")
+        .unwrap();
     assert_eq!(n.trim(), w.events.to_string());
 }
 
@@ -109,7 +190,11 @@ fn baseline(dir: &Path, events: u64) {
             writeln!(
                 out,
                 "{},{},{},\"{}\",{},{}",
-                j["offset"], v["id"], v["user_id"], v["account"].as_str().unwrap(), v["registered_at"].as_str().unwrap(),
+                j["offset"],
+                v["id"],
+                v["user_id"],
+                v["account"].as_str().unwrap(),
+                v["registered_at"].as_str().unwrap(),
                 v["__deleted"].as_str().unwrap()
             )
             .unwrap();
@@ -123,7 +208,11 @@ fn baseline(dir: &Path, events: u64) {
     .unwrap();
     let batch = 20_000;
     let mut script = String::from("\\set ON_ERROR_STOP 1\nCREATE TEMP TABLE stg (off bigint, id int, user_id int, account text, registered_at timestamptz, deleted boolean);\n");
-    let lines: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().map(String::from).collect();
+    let lines: Vec<String> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
     for (i, chunk) in lines.chunks(batch).enumerate() {
         let part = dir.join(format!("part{i}.csv"));
         std::fs::write(&part, chunk.join("\n") + "\n").unwrap();
@@ -140,9 +229,22 @@ fn baseline(dir: &Path, events: u64) {
     let sql = dir.join("baseline.sql");
     std::fs::write(&sql, script).unwrap();
     let t0 = Instant::now();
-    let out = Command::new("psql").args(["-X", "-q", &pg.url, "-f"]).arg(&sql).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    report("baseline: hand-written psql COPY + DISTINCT ON upsert (CSV given)", w.events, t0.elapsed().as_secs_f64(), None);
+    let out = Command::new("psql")
+        .args(["-X", "-q", &pg.url, "-f"])
+        .arg(&sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report(
+        "baseline: hand-written psql COPY + DISTINCT ON upsert (CSV given)",
+        w.events,
+        t0.elapsed().as_secs_f64(),
+        None,
+    );
 }
 
 fn direct() {
@@ -166,7 +268,12 @@ fn direct() {
     )
     .unwrap();
     let (secs, rss) = timed(&["run", "-c", cfg.to_str().unwrap(), "--until-caught-up"]);
-    report("direct mode: snapshot 200k rows → PostgreSQL", rows, secs, Some(rss));
+    report(
+        "direct mode: snapshot 200k rows → PostgreSQL",
+        rows,
+        secs,
+        Some(rss),
+    );
     // 200k single-row update transactions, generated server-side, then streamed.
     let t0 = Instant::now();
     db.sql(
@@ -174,19 +281,37 @@ fn direct() {
     )
     .unwrap();
     db.sql("CALL bench.upd()").unwrap();
-    println!("  (generating 200k single-row update transactions in MariaDB took {:.1} s)", t0.elapsed().as_secs_f64());
+    println!(
+        "  (generating 200k single-row update transactions in MariaDB took {:.1} s)",
+        t0.elapsed().as_secs_f64()
+    );
     let (secs, rss) = timed(&["run", "-c", cfg.to_str().unwrap(), "--until-caught-up"]);
-    report("direct mode: stream 200k single-row updates → PostgreSQL", rows, secs, Some(rss));
-    let n = pg.query("SELECT count(*) FROM bench.accounts_history").unwrap();
+    report(
+        "direct mode: stream 200k single-row updates → PostgreSQL",
+        rows,
+        secs,
+        Some(rss),
+    );
+    let n = pg
+        .query("SELECT count(*) FROM bench.accounts_history")
+        .unwrap();
     assert_eq!(n.trim(), (2 * rows).to_string());
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let what = args.get(1).map(String::as_str).unwrap_or("all");
-    let events: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let events: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    println!("tributary benchmarks on {} cores ({what})", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "tributary benchmarks on {} cores ({what})",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     if matches!(what, "all" | "replay") {
         replay(dir.path(), events);
     }

@@ -67,7 +67,9 @@ pub fn decode_records(
     batch.events.reserve(records.len());
     let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for r in records {
-        let e = next.entry((r.topic.as_str(), r.partition)).or_insert(r.offset + 1);
+        let e = next
+            .entry((r.topic.as_str(), r.partition))
+            .or_insert(r.offset + 1);
         *e = (*e).max(r.offset + 1);
         match decoder.decode(r) {
             Ok(Decoded::Change(mut ev)) => {
@@ -100,7 +102,9 @@ pub fn decode_records(
         }
     }
     batch.checkpoint = Some(Checkpoint::Kafka(
-        next.into_iter().map(|((t, p), o)| (t.to_string(), p, o)).collect(),
+        next.into_iter()
+            .map(|((t, p), o)| (t.to_string(), p, o))
+            .collect(),
     ));
     Ok(batch)
 }
@@ -207,17 +211,24 @@ pub async fn replay(
             let mut decoder = Decoder::new();
             let mut run = || -> Result<()> {
                 for f in &files {
-                    let file = std::fs::File::open(f).with_context(|| format!("opening {}", f.display()))?;
-                    let mut lines = std::io::BufReader::with_capacity(1 << 20, file).lines().enumerate();
+                    let file = std::fs::File::open(f)
+                        .with_context(|| format!("opening {}", f.display()))?;
+                    let mut lines = std::io::BufReader::with_capacity(1 << 20, file)
+                        .lines()
+                        .enumerate();
                     let mut chunk: Vec<RawRecord> = Vec::with_capacity(batch_size);
                     loop {
                         chunk.clear();
                         for (i, line) in lines.by_ref() {
-                            let line = line.with_context(|| format!("{}:{}: reading", f.display(), i + 1))?;
+                            let line = line
+                                .with_context(|| format!("{}:{}: reading", f.display(), i + 1))?;
                             if line.trim().is_empty() {
                                 continue;
                             }
-                            chunk.push(crate::records::parse_line(&line, &format!("{}:{}", f.display(), i + 1))?);
+                            chunk.push(crate::records::parse_line(
+                                &line,
+                                &format!("{}:{}", f.display(), i + 1),
+                            )?);
                             if chunk.len() == batch_size {
                                 break;
                             }
@@ -248,7 +259,10 @@ pub async fn replay(
             Some(Checkpoint::Kafka(o)) => o.iter().map(|(t, p, _)| (t.clone(), *p)).collect(),
             _ => vec![],
         };
-        let unseen: Vec<(String, i32)> = parts.into_iter().filter(|k| !stored.contains_key(k)).collect();
+        let unseen: Vec<(String, i32)> = parts
+            .into_iter()
+            .filter(|k| !stored.contains_key(k))
+            .collect();
         if !unseen.is_empty() {
             let offs = sink.stored_offsets(&unseen).await?;
             stored.extend(unseen.into_iter().zip(offs));
@@ -260,7 +274,9 @@ pub async fn replay(
             let k = e.kafka.as_ref().expect("replayed events carry coordinates");
             !applied_before(&k.topic, k.partition, k.offset)
         });
-        batch.dead_letters.retain(|d| !applied_before(&d.topic, d.partition, d.offset));
+        batch
+            .dead_letters
+            .retain(|d| !applied_before(&d.topic, d.partition, d.offset));
         let t0 = Instant::now();
         let s = apply_retrying(&mut sink.pg, &batch).await?;
         m::record_batch(records, &s, t0.elapsed());
