@@ -80,30 +80,46 @@ fn workload(dir: &Path, events: u64) -> (std::path::PathBuf, tributary_testkit::
     (f, w)
 }
 
+/// The seed's warehouse layout (examples/bank.toml): the issue's "seed-format events
+/// (current + history)".
+fn bank_config() -> String {
+    tributary_testkit::repo_root()
+        .join("examples/bank.toml")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
 fn replay(dir: &Path, events: u64) {
     let (f, w) = workload(dir, events);
+    let file = f.to_str().unwrap();
+    let cfg = bank_config();
     let pg = PgDb::new("bench_replay").unwrap();
     let (secs, rss) = timed(&[
         "replay",
-        f.to_str().unwrap(),
+        file,
+        "-c",
+        &cfg,
         "--postgres-url",
         &pg.url,
         "--batch-size",
         "20000",
     ]);
     report(
-        "replay (seed format → current + history)",
+        "replay, seed layout (examples/bank.toml)",
         w.events,
         secs,
         Some(rss),
     );
     let n = pg
-        .query("SELECT count(*) FROM bankdb.bank_accounts_history")
+        .query("SELECT count(*) FROM public.bank_accounts_history")
         .unwrap();
     assert_eq!(n.trim(), w.events.to_string());
     let (secs2, _) = timed(&[
         "replay",
-        f.to_str().unwrap(),
+        file,
+        "-c",
+        &cfg,
         "--postgres-url",
         &pg.url,
         "--pipeline",
@@ -114,6 +130,21 @@ fn replay(dir: &Path, events: u64) {
         w.events,
         secs2,
         None,
+    );
+    let pg2 = PgDb::new("bench_replay_default").unwrap();
+    let (secs3, rss3) = timed(&[
+        "replay",
+        file,
+        "--postgres-url",
+        &pg2.url,
+        "--batch-size",
+        "20000",
+    ]);
+    report(
+        "replay, default layout (+ position guard, SCD2)",
+        w.events,
+        secs3,
+        Some(rss3),
     );
 }
 
@@ -149,6 +180,8 @@ fn kafka(dir: &Path, events: u64) {
     let pg = PgDb::new("bench_kafka").unwrap();
     let (secs, rss) = timed(&[
         "run",
+        "-c",
+        &bank_config(),
         "--source",
         "kafka",
         "--kafka-brokers",
@@ -164,13 +197,13 @@ fn kafka(dir: &Path, events: u64) {
         "--until-caught-up",
     ]);
     report(
-        "Kafka sink (consume → current + history, incl. group join)",
+        "Kafka sink, seed layout (incl. group join)",
         w.events,
         secs,
         Some(rss),
     );
     let n = pg
-        .query("SELECT count(*) FROM bankdb.bank_accounts_history")
+        .query("SELECT count(*) FROM public.bank_accounts_history")
         .unwrap();
     assert_eq!(n.trim(), w.events.to_string());
 }
@@ -276,11 +309,30 @@ fn direct() {
     );
     // 200k single-row update transactions, generated server-side, then streamed.
     let t0 = Instant::now();
-    db.sql(
-        "CREATE PROCEDURE bench.upd() BEGIN DECLARE i INT DEFAULT 1; WHILE i <= 200000 DO UPDATE bench.accounts SET balance = balance + 1 WHERE id = i; SET i = i + 1; END WHILE; END;",
-    )
-    .unwrap();
-    db.sql("CALL bench.upd()").unwrap();
+    {
+        use std::io::Write;
+        let mut c = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "-h127.0.0.1",
+                &format!("-P{}", db.port),
+                "-uroot",
+                "bench",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(
+                b"DELIMITER //\nCREATE PROCEDURE upd() BEGIN DECLARE i INT DEFAULT 1; WHILE i <= 200000 DO \
+                  UPDATE accounts SET balance = balance + 1 WHERE id = i; SET i = i + 1; END WHILE; END//\n\
+                  DELIMITER ;\nCALL upd();\n",
+            )
+            .unwrap();
+        assert!(c.wait().unwrap().success());
+    }
     println!(
         "  (generating 200k single-row update transactions in MariaDB took {:.1} s)",
         t0.elapsed().as_secs_f64()

@@ -7,6 +7,29 @@ use std::time::{Duration, Instant};
 
 use tributary_testkit::{assert_final, golden, MariaDb, PgDb};
 
+/// Kills a spawned pipeline if the test panics before it did (no stray processes).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
     c.env("TRIBUTARY_LOG", "warn");
@@ -154,7 +177,7 @@ fn kill_9_during_snapshot_and_streaming_then_restart_is_exact() {
     .unwrap();
 
     // 1. kill -9 in the middle of the snapshot.
-    let mut child = spawn_run(&cfg);
+    let mut child = KillOnDrop(spawn_run(&cfg));
     wait_for("part of the snapshot", 120, || {
         count(&pg, "SELECT count(*) FROM bench.t_current") >= 5_000
     });
@@ -202,7 +225,7 @@ fn kill_9_during_snapshot_and_streaming_then_restart_is_exact() {
     );
 
     // 2. kill -9 while streaming many small transactions.
-    let mut child = spawn_run(&cfg);
+    let mut child = KillOnDrop(spawn_run(&cfg));
     let writer = {
         let port = db.port;
         std::thread::spawn(move || {
@@ -275,7 +298,7 @@ fn mariadb_restart_mid_stream_resumes_by_itself() {
     let cfg = config(dir.path(), &db, &pg, "bench", 1000);
     db.sql("CREATE DATABASE bench; CREATE TABLE bench.r (id INT PRIMARY KEY, v VARCHAR(40)); INSERT INTO bench.r VALUES (1, 'a');")
         .unwrap();
-    let mut child = spawn_run(&cfg);
+    let mut child = KillOnDrop(spawn_run(&cfg));
     wait_for("the snapshot", 60, || {
         count(&pg, "SELECT count(*) FROM bench.r_current") == 1
     });

@@ -7,6 +7,29 @@ use std::time::{Duration, Instant};
 
 use tributary_testkit::{assert_final, golden, write_bank_workload, PgDb, RecordForm, Tansu};
 
+/// Kills a spawned pipeline if the test panics before it did (no stray processes).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
     c.env("TRIBUTARY_LOG", "warn");
@@ -183,11 +206,13 @@ fn kill_9_of_a_kafka_sink_then_restart_is_exact() {
     publish(&t, &f, 2);
     let mut kills = 0;
     for target in [2_000i64, 12_000] {
-        let mut c = sink_cmd(&t, &pg, "dbserver1.bankdb.bank_accounts", "killed")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut c = KillOnDrop(
+            sink_cmd(&t, &pg, "dbserver1.bankdb.bank_accounts", "killed")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let deadline = Instant::now() + Duration::from_secs(90);
         while count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_history") < target
             && Instant::now() < deadline
