@@ -148,6 +148,35 @@ fn golden_scenario_direct_reaches_the_source_state_exactly_once() {
         String::from_utf8_lossy(&v.stdout),
         String::from_utf8_lossy(&v.stderr)
     );
+    // …and notices a difference made behind its back.
+    pg.query("DELETE FROM typesdb.all_types_current WHERE id = 5")
+        .unwrap();
+    let v = bin().args(["verify", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(v.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&v.stdout)
+        .contains("typesdb.all_types: source rows 5 / warehouse rows 4"));
+    // status: the binlog position, caught up (0 bytes behind), row counts, no dead letters.
+    let st = bin()
+        .args(["status", "--json", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(j["dead_letters"], 0);
+    assert_eq!(j["positions"][0]["pipeline"], "mysql:dbserver1");
+    assert_eq!(j["positions"][0]["lag"], "0 bytes");
+    let tables: Vec<String> = j["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| format!("{} {}", t["source"], t["history_rows"]))
+        .collect();
+    assert_eq!(tables, ["\"typesdb.all_types\" 11", "\"typesdb.no_pk\" 5"]);
 }
 
 fn source_rows(db: &MariaDb, table: &str) -> String {
@@ -298,7 +327,17 @@ fn mariadb_restart_mid_stream_resumes_by_itself() {
     let cfg = config(dir.path(), &db, &pg, "bench", 1000);
     db.sql("CREATE DATABASE bench; CREATE TABLE bench.r (id INT PRIMARY KEY, v VARCHAR(40)); INSERT INTO bench.r VALUES (1, 'a');")
         .unwrap();
-    let mut child = KillOnDrop(spawn_run(&cfg));
+    let metrics_port = tributary_testkit::free_port();
+    let mut child = KillOnDrop(
+        bin()
+            .args(["run", "-c"])
+            .arg(&cfg)
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for("the snapshot", 60, || {
         count(&pg, "SELECT count(*) FROM bench.r_current") == 1
     });
@@ -321,6 +360,23 @@ fn mariadb_restart_mid_stream_resumes_by_itself() {
         child.try_wait().unwrap().is_none(),
         "the pipeline must survive the restart"
     );
+    // Prometheus metrics and health from the running pipeline.
+    let get = |path: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let metrics = get("/metrics");
+    assert!(
+        metrics.contains("tributary_events_applied_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tributary_batches_total"), "{metrics}");
+    let health = get("/health");
+    assert!(health.contains(" 200 "), "{health}");
     // SIGTERM: finishes its batch and exits 0.
     Command::new("kill")
         .arg(child.id().to_string())
