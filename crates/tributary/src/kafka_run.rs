@@ -9,14 +9,13 @@
 //! the last committed transaction ended — no loss, no duplicate (and if anything did arrive
 //! twice, history's unique event identity would refuse it).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::{info, warn};
 use tributary_kafka::{ConsumerConfig, KafkaError, KafkaSource, OffsetStore};
-use tributary_model::ErrorClass;
+use tributary_model::{Checkpoint, ErrorClass};
 
 use crate::config::{redact, Config};
 use crate::metrics as m;
@@ -136,15 +135,13 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                 info!("{dropped} fetched record(s) of revoked partitions dropped (the new owner applies them)");
             }
             if !recs.is_empty() {
-                sink.apply_records(&recs).await?;
-                let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
-                for r in &recs {
-                    let e = next.entry((r.topic.clone(), r.partition)).or_insert(0);
-                    *e = (*e).max(r.offset + 1);
+                let t0 = Instant::now();
+                let batch = sink.decode(&recs)?;
+                let stats = crate::sink::apply_retrying(&mut sink.pg, &batch).await?;
+                m::record_batch(recs.len(), &stats, t0.elapsed());
+                if let Some(Checkpoint::Kafka(offsets)) = &batch.checkpoint {
+                    source.commit_advisory(offsets);
                 }
-                let offsets: Vec<(String, i32, i64)> =
-                    next.into_iter().map(|((t, p), o)| (t, p, o)).collect();
-                source.commit_advisory(&offsets);
                 total += recs.len() as u64;
             }
             drop(guard);

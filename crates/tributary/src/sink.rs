@@ -158,18 +158,6 @@ impl RecordSink {
         decode_records(&mut self.decoder, records, &self.pipeline, stop)
     }
 
-    /// Decode and apply records as one transaction, retrying outages.
-    pub async fn apply_records(&mut self, records: &[RawRecord]) -> Result<ApplyStats> {
-        if records.is_empty() {
-            return Ok(ApplyStats::default());
-        }
-        let started = Instant::now();
-        let batch = self.decode(records)?;
-        let stats = apply_retrying(&mut self.pg, &batch).await?;
-        m::record_batch(records.len(), &stats, started.elapsed());
-        Ok(stats)
-    }
-
     /// Stored next offsets for partitions (the replay skip rule and the Kafka seek).
     pub async fn stored_offsets(&mut self, parts: &[(String, i32)]) -> Result<Vec<Option<i64>>> {
         let mut delay = Duration::from_millis(100);
