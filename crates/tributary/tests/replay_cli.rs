@@ -211,3 +211,125 @@ fn kill_9_mid_replay_then_restart_is_exact() {
         w.events.to_string()
     );
 }
+
+/// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones.
+struct Proxy {
+    port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(target: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (d, c) = (down.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in l.incoming() {
+                let Ok(client) = client else { continue };
+                if d.load(Ordering::SeqCst) {
+                    drop(client); // refused while "down"
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                c.lock()
+                    .unwrap()
+                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                for (mut a, mut b) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut a, &mut b);
+                        let _ = b.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, down, conns }
+    }
+
+    /// Cut every connection and refuse new ones.
+    fn outage(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for s in self.conns.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn recover(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A PostgreSQL outage in the middle of a replay is retried (with backoff and reconnect),
+/// not dead-lettered, and the result is exact.
+#[test]
+fn postgres_outage_mid_replay_is_retried_not_dead_lettered() {
+    let db = PgDb::new("cli_outage").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bank.jsonl");
+    let w = write_bank_workload(&f, 12_000, RecordForm::Envelope).unwrap();
+    let port: u16 = tributary_testkit::pg_base_url()
+        .rsplit_once(':')
+        .and_then(|(_, r)| r.split('/').next()?.parse().ok())
+        .unwrap_or(5432);
+    let proxy = Proxy::start(port);
+    let url = db
+        .url
+        .replacen(&format!(":{port}/"), &format!(":{}/", proxy.port), 1);
+    assert_ne!(url, db.url, "the proxy must be in the path");
+    let child = bin()
+        .arg("replay")
+        .arg(&f)
+        .args(["--postgres-url", &url, "--batch-size", "500"])
+        .env("TRIBUTARY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while db
+        .query("SELECT count(*) FROM bankdb.bank_accounts_history")
+        .map(|s| s.trim().parse::<u64>().unwrap_or(0))
+        .unwrap_or(0)
+        < 5_000
+    {
+        assert!(Instant::now() < deadline, "replay made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proxy.outage();
+    std::thread::sleep(Duration::from_secs(3));
+    proxy.recover();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("retrying"),
+        "the outage was seen and retried: {stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 dead-lettered"));
+    assert_eq!(
+        db.query("SELECT count(*), count(DISTINCT _event_id) FROM bankdb.bank_accounts_history")
+            .unwrap()
+            .trim(),
+        format!("{0}\t{0}", w.events)
+    );
+    assert_eq!(
+        db.query("SELECT count(*) FROM bankdb.bank_accounts_current")
+            .unwrap()
+            .trim(),
+        w.final_rows.to_string()
+    );
+    assert_eq!(
+        db.query("SELECT count(*) FROM tributary.dead_letters")
+            .unwrap()
+            .trim(),
+        "0"
+    );
+}
