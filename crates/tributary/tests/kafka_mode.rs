@@ -70,7 +70,7 @@ fn sink_cmd(t: &Tansu, pg: &PgDb, topics: &str, group: &str) -> Command {
         "--postgres-url",
         &pg.url,
         "--batch-size",
-        "1000",
+        "4000",
     ]);
     c
 }
