@@ -418,6 +418,32 @@ impl Drop for Tansu {
     }
 }
 
+// ---------------------------------------------------------------- processes
+
+/// A spawned process that is killed (and reaped) when dropped, so a failing test leaves no
+/// pipeline running behind it. Derefs to the [`Child`].
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 // ---------------------------------------------------------------- workloads
 
 /// The form of generated Debezium records.

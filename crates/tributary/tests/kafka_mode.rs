@@ -5,30 +5,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tributary_testkit::{assert_final, golden, write_bank_workload, PgDb, RecordForm, Tansu};
-
-/// Kills a spawned pipeline if the test panics before it did (no stray processes).
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl std::ops::Deref for KillOnDrop {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for KillOnDrop {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
+use tributary_testkit::{
+    assert_final, golden, write_bank_workload, KillOnDrop, PgDb, RecordForm, Tansu,
+};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));

@@ -54,22 +54,7 @@ pub fn load_tsv(name: &str) -> (Vec<String>, Vec<Vec<Option<String>>>) {
                     if c == "NULL" {
                         None
                     } else {
-                        let mut out = String::new();
-                        let mut it = c.chars();
-                        while let Some(ch) = it.next() {
-                            if ch == '\\' {
-                                match it.next() {
-                                    Some('t') => out.push('\t'),
-                                    Some('n') => out.push('\n'),
-                                    Some('0') => out.push('\0'),
-                                    Some(o) => out.push(o),
-                                    None => out.push('\\'),
-                                }
-                            } else {
-                                out.push(ch);
-                            }
-                        }
-                        Some(out)
+                        Some(tributary_testkit::unescape(c))
                     }
                 })
                 .collect()
