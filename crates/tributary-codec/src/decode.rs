@@ -865,15 +865,7 @@ fn table_change(ch: &J, db: &str, path: &str) -> Result<Option<TableSchema>, Fai
             .ok_or_else(|| Fail::new(K::Shape, &cp, "column without name"))?;
         let type_name = c.get("typeName").and_then(J::as_str).unwrap_or("");
         let u = |k: &str| c.get(k).and_then(J::as_u64).map(|x| x as u32);
-        let enums: Vec<String> = c
-            .get("enumValues")
-            .and_then(J::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let enums = string_list(c.get("enumValues"));
         let kind = mysql_type_kind(type_name, u("length"), u("scale"), &enums);
         let mut col = Column::new(name, kind);
         col.nullable = c.get("optional").and_then(J::as_bool).unwrap_or(true);
@@ -887,15 +879,7 @@ fn table_change(ch: &J, db: &str, path: &str) -> Result<Option<TableSchema>, Fai
         }
         columns.push(col);
     }
-    let pk: Vec<String> = t
-        .get("primaryKeyColumnNames")
-        .and_then(J::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let pk = string_list(t.get("primaryKeyColumnNames"));
     let tid = TableId::new(tdb, tname);
     build_table(&tid, columns, &pk).map(Some)
 }
@@ -1088,4 +1072,15 @@ fn split_schema_payload(t: &str) -> Option<(&str, &str)> {
         return None;
     }
     Some((&t[HEAD.len()..s_end], &t[p_start..p_end]))
+}
+
+/// The strings of a JSON array (other elements skipped); empty when absent.
+fn string_list(v: Option<&J>) -> Vec<String> {
+    v.and_then(J::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -631,18 +631,7 @@ fn key_json(ev: &ChangeEvent, targets: &[Target], o: &EncodeOptions, base: &str)
         }
     }
     Some(if o.schemas_enable {
-        obj([
-            (
-                "schema",
-                obj([
-                    ("type", s("struct")),
-                    ("fields", J::Array(fields)),
-                    ("optional", J::Bool(false)),
-                    ("name", J::String(format!("{base}.Key"))),
-                ]),
-            ),
-            ("payload", J::Object(payload)),
-        ])
+        with_struct_schema(format!("{base}.Key"), fields, None, J::Object(payload))
     } else {
         J::Object(payload)
     })
@@ -703,19 +692,22 @@ fn envelope_json(ev: &ChangeEvent, targets: &[Target], o: &EncodeOptions, base: 
     if let J::Array(tail) = envelope_tail_schema() {
         fields.extend(tail.iter().cloned());
     }
-    obj([
-        (
-            "schema",
-            obj([
-                ("type", s("struct")),
-                ("fields", J::Array(fields)),
-                ("optional", J::Bool(false)),
-                ("name", J::String(format!("{base}.Envelope"))),
-                ("version", n(2)),
-            ]),
-        ),
-        ("payload", payload),
-    ])
+    with_struct_schema(format!("{base}.Envelope"), fields, Some(2), payload)
+}
+
+/// `{"schema": {"type":"struct","fields":…,"optional":false,"name":…[,"version":…]}, "payload": …}`
+/// — the Connect JSON shape of a record with `schemas.enable=true` (field order as Debezium's).
+fn with_struct_schema(name: String, fields: Vec<J>, version: Option<i64>, payload: J) -> J {
+    let mut schema = obj([
+        ("type", s("struct")),
+        ("fields", J::Array(fields)),
+        ("optional", J::Bool(false)),
+        ("name", J::String(name)),
+    ]);
+    if let (Some(v), J::Object(m)) = (version, &mut schema) {
+        m.insert("version".to_owned(), n(v));
+    }
+    obj([("schema", schema), ("payload", payload)])
 }
 
 /// `add.fields` entry → (`__name`, value, Connect type).
@@ -809,18 +801,7 @@ fn flat_json(
     }
     let mut fields: Vec<J> = sc.columns.iter().map(|c| field_schema(c, o)).collect();
     fields.extend(extra_fields);
-    obj([
-        (
-            "schema",
-            obj([
-                ("type", s("struct")),
-                ("fields", J::Array(fields)),
-                ("optional", J::Bool(false)),
-                ("name", J::String(format!("{base}.Value"))),
-            ]),
-        ),
-        ("payload", J::Object(m)),
-    ])
+    with_struct_schema(format!("{base}.Value"), fields, None, J::Object(m))
 }
 
 /// Encodes one change event as Debezium would put it on Kafka: the change record, then a

@@ -138,44 +138,19 @@ impl Drop for PgDb {
 
 /// Run SQL with `psql -X -A -t -F '\t'`; error includes psql's stderr.
 pub fn psql(url: &str, sql: &str) -> Result<String> {
-    let out = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-F",
-            "\t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            url,
-            "-c",
-            sql,
-        ])
-        .output()
-        .context("running psql")?;
-    if !out.status.success() {
-        bail!(
-            "psql failed for {sql:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    run_psql(url, &["-q", "-A", "-t", "-F", "\t"], sql)
 }
 
 /// Run SQL with `psql` in its aligned, human-readable table format.
 pub fn psql_table(url: &str, sql: &str) -> Result<String> {
+    run_psql(url, &["-P", "pager=off"], sql)
+}
+
+fn run_psql(url: &str, format: &[&str], sql: &str) -> Result<String> {
     let out = Command::new("psql")
-        .args([
-            "-X",
-            "-P",
-            "pager=off",
-            "-v",
-            "ON_ERROR_STOP=1",
-            url,
-            "-c",
-            sql,
-        ])
+        .arg("-X")
+        .args(format)
+        .args(["-v", "ON_ERROR_STOP=1", url, "-c", sql])
         .output()
         .context("running psql")?;
     if !out.status.success() {
