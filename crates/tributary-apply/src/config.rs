@@ -121,6 +121,9 @@ pub struct ApplyConfig {
     /// source is re-read from the previous checkpoint — exactly once either way; what `off`
     /// saves is a WAL flush wait per batch. Set `on` if other readers need durability first.
     pub synchronous_commit: String,
+    /// Write snapshot-only batches with plain COPYs when PostgreSQL can prove them new (see
+    /// `fast_snapshot.rs`; default on). Off forces the staged path for every batch.
+    pub snapshot_fast_path: bool,
 }
 
 impl Default for ApplyConfig {
@@ -135,6 +138,7 @@ impl Default for ApplyConfig {
             on_error: OnError::DeadLetter,
             control_schema: "tributary".into(),
             synchronous_commit: "off".into(),
+            snapshot_fast_path: true,
         }
     }
 }

@@ -35,6 +35,7 @@
 //! together with the checkpoint.
 
 pub mod config;
+mod fast_snapshot;
 pub mod identity;
 pub mod pgtype;
 mod table;
@@ -121,6 +122,8 @@ pub struct ApplyStats {
     pub duplicates: u64,
     /// Records written to the dead-letter table.
     pub dead_lettered: u64,
+    /// Of `applied`: snapshot reads written by the COPY-only fast path (`fast_snapshot.rs`).
+    pub snapshot_copied: u64,
 }
 
 /// The PostgreSQL sink.
@@ -349,6 +352,7 @@ impl PgSink {
                 let s = self.apply_table(tid, &events, &mut dead).await?;
                 stats.applied += s.applied;
                 stats.duplicates += s.duplicates;
+                stats.snapshot_copied += s.snapshot_copied;
             } else {
                 for (i, ev) in events.iter().enumerate() {
                     self.client

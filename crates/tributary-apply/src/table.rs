@@ -36,12 +36,16 @@ pub(crate) struct TargetTable {
     /// Event schema (by Arc pointer, Arc kept alive) → for each target column, its index in
     /// that schema's row images.
     mappings: HashMap<usize, (Arc<TableSchema>, Vec<Option<usize>>)>,
+    /// Whether the snapshot fast path may be used (see `fast_snapshot.rs`); `None` = not
+    /// checked yet in this session.
+    pub fast_snapshot: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TableStats {
     pub applied: u64,
     pub duplicates: u64,
+    pub snapshot_copied: u64,
 }
 
 const STAGE_META: &str = "_seq int4, _event_id uuid, _op text, _order int8, _src_file text, \
@@ -64,14 +68,18 @@ impl TargetTable {
             .cloned()
             .unwrap_or_else(|| source.to_string())
     }
-    fn q_current(&self) -> String {
+    /// The event's schema → target column mapping (made by `ensure_table`).
+    pub(crate) fn mapping(&self, ev: &ChangeEvent) -> &(Arc<TableSchema>, Vec<Option<usize>>) {
+        &self.mappings[&(Arc::as_ptr(&ev.schema) as usize)]
+    }
+    pub(crate) fn q_current(&self) -> String {
         format!(
             "{}.{}",
             ident(&self.layout.schema),
             ident(&self.layout.current)
         )
     }
-    fn q_history(&self) -> String {
+    pub(crate) fn q_history(&self) -> String {
         format!(
             "{}.{}",
             ident(&self.layout.schema),
@@ -318,6 +326,7 @@ impl PgSink {
             cols: tcols,
             key,
             mappings: HashMap::new(),
+            fast_snapshot: None,
         }))
     }
 
@@ -474,6 +483,13 @@ impl PgSink {
         events: &[&ChangeEvent],
         dead: &mut Vec<DeadLetter>,
     ) -> Result<TableStats, ApplyError> {
+        if let Some(n) = self.apply_snapshot_fast(tid, events).await? {
+            return Ok(TableStats {
+                applied: n,
+                duplicates: 0,
+                snapshot_copied: n,
+            });
+        }
         let t = self.tables.get(tid).expect("ensured");
         let ncols = t.cols.len();
         let keyless = t.is_keyless();
@@ -489,7 +505,7 @@ impl PgSink {
             if !seen_ids.insert(id) {
                 continue; // the same change twice in one batch
             }
-            let (_, map) = &t.mappings[&(Arc::as_ptr(&ev.schema) as usize)];
+            let (_, map) = t.mapping(ev);
             let row_start = buf.len();
             let res = (|| -> Result<(), String> {
                 if keyless && ev.op == Op::Update && ev.before.is_none() {
@@ -844,6 +860,7 @@ impl PgSink {
         Ok(TableStats {
             applied: n_new,
             duplicates: staged - n_new,
+            snapshot_copied: 0,
         })
     }
 }
@@ -851,7 +868,7 @@ impl PgSink {
 /// Encode an event's row image as the target columns (no copies: values are encoded from
 /// the event), resolving schemaless values against the target type. Columns the event does
 /// not carry are NULL.
-fn encode_image(
+pub(crate) fn encode_image(
     buf: &mut BytesMut,
     image: Option<&Vec<Value>>,
     map: &[Option<usize>],
@@ -911,15 +928,15 @@ fn default_clause(v: &Value, ty: &PgType, column: &str) -> Option<String> {
     }
 }
 
-fn put_i32(buf: &mut BytesMut, v: i32) {
+pub(crate) fn put_i32(buf: &mut BytesMut, v: i32) {
     buf.put_i32(4);
     buf.put_i32(v);
 }
-fn put_i64(buf: &mut BytesMut, v: i64) {
+pub(crate) fn put_i64(buf: &mut BytesMut, v: i64) {
     buf.put_i32(8);
     buf.put_i64(v);
 }
-fn put_text(buf: &mut BytesMut, s: &str) {
+pub(crate) fn put_text(buf: &mut BytesMut, s: &str) {
     buf.put_i32(s.len() as i32);
     buf.put_slice(s.as_bytes());
 }

@@ -48,6 +48,9 @@ fn timed(args: &[&str]) -> (f64, f64) {
         .output()
         .unwrap();
     let secs = t0.elapsed().as_secs_f64();
+    if std::env::var_os("BENCH_LOG").is_some() {
+        eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    }
     assert!(
         out.status.success(),
         "tributary {args:?}: {}",

@@ -133,29 +133,57 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         None
     };
 
+    // Capture runs one batch ahead of the apply: while PostgreSQL commits batch N, the
+    // source reads and decodes batch N+1 (a channel of one batch bounds the memory). The
+    // position in PostgreSQL stays the only resume point, so reading ahead changes nothing
+    // about exactly-once: what was read but not committed is read again after a restart.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+        tributary_model::Batch,
+        Option<tributary_capture::SnapshotProgress>,
+    )>(1);
+    let batch_size = cfg.pipeline.batch_size;
+    let fetcher = tokio::spawn(async move {
+        loop {
+            match src.next_batch(batch_size).await {
+                Ok(b) => {
+                    let p = src.snapshot_progress();
+                    if tx.send((b, p)).await.is_err() {
+                        return Ok(()); // the applier stopped
+                    }
+                }
+                Err(e) if e.is_transient() => {
+                    // The source reconnects by itself; this is only reached if it gave up a round.
+                    warn!("source: {e}; retrying");
+                    m::set_error(&e.to_string());
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("capture failed")),
+            }
+        }
+    });
+
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
     let started = Instant::now();
     let mut events = 0u64;
     let mut last_log = Instant::now();
     loop {
-        let batch = tokio::select! {
-            b = src.next_batch(cfg.pipeline.batch_size) => b,
+        let (batch, progress) = tokio::select! {
+            b = rx.recv() => match b {
+                Some(b) => b,
+                None => {
+                    // The fetcher ended: it failed.
+                    return match fetcher.await {
+                        Ok(Err(e)) => Err(e),
+                        Ok(Ok(())) => Err(anyhow::anyhow!("capture stopped unexpectedly")),
+                        Err(e) => Err(anyhow::anyhow!("capture task failed: {e}")),
+                    };
+                }
+            },
             _ = &mut shutdown => {
                 info!("signal received: stopping after the last committed batch");
                 break;
             }
-        };
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) if e.is_transient() => {
-                // The source reconnects by itself; this is only reached if it gave up a round.
-                warn!("source: {e}; retrying");
-                m::set_error(&e.to_string());
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            Err(e) => return Err(e).context("capture failed"),
         };
         let t0 = Instant::now();
         let n = batch.events.len();
@@ -169,7 +197,7 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         if last_log.elapsed() > Duration::from_secs(5) {
             last_log = Instant::now();
             let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            match src.snapshot_progress() {
+            match progress {
                 Some(p) => info!("snapshot: {p:?}; {events} events applied ({rate:.0}/s)"),
                 None => info!("{events} events applied ({rate:.0}/s)"),
             }
@@ -186,5 +214,6 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
             break;
         }
     }
+    fetcher.abort();
     Ok(())
 }
