@@ -18,6 +18,11 @@
 //!    row, a delete removes one matching row),
 //! 5. dead letters, then the checkpoint upsert, then `COMMIT`.
 //!
+//! Steps 2–4 have a shortcut for what an initial snapshot is made of — batches of snapshot
+//! reads of keys the tables do not hold yet: two plain binary COPYs into current and history,
+//! under a savepoint, falling back to the staged path whenever PostgreSQL's unique indexes
+//! say a row is not new (see `fast_snapshot.rs` for why the result is the same).
+//!
 //! ## Why this is exactly once
 //! The checkpoint (Kafka next-offsets or binlog position) commits atomically with the data it
 //! covers, and sources resume from the stored checkpoint; so after any crash the data and the

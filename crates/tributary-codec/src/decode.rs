@@ -221,9 +221,9 @@ impl Decoder {
         mut map: Map<String, J>,
         path: &str,
     ) -> Result<Decoded, Fail> {
-        let op = parse_op(map.get("op"), &format!("{path}.op"))?;
+        let op = parse_op(map.get("op"), At(&path, "op"))?;
         let prefix = topic_prefix(&rec.topic);
-        let source_path = format!("{path}.source");
+        let source_path = At(&path, "source");
         let src = map.get("source").unwrap_or(&J::Null);
         let source = parse_source(src, &source_path, prefix)?;
         let src_db = src.get("db").and_then(J::as_str).filter(|s| !s.is_empty());
@@ -232,8 +232,8 @@ impl Decoder {
             .and_then(J::as_str)
             .filter(|s| !s.is_empty());
         let tid = table_id(rec, src_db, src_table)?;
-        let ts_ms = opt_i64(map.get("ts_ms"), &format!("{path}.ts_ms"))?.unwrap_or(0);
-        let transaction = parse_tx(map.get("transaction"), &format!("{path}.transaction"))?;
+        let ts_ms = opt_i64(map.get("ts_ms"), At(&path, "ts_ms"))?.unwrap_or(0);
+        let transaction = parse_tx(map.get("transaction"), At(&path, "transaction"))?;
         let before = map.get_mut("before").map(J::take).unwrap_or(J::Null);
         let after = map.get_mut("after").map(J::take).unwrap_or(J::Null);
         let key = key_info(rec)?;
@@ -253,8 +253,8 @@ impl Decoder {
                 self.schemaless_schema(&names, &key, &tid)?
             }
         };
-        let before = row(&cached, before, &format!("{path}.before"))?;
-        let after = row(&cached, after, &format!("{path}.after"))?;
+        let before = row(&cached, before, At(&path, "before"))?;
+        let after = row(&cached, after, At(&path, "after"))?;
         check_images(op, &before, &after, path)?;
         Ok(Decoded::Change(ChangeEvent {
             schema: cached.table.clone(),
@@ -293,7 +293,7 @@ impl Decoder {
             }
         };
         let op = match meta("__op") {
-            Some(v) => parse_op(Some(v), &format!("{path}.__op"))?,
+            Some(v) => parse_op(Some(v), At(&path, "__op"))?,
             None if deleted => Op::Delete,
             None => Op::Insert,
         };
@@ -303,8 +303,8 @@ impl Decoder {
         let db = s("__db").or_else(|| s("__source_db"));
         let table = s("__table").or_else(|| s("__source_table"));
         let tid = table_id(rec, db, table)?;
-        let source = flat_source(&map, path, prefix)?;
-        let ts_ms = opt_i64(meta("__ts_ms"), &format!("{path}.__ts_ms"))?.unwrap_or(0);
+        let source = flat_source(&map, &path, prefix)?;
+        let ts_ms = opt_i64(meta("__ts_ms"), At(&path, "__ts_ms"))?.unwrap_or(0);
         let key = key_info(rec)?;
         let cached = match schema {
             Some(raw) => self.connect_schema(raw, &key, &tid, Shape::Flat)?,
@@ -317,7 +317,7 @@ impl Decoder {
                 self.schemaless_schema(&names, &key, &tid)?
             }
         };
-        let image = row(&cached, J::Object(map), path)?;
+        let image = row(&cached, J::Object(map), At(&path, ""))?;
         let (before, after) = if op == Op::Delete {
             (image, None)
         } else {
@@ -521,15 +521,29 @@ fn struct_fields<'a>(s: &'a J, path: &str) -> Result<&'a Vec<J>, Fail> {
     })
 }
 
+/// An error path built only when an error is reported: `base.field` (or `base` alone).
+#[derive(Clone, Copy)]
+pub(crate) struct At<'a>(pub &'a dyn fmt::Display, pub &'a str);
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.1.is_empty() {
+            self.0.fmt(f)
+        } else {
+            write!(f, "{}.{}", self.0, self.1)
+        }
+    }
+}
+
 /// Converts one row image (JSON object or null) to a [`Row`] aligned with the cached schema.
-fn row(cs: &CachedSchema, img: J, path: &str) -> Result<Option<Row>, Fail> {
+fn row(cs: &CachedSchema, img: J, path: At<'_>) -> Result<Option<Row>, Fail> {
     let m = match img {
         J::Null => return Ok(None),
         J::Object(m) => m,
         other => {
             return Err(Fail::new(
                 K::Type,
-                path,
+                path.to_string(),
                 format!("expected a row object, got {}", json_type(&other)),
             ))
         }
@@ -585,24 +599,24 @@ fn kafka(rec: &RawRecord) -> KafkaCoord {
     }
 }
 
-fn parse_op(v: Option<&J>, path: &str) -> Result<Op, Fail> {
+fn parse_op(v: Option<&J>, path: impl fmt::Display) -> Result<Op, Fail> {
     match v {
         Some(J::String(s)) => Op::from_debezium(s).ok_or_else(|| {
             Fail::new(
                 K::UnknownOp,
-                path,
+                path.to_string(),
                 format!("unknown op {s:?} (expected c, u, d or r)"),
             )
         }),
         Some(other) => Err(Fail::new(
             K::UnknownOp,
-            path,
+            path.to_string(),
             format!(
                 "op must be a string, got {}",
                 crate::error::short_json(other)
             ),
         )),
-        None => Err(Fail::new(K::UnknownOp, path, "missing op")),
+        None => Err(Fail::new(K::UnknownOp, path.to_string(), "missing op")),
     }
 }
 
@@ -648,34 +662,34 @@ fn json_type(v: &J) -> &'static str {
     }
 }
 
-fn type_err(path: &str, want: &str, got: &J) -> Fail {
+fn type_err(path: impl fmt::Display, want: &str, got: &J) -> Fail {
     Fail::new(
         K::Type,
-        path,
+        path.to_string(),
         format!("expected {want}, got {}", crate::error::short_json(got)),
     )
 }
 
-fn opt_i64(v: Option<&J>, path: &str) -> Result<Option<i64>, Fail> {
+fn opt_i64(v: Option<&J>, path: impl fmt::Display) -> Result<Option<i64>, Fail> {
     match v {
         None | Some(J::Null) => Ok(None),
         Some(J::Number(n)) => n
             .as_i64()
             .map(Some)
-            .ok_or_else(|| type_err(path, "an integer", &J::Number(n.clone()))),
-        Some(other) => Err(type_err(path, "an integer", other)),
+            .ok_or_else(|| type_err(&path, "an integer", &J::Number(n.clone()))),
+        Some(other) => Err(type_err(&path, "an integer", other)),
     }
 }
 
-fn opt_string(v: Option<&J>, path: &str) -> Result<Option<String>, Fail> {
+fn opt_string(v: Option<&J>, path: impl fmt::Display) -> Result<Option<String>, Fail> {
     match v {
         None | Some(J::Null) => Ok(None),
         Some(J::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(type_err(path, "a string", other)),
+        Some(other) => Err(type_err(&path, "a string", other)),
     }
 }
 
-fn snapshot_marker(v: Option<&J>, path: &str) -> Result<SnapshotMarker, Fail> {
+fn snapshot_marker(v: Option<&J>, path: impl fmt::Display) -> Result<SnapshotMarker, Fail> {
     match v {
         None | Some(J::Null) => Ok(SnapshotMarker::False),
         Some(J::Bool(b)) => Ok(if *b {
@@ -683,27 +697,44 @@ fn snapshot_marker(v: Option<&J>, path: &str) -> Result<SnapshotMarker, Fail> {
         } else {
             SnapshotMarker::False
         }),
-        Some(J::String(s)) => SnapshotMarker::parse(s)
-            .ok_or_else(|| Fail::new(K::Type, path, format!("unknown snapshot marker {s:?}"))),
-        Some(other) => Err(type_err(path, "a snapshot marker string", other)),
+        Some(J::String(s)) => SnapshotMarker::parse(s).ok_or_else(|| {
+            Fail::new(
+                K::Type,
+                path.to_string(),
+                format!("unknown snapshot marker {s:?}"),
+            )
+        }),
+        Some(other) => Err(type_err(&path, "a snapshot marker string", other)),
     }
 }
 
-fn to_u32(v: Option<i64>, path: &str) -> Result<u32, Fail> {
+fn to_u32(v: Option<i64>, path: impl fmt::Display) -> Result<u32, Fail> {
     match v {
         None => Ok(0),
-        Some(x) => u32::try_from(x)
-            .map_err(|_| Fail::new(K::Type, path, format!("{x} is out of range for u32"))),
+        Some(x) => u32::try_from(x).map_err(|_| {
+            Fail::new(
+                K::Type,
+                path.to_string(),
+                format!("{x} is out of range for u32"),
+            )
+        }),
     }
 }
 
-fn to_u64(v: Option<i64>, path: &str) -> Result<Option<u64>, Fail> {
-    v.map(|x| u64::try_from(x).map_err(|_| Fail::new(K::Type, path, format!("{x} is negative"))))
-        .transpose()
+fn to_u64(v: Option<i64>, path: impl fmt::Display) -> Result<Option<u64>, Fail> {
+    v.map(|x| {
+        u64::try_from(x)
+            .map_err(|_| Fail::new(K::Type, path.to_string(), format!("{x} is negative")))
+    })
+    .transpose()
 }
 
 /// Debezium's `source` block → [`SourcePosition`]. Missing fields take defaults.
-pub(crate) fn parse_source(src: &J, path: &str, prefix: &str) -> Result<SourcePosition, Fail> {
+pub(crate) fn parse_source(
+    src: &J,
+    path: &dyn fmt::Display,
+    prefix: &str,
+) -> Result<SourcePosition, Fail> {
     let m = match src {
         J::Null => {
             return Ok(SourcePosition {
@@ -714,72 +745,70 @@ pub(crate) fn parse_source(src: &J, path: &str, prefix: &str) -> Result<SourcePo
         J::Object(m) => m,
         other => return Err(type_err(path, "an object", other)),
     };
-    let p = |k: &str| format!("{path}.{k}");
+    let p = |k: &'static str| At(path, k);
     Ok(SourcePosition {
-        file: opt_string(m.get("file"), &p("file"))?.unwrap_or_default(),
-        pos: to_u64(opt_i64(m.get("pos"), &p("pos"))?, &p("pos"))?.unwrap_or(0),
-        row: to_u32(opt_i64(m.get("row"), &p("row"))?, &p("row"))?,
-        gtid: opt_string(m.get("gtid"), &p("gtid"))?,
-        server_id: to_u32(
-            opt_i64(m.get("server_id"), &p("server_id"))?,
-            &p("server_id"),
-        )?,
-        ts_ms: opt_i64(m.get("ts_ms"), &p("ts_ms"))?.unwrap_or(0),
-        snapshot: snapshot_marker(m.get("snapshot"), &p("snapshot"))?,
-        thread: to_u64(opt_i64(m.get("thread"), &p("thread"))?, &p("thread"))?,
-        query: opt_string(m.get("query"), &p("query"))?,
-        name: opt_string(m.get("name"), &p("name"))?.unwrap_or_else(|| prefix.to_owned()),
+        file: opt_string(m.get("file"), p("file"))?.unwrap_or_default(),
+        pos: to_u64(opt_i64(m.get("pos"), p("pos"))?, p("pos"))?.unwrap_or(0),
+        row: to_u32(opt_i64(m.get("row"), p("row"))?, p("row"))?,
+        gtid: opt_string(m.get("gtid"), p("gtid"))?,
+        server_id: to_u32(opt_i64(m.get("server_id"), p("server_id"))?, p("server_id"))?,
+        ts_ms: opt_i64(m.get("ts_ms"), p("ts_ms"))?.unwrap_or(0),
+        snapshot: snapshot_marker(m.get("snapshot"), p("snapshot"))?,
+        thread: to_u64(opt_i64(m.get("thread"), p("thread"))?, p("thread"))?,
+        query: opt_string(m.get("query"), p("query"))?,
+        name: opt_string(m.get("name"), p("name"))?.unwrap_or_else(|| prefix.to_owned()),
     })
 }
 
 /// `__source_*` metadata of a flattened record → [`SourcePosition`].
-fn flat_source(m: &Map<String, J>, path: &str, prefix: &str) -> Result<SourcePosition, Fail> {
-    let p = |k: &str| format!("{path}.{k}");
+fn flat_source(
+    m: &Map<String, J>,
+    path: &dyn fmt::Display,
+    prefix: &str,
+) -> Result<SourcePosition, Fail> {
+    let p = |k: &'static str| At(path, k);
     let g = |k: &str| m.get(k);
     Ok(SourcePosition {
-        file: opt_string(g("__source_file"), &p("__source_file"))?.unwrap_or_default(),
+        file: opt_string(g("__source_file"), p("__source_file"))?.unwrap_or_default(),
         pos: to_u64(
-            opt_i64(g("__source_pos"), &p("__source_pos"))?,
-            &p("__source_pos"),
+            opt_i64(g("__source_pos"), p("__source_pos"))?,
+            p("__source_pos"),
         )?
         .unwrap_or(0),
         row: to_u32(
-            opt_i64(g("__source_row"), &p("__source_row"))?,
-            &p("__source_row"),
+            opt_i64(g("__source_row"), p("__source_row"))?,
+            p("__source_row"),
         )?,
-        gtid: opt_string(g("__source_gtid"), &p("__source_gtid"))?,
+        gtid: opt_string(g("__source_gtid"), p("__source_gtid"))?,
         server_id: to_u32(
-            opt_i64(g("__source_server_id"), &p("__source_server_id"))?,
-            &p("__source_server_id"),
+            opt_i64(g("__source_server_id"), p("__source_server_id"))?,
+            p("__source_server_id"),
         )?,
-        ts_ms: opt_i64(g("__source_ts_ms"), &p("__source_ts_ms"))?.unwrap_or(0),
-        snapshot: snapshot_marker(g("__source_snapshot"), &p("__source_snapshot"))?,
+        ts_ms: opt_i64(g("__source_ts_ms"), p("__source_ts_ms"))?.unwrap_or(0),
+        snapshot: snapshot_marker(g("__source_snapshot"), p("__source_snapshot"))?,
         thread: to_u64(
-            opt_i64(g("__source_thread"), &p("__source_thread"))?,
-            &p("__source_thread"),
+            opt_i64(g("__source_thread"), p("__source_thread"))?,
+            p("__source_thread"),
         )?,
-        query: opt_string(g("__source_query"), &p("__source_query"))?,
-        name: opt_string(g("__source_name"), &p("__source_name"))?
-            .or(opt_string(g("__name"), &p("__name"))?)
+        query: opt_string(g("__source_query"), p("__source_query"))?,
+        name: opt_string(g("__source_name"), p("__source_name"))?
+            .or(opt_string(g("__name"), p("__name"))?)
             .unwrap_or_else(|| prefix.to_owned()),
     })
 }
 
-fn parse_tx(v: Option<&J>, path: &str) -> Result<Option<TxInfo>, Fail> {
+fn parse_tx(v: Option<&J>, path: At<'_>) -> Result<Option<TxInfo>, Fail> {
     let m = match v {
         None | Some(J::Null) => return Ok(None),
         Some(J::Object(m)) => m,
         Some(other) => return Err(type_err(path, "an object", other)),
     };
-    let p = |k: &str| format!("{path}.{k}");
+    let p = |k: &'static str| At(&path, k);
     Ok(Some(TxInfo {
-        id: opt_string(m.get("id"), &p("id"))?.unwrap_or_default(),
-        total_order: opt_i64(m.get("total_order"), &p("total_order"))?.unwrap_or(0),
-        data_collection_order: opt_i64(
-            m.get("data_collection_order"),
-            &p("data_collection_order"),
-        )?
-        .unwrap_or(0),
+        id: opt_string(m.get("id"), p("id"))?.unwrap_or_default(),
+        total_order: opt_i64(m.get("total_order"), p("total_order"))?.unwrap_or(0),
+        data_collection_order: opt_i64(m.get("data_collection_order"), p("data_collection_order"))?
+            .unwrap_or(0),
     }))
 }
 
@@ -788,10 +817,10 @@ fn decode_schema_change(
     m: &Map<String, J>,
     path: &str,
 ) -> Result<SchemaChange, Fail> {
-    let p = |k: &str| format!("{path}.{k}");
-    let db = opt_string(m.get("databaseName"), &p("databaseName"))?.unwrap_or_default();
-    let ddl = opt_string(m.get("ddl"), &p("ddl"))?
-        .ok_or_else(|| Fail::new(K::Shape, p("ddl"), "schema change without ddl"))?;
+    let p = |k: &'static str| At(&path, k);
+    let db = opt_string(m.get("databaseName"), p("databaseName"))?.unwrap_or_default();
+    let ddl = opt_string(m.get("ddl"), p("ddl"))?
+        .ok_or_else(|| Fail::new(K::Shape, p("ddl").to_string(), "schema change without ddl"))?;
     let prefix = if rec.topic.contains('.') {
         topic_prefix(&rec.topic)
     } else {

@@ -447,8 +447,15 @@ pub struct KafkaSource {
     thread: Option<JoinHandle<()>>,
     /// Partition → epoch of the records handed out by `next_batch`.
     last_epochs: HashMap<(String, i32), u64>,
+    /// Partition → epoch of the records of the most recent `next_batch` call only.
+    batch_epochs: HashMap<(String, i32), u64>,
     group_id: String,
 }
+
+/// The partition epochs of one [`KafkaSource::next_batch`] result, so that batch can be
+/// applied after later fetches (decoding one batch ahead): see [`ApplyGuard::retain_fetched`].
+#[derive(Debug, Clone, Default)]
+pub struct FetchedEpochs(HashMap<(String, i32), u64>);
 
 /// Holds the apply lock; see [`KafkaSource::begin_apply`].
 pub struct ApplyGuard {
@@ -462,6 +469,13 @@ impl ApplyGuard {
     /// were fetched; returns how many were removed. Call before applying.
     pub fn retain_current(&self, records: &mut Vec<RawRecord>) -> usize {
         retain_current(&self.shared, &self.epochs, records)
+    }
+
+    /// Like [`ApplyGuard::retain_current`] for records of an earlier `next_batch` call
+    /// (`fetched` = [`KafkaSource::fetched_epochs`] taken right after that call): a partition
+    /// revoked — or revoked and assigned back — since then loses its records.
+    pub fn retain_fetched(&self, fetched: &FetchedEpochs, records: &mut Vec<RawRecord>) -> usize {
+        retain_current(&self.shared, &fetched.0, records)
     }
 }
 
@@ -533,6 +547,7 @@ impl KafkaSource {
             consumer: std::mem::ManuallyDrop::new(consumer),
             thread: Some(thread),
             last_epochs: HashMap::new(),
+            batch_epochs: HashMap::new(),
             group_id: cfg.group_id,
         })
     }
@@ -647,8 +662,14 @@ impl KafkaSource {
                 }
             }
         }
+        self.batch_epochs = epochs.clone();
         self.last_epochs.extend(epochs);
         Ok(out)
+    }
+
+    /// The epochs of the records the last [`KafkaSource::next_batch`] returned.
+    pub fn fetched_epochs(&self) -> FetchedEpochs {
+        FetchedEpochs(self.batch_epochs.clone())
     }
 
     /// Partitions currently assigned to this process.

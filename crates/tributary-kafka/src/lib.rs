@@ -84,7 +84,8 @@ mod consumer;
 mod producer;
 
 pub use consumer::{
-    ApplyGuard, CaughtUp, ConsumerConfig, KafkaSource, OffsetFallback, PartitionPosition,
+    ApplyGuard, CaughtUp, ConsumerConfig, FetchedEpochs, KafkaSource, OffsetFallback,
+    PartitionPosition,
 };
 pub use producer::{KafkaSink, OutRecord, ProducerConfig};
 pub use tributary_model::RawRecord;

@@ -184,6 +184,9 @@ impl MariaDb {
         let dir = tempfile::Builder::new().prefix("trib-mariadb-").tempdir()?;
         let datadir = dir.path().join("data");
         std::fs::create_dir_all(&datadir)?;
+        // A private tmpdir: a starting mariadbd deletes every `#sql*` file in its tmpdir, which
+        // would pull temporary tables from under a server bootstrapping next to it.
+        std::fs::create_dir_all(dir.path().join("tmp"))?;
         // mariadbd runs as `mysql`: it must own the directory.
         let _ = Command::new("chown")
             .args(["-R", "mysql:mysql", dir.path().to_str().unwrap()])
@@ -195,6 +198,7 @@ impl MariaDb {
                 "--user=mysql",
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
+                &format!("--tmpdir={}", dir.path().join("tmp").display()),
             ])
             .output()
             .context("running mariadb-install-db")?;
@@ -223,6 +227,7 @@ impl MariaDb {
             format!("--datadir={}", d.join("data").display()),
             format!("--socket={}", d.join("mysqld.sock").display()),
             format!("--pid-file={}", d.join("mysqld.pid").display()),
+            format!("--tmpdir={}", d.join("tmp").display()),
             format!("--port={}", self.port),
             "--bind-address=127.0.0.1".into(),
             "--user=mysql".into(),

@@ -8,14 +8,20 @@
 //! (`ApplyGuard::retain_current`), so after a rebalance the new owner starts exactly where
 //! the last committed transaction ended — no loss, no duplicate (and if anything did arrive
 //! twice, history's unique event identity would refuse it).
+//!
+//! Decoding runs one batch ahead on its own thread: while batch N is applied, batch N+1 is
+//! already fetched and being decoded. Batch N is still fenced by the epochs it was *fetched*
+//! under (`ApplyGuard::retain_fetched`), so reading ahead does not weaken the argument above;
+//! a batch whose partition was revoked in between is re-decoded without those records.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::{info, warn};
+use tributary_codec::decode::Decoder;
 use tributary_kafka::{ConsumerConfig, KafkaError, KafkaSource, OffsetStore};
-use tributary_model::{Checkpoint, ErrorClass};
+use tributary_model::{Batch, Checkpoint, ErrorClass, RawRecord};
 
 use crate::config::{redact, Config};
 use crate::metrics as m;
@@ -98,6 +104,8 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         handle: tokio::runtime::Handle::current(),
     });
     let mut source = KafkaSource::new(cc, store).context("creating Kafka consumer")?;
+    let stop_on_error = sink.pg.config().on_error == tributary_apply::OnError::Stop;
+    let mut decoder = DecodeAhead::start(sink.pipeline.clone(), stop_on_error)?;
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
     let wait = Duration::from_millis(cfg.pipeline.batch_wait_ms.clamp(10, 1000));
@@ -108,12 +116,14 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
     // test broker) under-reports ListOffsets end offsets, so the end offsets alone are not
     // trusted to mean "nothing left".
     let mut empty_rounds = 0u32;
+    // The batch handed to the decode thread last round, with the epochs it was fetched under.
+    let mut in_flight: Option<tributary_kafka::FetchedEpochs> = None;
     loop {
         let recs = tokio::select! {
             r = source.next_batch(cfg.pipeline.batch_size, wait) => r,
             _ = &mut shutdown => { info!("signal received: stopping after the last committed batch"); break; }
         };
-        let mut recs = match recs {
+        let recs = match recs {
             Ok(r) => r,
             Err(e) if e.is_transient() => {
                 warn!("Kafka: {e}; retrying");
@@ -128,26 +138,41 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         } else {
             empty_rounds = 0;
         }
-        if !recs.is_empty() {
+        // Hand the new batch to the decode thread first, then apply the previous one while
+        // it decodes.
+        let next = if recs.is_empty() {
+            None
+        } else {
+            let epochs = source.fetched_epochs();
+            decoder.send(recs)?;
+            Some(epochs)
+        };
+        if let Some(epochs) = in_flight.take() {
+            let (mut raw, decoded) = decoder.recv().await?;
             let guard = source.begin_apply().await;
-            let dropped = guard.retain_current(&mut recs);
+            let dropped = guard.retain_fetched(&epochs, &mut raw);
             if dropped > 0 {
                 info!("{dropped} fetched record(s) of revoked partitions dropped (the new owner applies them)");
             }
-            if !recs.is_empty() {
+            if !raw.is_empty() {
                 let t0 = Instant::now();
-                let batch = sink.decode(&recs)?;
+                let batch = if dropped > 0 {
+                    sink.decode(&raw)?
+                } else {
+                    decoded?
+                };
                 let stats = crate::sink::apply_retrying(&mut sink.pg, &batch).await?;
-                m::record_batch(recs.len(), &stats, t0.elapsed());
+                m::record_batch(raw.len(), &stats, t0.elapsed());
                 if let Some(Checkpoint::Kafka(offsets)) = &batch.checkpoint {
                     source.commit_advisory(offsets);
                 }
-                total += recs.len() as u64;
+                total += raw.len() as u64;
             }
             drop(guard);
-        } else {
+        } else if next.is_none() {
             m::mark_ok();
         }
+        in_flight = next;
         for (t, p, lag) in source.lag() {
             m::set_lag(&t, p, lag);
         }
@@ -160,7 +185,7 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                 source.lag()
             );
         }
-        if until_caught_up {
+        if until_caught_up && in_flight.is_none() {
             let c = source.caught_up(Duration::from_secs(2));
             if c.done && empty_rounds as u64 * wait.as_millis() as u64 >= 600 {
                 info!(
@@ -173,4 +198,41 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The decode thread: raw batches in, decoded batches out, in order, one batch ahead of the
+/// apply (the channels hold at most one batch each way).
+struct DecodeAhead {
+    tx: std::sync::mpsc::SyncSender<Vec<RawRecord>>,
+    rx: tokio::sync::mpsc::Receiver<(Vec<RawRecord>, Result<Batch>)>,
+}
+
+impl DecodeAhead {
+    fn start(pipeline: String, stop_on_error: bool) -> Result<DecodeAhead> {
+        let (tx, raw_rx) = std::sync::mpsc::sync_channel::<Vec<RawRecord>>(1);
+        let (done_tx, rx) = tokio::sync::mpsc::channel(1);
+        std::thread::Builder::new()
+            .name("kafka-decode".into())
+            .spawn(move || {
+                let mut decoder = Decoder::new();
+                for recs in raw_rx {
+                    let b =
+                        crate::sink::decode_records(&mut decoder, &recs, &pipeline, stop_on_error);
+                    if done_tx.blocking_send((recs, b)).is_err() {
+                        return;
+                    }
+                }
+            })?;
+        Ok(DecodeAhead { tx, rx })
+    }
+
+    fn send(&self, recs: Vec<RawRecord>) -> Result<()> {
+        self.tx
+            .send(recs)
+            .map_err(|_| anyhow::anyhow!("the decode thread stopped"))
+    }
+
+    async fn recv(&mut self) -> Result<(Vec<RawRecord>, Result<Batch>)> {
+        self.rx.recv().await.context("the decode thread stopped")
+    }
 }
