@@ -106,7 +106,10 @@ impl ConsumerConfig {
                 self.max_poll_interval_ms.to_string(),
             )
             // Regex subscriptions discover new topics on metadata refresh (default 5 min).
-            .set("topic.metadata.refresh.interval.ms", "30000");
+            .set("topic.metadata.refresh.interval.ms", "30000")
+            // librdkafka's own prefetch buffer (default 64 MiB) sits in front of ours
+            // (MAX_QUEUED_BYTES): 8 MiB keeps batches flowing at a bounded RSS.
+            .set("queued.max.messages.kbytes", "8192");
         apply_extra(&mut c, &self.extra)?;
         Ok(c)
     }
@@ -191,8 +194,8 @@ struct Shared {
 
 /// Buffer limits: above these the assigned partitions are paused (the poll loop keeps
 /// polling so rebalances and heartbeats are served); resumed below half.
-const MAX_QUEUED_RECORDS: usize = 100_000;
-const MAX_QUEUED_BYTES: usize = 64 << 20;
+const MAX_QUEUED_RECORDS: usize = 60_000;
+const MAX_QUEUED_BYTES: usize = 16 << 20;
 
 struct Ctx {
     shared: Arc<Shared>,
