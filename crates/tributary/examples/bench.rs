@@ -209,6 +209,51 @@ fn kafka(dir: &Path, events: u64) {
         .query("SELECT count(*) FROM public.bank_accounts_history")
         .unwrap();
     assert_eq!(n.trim(), w.events.to_string());
+
+    // Scale-out: two sink processes in one consumer group (two partitions each), each with
+    // its own PostgreSQL connection — Kafka mode's way to use more than one backend.
+    let pg2 = PgDb::new("bench_kafka2").unwrap();
+    let t0 = Instant::now();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(exe())
+                .args([
+                    "run",
+                    "-c",
+                    &bank_config(),
+                    "--source",
+                    "kafka",
+                    "--kafka-brokers",
+                    &t.brokers(),
+                    "--topics",
+                    "dbserver1.bankdb.bank_accounts",
+                    "--group",
+                    "bench2",
+                    "--postgres-url",
+                    &pg2.url,
+                    "--batch-size",
+                    "20000",
+                    "--until-caught-up",
+                ])
+                .env("TRIBUTARY_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    report(
+        "Kafka sink, 2 processes in one group (incl. group join)",
+        w.events,
+        t0.elapsed().as_secs_f64(),
+        None,
+    );
+    let n = pg2
+        .query("SELECT count(*) FROM public.bank_accounts_history")
+        .unwrap();
+    assert_eq!(n.trim(), w.events.to_string());
 }
 
 /// The hand-written reference: one psql session, COPY into staging, DISTINCT ON upsert and
