@@ -366,3 +366,73 @@ async fn broker_death_is_transient() {
         .unwrap_err();
     assert!(err.is_transient(), "{err}");
 }
+
+/// Decoding ahead (the Kafka sink applies batch N after fetching N+1): batch N must be fenced
+/// by the epochs it was fetched under. A rebalance between the two fetches revokes every
+/// partition (eager range assignment) and gives some back; the newer fetch carries the new
+/// epochs, so fencing batch N by "the latest epochs" would keep its records of the partitions
+/// that came back — records the store may meanwhile have seen applied by the other member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_fetched_before_a_rebalance_is_fenced_by_its_own_epochs() {
+    let broker = Tansu::start().unwrap();
+    let topic = unique("tfe");
+    let sink = sink(&broker.brokers(), 4).await;
+    sink.ensure_topics(&[topic.clone()]).await.unwrap();
+    produce(&sink, &topic, 0, 400).await;
+    let group = unique("g");
+    let store = Arc::new(MemoryOffsetStore::new());
+    let mut a = source(&broker.brokers(), &group, &topic, store.clone());
+    // Batch N: fetched while A owns all four partitions.
+    let t0 = Instant::now();
+    let mut first = Vec::new();
+    while first.is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "A never consumed");
+        first = a.next_batch(400, Duration::from_millis(200)).await.unwrap();
+    }
+    let first_epochs = a.fetched_epochs();
+    let parts: HashSet<i32> = first.iter().map(|r| r.partition).collect();
+    // B joins: A loses every partition and gets two back, under new epochs.
+    let mut b = source(&broker.brokers(), &group, &topic, store.clone());
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no rebalance");
+        let _ = b.next_batch(10, Duration::from_millis(100)).await;
+        if a.assignment().len() == 2 && b.assignment().len() == 2 {
+            break;
+        }
+    }
+    produce(&sink, &topic, 400, 400).await;
+    // Batch N+1, fetched under the new epochs (A's partitions only).
+    let t0 = Instant::now();
+    let mut second = Vec::new();
+    while second.is_empty() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "A fetched nothing after the rebalance"
+        );
+        second = a.next_batch(400, Duration::from_millis(200)).await.unwrap();
+    }
+    let mine: HashSet<i32> = a.assignment().into_iter().map(|(_, p)| p).collect();
+    assert!(second.iter().all(|r| mine.contains(&r.partition)));
+    let guard = a.begin_apply().await;
+    // The old rule (latest epochs) would keep batch N's records of A's current partitions…
+    let mut old_rule = first.clone();
+    guard.retain_current(&mut old_rule);
+    assert!(
+        parts.iter().any(|p| mine.contains(p)),
+        "batch N holds records of a partition A got back ({parts:?} vs {mine:?})"
+    );
+    assert!(
+        !old_rule.is_empty(),
+        "latest-epoch fencing keeps stale records"
+    );
+    // …fencing by batch N's own epochs drops all of them: every partition was revoked since.
+    let mut batch_n = first.clone();
+    let dropped = guard.retain_fetched(&first_epochs, &mut batch_n);
+    assert_eq!(dropped, first.len());
+    assert!(batch_n.is_empty());
+    // Batch N+1 is current.
+    let mut batch_n1 = second.clone();
+    assert_eq!(guard.retain_fetched(&a.fetched_epochs(), &mut batch_n1), 0);
+    assert_eq!(batch_n1.len(), second.len());
+}
