@@ -18,16 +18,20 @@
 //! as a pre-existing table whose column types differ) the savepoint is rolled back and the
 //! batch goes through the general path, which handles duplicates, guards and dead letters.
 //!
-//! One thing PostgreSQL cannot check for us: with SCD2 validity columns, the general path also
-//! *closes* a version of the key that is still open in history. A key that is absent from
-//! current but has an open history version was deleted (a delete's history row stays open
-//! until the key comes back). So with SCD2 on, the fast path is only taken while the history
-//! table holds no DELETE at all — checked once per table per session (a sequential scan that
-//! stops at the first DELETE; during an initial snapshot history only holds snapshot rows),
-//! and switched off for the session as soon as this sink applies a delete to the table.
+//! One thing the unique indexes cannot check: with SCD2 validity columns, the general path also
+//! *closes* a version of the key that is still open in history (a deleted key's DELETE row
+//! stays open until the key comes back). So with SCD2 on, the path is only taken when history
+//! has no open version of the batch's keys: for a single integer key — snapshot batches are
+//! key-ordered chunks — one range probe of the partial index on open versions before anything
+//! is written; for other keys one query after the COPYs that looks for an open version other
+//! than the rows just written (rolling the savepoint back if there is one).
+//!
+//! Binary COPY does not cast, so the path is only used for tables whose columns have exactly
+//! the types it writes ([`types_match`], checked when the table is loaded); tables created by
+//! tributary always do.
 
 use bytes::{BufMut, BytesMut};
-use tributary_model::{ChangeEvent, Op, TableId};
+use tributary_model::{ChangeEvent, Op, TableId, Value};
 
 use crate::config::ident;
 use crate::table::{encode_image, put_i32, put_i64, put_text, TargetTable};
@@ -55,30 +59,18 @@ impl PgSink {
         if !self.cfg.snapshot_fast_path || t.key.is_empty() || events.is_empty() {
             return Ok(None);
         }
-        if events.iter().any(|e| e.op == Op::Delete) {
-            self.tables.get_mut(tid).expect("ensured").fast_snapshot = Some(false);
-            return Ok(None);
-        }
         if events.iter().any(|e| e.op != Op::Snapshot) || t.fast_snapshot == Some(false) {
             return Ok(None);
         }
-        if t.fast_snapshot.is_none() {
-            let ok = if t.scd2() {
-                let sql = format!(
-                    "SELECT NOT EXISTS (SELECT 1 FROM {} WHERE {} = 'DELETE')",
-                    t.q_history(),
-                    ident(&t.layout.history_meta.change_type)
-                );
-                self.client
-                    .query_one(&sql, &[])
-                    .await
-                    .map_err(|e| pg_err("checking history for deletes", e))?
-                    .get::<_, bool>(0)
-            } else {
-                true
-            };
-            self.tables.get_mut(tid).expect("ensured").fast_snapshot = Some(ok);
-            if !ok {
+        // SCD2: with a single integer key (the common case; snapshot batches are key-ordered
+        // chunks), one index range probe before writing anything rules out open versions.
+        let range = if t.scd2() {
+            int_key_range(t, events)
+        } else {
+            None
+        };
+        if let Some((lo, hi)) = range {
+            if self.open_versions_in_range(t, lo, hi).await? {
                 return Ok(None);
             }
         }
@@ -102,6 +94,20 @@ impl PgSink {
             Ok(_) => copy_in(&self.client, &hist_sql, hist_buf).await,
             Err(e) => Err(e),
         };
+        let t = self.tables.get(tid).expect("ensured");
+        let res = match res {
+            Ok(n) if t.scd2() && range.is_none() => {
+                match self.open_versions_elsewhere(t, events).await {
+                    Ok(false) => Ok(n),
+                    Ok(true) => Err(ApplyError::Definite(
+                        "a key of the batch has an open history version (a deleted key came back)"
+                            .into(),
+                    )),
+                    Err(e) => Err(e),
+                }
+            }
+            other => other,
+        };
         match res {
             Ok(n) => {
                 self.client
@@ -112,12 +118,16 @@ impl PgSink {
             }
             Err(ApplyError::Definite(msg)) => {
                 self.client
-                    .batch_execute("ROLLBACK TO SAVEPOINT tributary_fast_snapshot")
+                    .batch_execute(
+                        "ROLLBACK TO SAVEPOINT tributary_fast_snapshot; \
+                         RELEASE SAVEPOINT tributary_fast_snapshot",
+                    )
                     .await
                     .map_err(|e| pg_err("ROLLBACK TO SAVEPOINT", e))?;
-                // A duplicate (23505) is expected now and then (a resumed snapshot re-reading
-                // its last chunk); anything else would fail every batch the same way.
-                let duplicate = msg.contains("23505");
+                // A duplicate (23505) or a re-inserted key is expected now and then (a resumed
+                // snapshot re-reading its last chunk, a re-snapshot); anything else would fail
+                // every batch the same way.
+                let duplicate = msg.contains("23505") || msg.contains("open history version");
                 tracing::debug!(table = %tid, "snapshot fast path not taken: {msg}");
                 if !duplicate {
                     self.tables.get_mut(tid).expect("ensured").fast_snapshot = Some(false);
@@ -127,6 +137,146 @@ impl PgSink {
             Err(e) => Err(e),
         }
     }
+}
+
+/// `(min, max)` of a single integer key over `events`; `None` for other keys.
+fn int_key_range(t: &TargetTable, events: &[&ChangeEvent]) -> Option<(i128, i128)> {
+    let [k] = t.key[..] else { return None };
+    let mut range: Option<(i128, i128)> = None;
+    for ev in events {
+        let (_, map) = t.mapping(ev);
+        let v = ev.row_image()?.get(map[k]?)?;
+        let x = match v {
+            Value::Int(i) => *i as i128,
+            Value::UInt(u) => *u as i128,
+            Value::Unresolved(serde_json::Value::Number(n)) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => i as i128,
+                (None, Some(u)) => u as i128,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        range = Some(match range {
+            None => (x, x),
+            Some((lo, hi)) => (lo.min(x), hi.max(x)),
+        });
+    }
+    range
+}
+
+impl PgSink {
+    /// Whether history has an open version of a key in `lo..=hi` (partial index range probe).
+    async fn open_versions_in_range(
+        &self,
+        t: &TargetTable,
+        lo: i128,
+        hi: i128,
+    ) -> Result<bool, ApplyError> {
+        let hm = &t.layout.history_meta;
+        let vt = ident(hm.valid_to.as_deref().expect("scd2"));
+        let kc = &t.cols[t.key[0]];
+        let ty = kc.ty.ddl();
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {vt} IS NULL AND {k} BETWEEN $1::text::{ty} AND $2::text::{ty})",
+            t.q_history(),
+            k = ident(&kc.target),
+        );
+        Ok(self
+            .client
+            .query_one(&sql, &[&lo.to_string(), &hi.to_string()])
+            .await
+            .map_err(|e| pg_err("checking open history versions", e))?
+            .get(0))
+    }
+
+    /// Whether a key of `events` (just written) has an open history version other than the
+    /// rows just written — one the staged path would have closed.
+    async fn open_versions_elsewhere(
+        &self,
+        t: &TargetTable,
+        events: &[&ChangeEvent],
+    ) -> Result<bool, ApplyError> {
+        let hm = &t.layout.history_meta;
+        let vt = ident(hm.valid_to.as_deref().expect("scd2"));
+        let eid = ident(&hm.event_id);
+        let join: Vec<String> = t
+            .key
+            .iter()
+            .map(|&k| {
+                let c = ident(&t.cols[k].target);
+                format!("h.{c} = n.{c}")
+            })
+            .collect();
+        let ids: Vec<String> = events
+            .iter()
+            .map(|e| {
+                crate::identity::event_id(e)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            })
+            .collect();
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {q} n JOIN {q} h ON {join} AND h.{vt} IS NULL AND h.{eid} <> n.{eid}
+                            WHERE n.{eid} = ANY($1::text[]::uuid[]))",
+            q = t.q_history(),
+            join = join.join(" AND "),
+        );
+        Ok(self
+            .client
+            .query_one(&sql, &[&ids])
+            .await
+            .map_err(|e| pg_err("checking open history versions", e))?
+            .get(0))
+    }
+}
+
+/// Whether the existing tables have exactly the column types the fast path writes in binary:
+/// each source column the same type in history as in current (the type tributary encodes),
+/// and the metadata columns their standard types.
+pub(crate) fn types_match(
+    layout: &crate::config::Layout,
+    cur: &[(String, String, Option<String>)],
+    hist: &[(String, String, Option<String>)],
+    cols: &[crate::table::TCol],
+) -> bool {
+    let ty = |table: &[(String, String, Option<String>)], name: &str| {
+        table
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, t, _)| t.clone())
+    };
+    let source_ok = cols
+        .iter()
+        .all(|c| ty(cur, &c.target).is_some() && ty(cur, &c.target) == ty(hist, &c.target));
+    let cm = &layout.current_meta;
+    let hm = &layout.history_meta;
+    const TS: &str = "timestamp with time zone";
+    let cur_meta = [
+        (&cm.op, "text"),
+        (&cm.source_pos, "bigint"),
+        (&cm.updated_at, TS),
+    ];
+    let hist_meta = [
+        (&Some(hm.change_type.clone()), "text"),
+        (&Some(hm.event_id.clone()), "uuid"),
+        (&hm.source_ts, TS),
+        (&hm.source_file, "text"),
+        (&hm.source_pos, "bigint"),
+        (&hm.source_row, "integer"),
+        (&hm.source_gtid, "text"),
+        (&hm.kafka_topic, "text"),
+        (&hm.kafka_partition, "integer"),
+        (&hm.kafka_offset, "bigint"),
+        (&hm.valid_from, TS),
+    ];
+    let meta_ok = |table: &[(String, String, Option<String>)], list: &[(&Option<String>, &str)]| {
+        list.iter().all(|(c, want)| match c {
+            Some(c) => ty(table, c).as_deref() == Some(*want),
+            None => true,
+        })
+    };
+    source_ok && meta_ok(cur, &cur_meta) && meta_ok(hist, &hist_meta)
 }
 
 /// The two COPY statements and their binary streams; `None` if a value does not encode.

@@ -368,6 +368,7 @@ impl PgSink {
                         Ok(s) => {
                             stats.applied += s.applied;
                             stats.duplicates += s.duplicates;
+                            stats.snapshot_copied += s.snapshot_copied;
                             self.client
                                 .batch_execute("RELEASE SAVEPOINT one_event")
                                 .await

@@ -326,12 +326,16 @@ impl PgSink {
             .iter()
             .filter_map(|k| tcols.iter().position(|c| &c.target == k))
             .collect();
+        // Binary COPY does not cast: the fast path is off for tables whose columns do not
+        // have exactly the types it writes.
+        let fast_snapshot =
+            (!crate::fast_snapshot::types_match(&layout, &cols, &hist, &tcols)).then_some(false);
         Ok(Some(TargetTable {
             layout,
             cols: tcols,
             key,
             mappings: HashMap::new(),
-            fast_snapshot: None,
+            fast_snapshot,
         }))
     }
 

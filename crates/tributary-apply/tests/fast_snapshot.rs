@@ -155,7 +155,7 @@ async fn fast_path_falls_back_on_duplicates_and_reinserted_deleted_keys() {
     assert_eq!(
         (s.applied, s.snapshot_copied),
         (1, 0),
-        "history holds a DELETE whose open version the staged path must close"
+        "key 3 has an open DELETE version the staged path must close"
     );
     // SCD2 invariant: exactly one open version per key; the DELETE version was closed.
     let open = db
@@ -173,10 +173,119 @@ async fn fast_path_falls_back_on_duplicates_and_reinserted_deleted_keys() {
     let hist = db.query("SELECT count(*) FROM shop.items_history").unwrap();
     assert_eq!(hist.trim(), "10");
 
+    // Another sink (another process of the group) deletes key 5 while this session stays
+    // open; a later snapshot read of key 5 must still close the DELETE's open version.
+    let mut other = PgSink::connect(&db.url, ApplyConfig::default())
+        .await
+        .unwrap();
+    apply(&mut other, &[record(20, "d", 5, None, 450)]).await;
+    let s = apply(&mut sink, &snapshot(21, 5..=5, 460)).await;
+    assert_eq!((s.applied, s.snapshot_copied), (1, 0));
+    let open = db
+        .query("SELECT id, count(*) FROM shop.items_history WHERE valid_to IS NULL GROUP BY id HAVING count(*) <> 1")
+        .unwrap();
+    assert_eq!(open.trim(), "", "keys with other than one open version");
+
     // A snapshot batch overlapping rows current already holds: the COPY fails on the key,
     // the staged path applies it (new position → new history rows, current updated).
     let s = apply(&mut sink, &snapshot(10, 7..=9, 500)).await;
     assert_eq!((s.applied, s.duplicates, s.snapshot_copied), (3, 0, 0));
     let n = db.query("SELECT count(*) FROM shop.items_current").unwrap();
     assert_eq!(n.trim(), "9");
+}
+
+#[tokio::test]
+async fn fast_path_is_off_for_tables_whose_types_it_would_not_cast() {
+    let db = PgDb::new("fast_snap_d").unwrap();
+    // The user created the tables; history's qty is numeric where current's is bigint.
+    db.query(
+        "CREATE SCHEMA shop;
+         CREATE TABLE shop.items_current (id bigint PRIMARY KEY, name text, qty bigint,
+           _op text, _source_pos bigint, _updated_at timestamptz NOT NULL DEFAULT now());
+         CREATE TABLE shop.items_history (id bigint, name text, qty numeric, change_type text NOT NULL,
+           _source_ts timestamptz, _source_file text, _source_pos bigint, _source_row integer,
+           _source_gtid text, _kafka_topic text, _kafka_partition integer, _kafka_offset bigint,
+           valid_from timestamptz, valid_to timestamptz, _applied_at timestamptz NOT NULL DEFAULT now(),
+           _event_id uuid NOT NULL UNIQUE);",
+    )
+    .unwrap();
+    let mut sink = PgSink::connect(&db.url, ApplyConfig::default())
+        .await
+        .unwrap();
+    let s = apply(&mut sink, &snapshot(0, 1..=3, 100)).await;
+    assert_eq!(
+        (s.applied, s.snapshot_copied),
+        (3, 0),
+        "staged path (casts)"
+    );
+    let q = db
+        .query("SELECT string_agg(qty::text, ',' ORDER BY id) FROM shop.items_history")
+        .unwrap();
+    assert_eq!(q.trim(), "10,20,30");
+}
+
+/// Keys other than a single integer (here text) take the post-COPY check for open versions.
+#[tokio::test]
+async fn text_keys_check_open_versions_after_the_copy() {
+    let db = PgDb::new("fast_snap_e").unwrap();
+    let mut sink = PgSink::connect(&db.url, ApplyConfig::default())
+        .await
+        .unwrap();
+    let rec = |offset: i64, op: &str, code: &str, pos: u64| {
+        let img = format!(r#"{{"code":"{code}","qty":1}}"#);
+        let (before, after) = if op == "d" {
+            (img.as_str(), "null")
+        } else {
+            ("null", img.as_str())
+        };
+        RawRecord {
+            topic: "srv.shop.codes".into(),
+            partition: 0,
+            offset,
+            key: Some(format!(r#"{{"code":"{code}"}}"#).into_bytes()),
+            value: Some(format!(
+                r#"{{"before":{before},"after":{after},"source":{{"name":"srv","ts_ms":{},"snapshot":"{}","db":"shop","table":"codes","server_id":1,"file":"bin.000001","pos":{pos},"row":0}},"op":"{op}","ts_ms":1758160342000}}"#,
+                1_758_160_342_000u64 + pos,
+                if op == "r" { "true" } else { "false" }
+            ).into_bytes()),
+        }
+    };
+    let mut dec = Decoder::new();
+    let mut run = |recs: Vec<RawRecord>| {
+        let mut b = Batch {
+            pipeline: "t".into(),
+            ..Default::default()
+        };
+        for r in &recs {
+            let Decoded::Change(ev) = dec.decode(r).unwrap() else {
+                panic!()
+            };
+            b.events.push(ev);
+        }
+        b.checkpoint = Some(Checkpoint::Kafka(vec![(
+            "srv.shop.codes".into(),
+            0,
+            recs.last().unwrap().offset + 1,
+        )]));
+        b
+    };
+    let b = run(vec![rec(0, "r", "a", 100), rec(1, "r", "b", 100)]);
+    let s = sink.apply(&b).await.unwrap();
+    assert_eq!((s.applied, s.snapshot_copied), (2, 2));
+    let b = run(vec![rec(2, "d", "a", 200)]);
+    sink.apply(&b).await.unwrap();
+    let b = run(vec![rec(3, "r", "a", 300)]);
+    let s = sink.apply(&b).await.unwrap();
+    assert_eq!(
+        (s.applied, s.snapshot_copied),
+        (1, 0),
+        "open DELETE version of a"
+    );
+    let open = db
+        .query("SELECT code, count(*) FROM shop.codes_history WHERE valid_to IS NULL GROUP BY code HAVING count(*) <> 1")
+        .unwrap();
+    assert_eq!(open.trim(), "");
+    let b = run(vec![rec(4, "r", "c", 400)]);
+    let s = sink.apply(&b).await.unwrap();
+    assert_eq!((s.applied, s.snapshot_copied), (1, 1));
 }

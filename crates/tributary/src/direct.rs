@@ -134,7 +134,8 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
     };
 
     // Capture runs one batch ahead of the apply: while PostgreSQL commits batch N, the
-    // source reads and decodes batch N+1 (a channel of one batch bounds the memory). The
+    // source reads and decodes batch N+1 (at most three batches in memory: the one being
+    // applied, one queued, one being read). The
     // position in PostgreSQL stays the only resume point, so reading ahead changes nothing
     // about exactly-once: what was read but not committed is read again after a restart.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(
@@ -161,6 +162,15 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
             }
         }
     });
+
+    // Stop the capture task however this function returns.
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _stop_capture = AbortOnDrop(fetcher.abort_handle());
 
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
@@ -214,6 +224,5 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
             break;
         }
     }
-    fetcher.abort();
     Ok(())
 }

@@ -236,22 +236,27 @@ fn main() -> ExitCode {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
+    let env = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    let max_level = env
+        .max_level_hint()
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::TRACE);
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(
             std::io::IsTerminal::is_terminal(&std::io::stderr())
                 && std::env::var_os("NO_COLOR").is_none(),
         )
-        .with_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
-        )
+        .with_filter(env)
         // rdkafka's consumer Drop closes the group queue a second time after our orderly
         // close and logs the (harmless) refusal as an ERROR on every clean exit; that is the
         // only error that module logs, so it alone is dropped.
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            !(m.target() == "rdkafka::consumer::base_consumer"
-                && *m.level() == tracing::Level::ERROR)
-        }));
+        .with_filter(
+            tracing_subscriber::filter::filter_fn(|m| {
+                !(m.target() == "rdkafka::consumer::base_consumer"
+                    && *m.level() == tracing::Level::ERROR)
+            })
+            .with_max_level_hint(max_level),
+        );
     tracing_subscriber::registry().with(fmt).init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
