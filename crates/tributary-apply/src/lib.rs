@@ -21,7 +21,8 @@
 //! Steps 2–4 have a shortcut for what an initial snapshot is made of — batches of snapshot
 //! reads of keys the tables do not hold yet: two plain binary COPYs into current and history,
 //! under a savepoint, falling back to the staged path whenever PostgreSQL's unique indexes
-//! say a row is not new (see `fast_snapshot.rs` for why the result is the same).
+//! say a row is not new or (with SCD2) a key still has an open history version (see
+//! `fast_snapshot.rs` for why the result is the same).
 //!
 //! ## Why this is exactly once
 //! The checkpoint (Kafka next-offsets or binlog position) commits atomically with the data it
