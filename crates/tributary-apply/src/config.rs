@@ -84,6 +84,105 @@ impl Default for HistoryMeta {
     }
 }
 
+/// A metadata column of the current table that tributary writes with every row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CurrentCol {
+    Op,
+    SourcePos,
+    UpdatedAt,
+}
+
+/// A metadata column of the history table that tributary writes with every change (after
+/// the source columns, `change_type` and the event id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryCol {
+    SourceTs,
+    SourceFile,
+    SourcePos,
+    SourceRow,
+    SourceGtid,
+    KafkaTopic,
+    KafkaPartition,
+    KafkaOffset,
+    ValidFrom,
+}
+
+/// PostgreSQL type of a metadata column, as written in DDL and as `format_type` reports it.
+pub struct MetaType {
+    pub ddl: &'static str,
+    pub formatted: &'static str,
+}
+
+const TEXT: MetaType = MetaType {
+    ddl: "text",
+    formatted: "text",
+};
+const BIGINT: MetaType = MetaType {
+    ddl: "bigint",
+    formatted: "bigint",
+};
+const INTEGER: MetaType = MetaType {
+    ddl: "integer",
+    formatted: "integer",
+};
+const TIMESTAMPTZ: MetaType = MetaType {
+    ddl: "timestamptz",
+    formatted: "timestamp with time zone",
+};
+
+impl CurrentCol {
+    pub fn ty(self) -> MetaType {
+        match self {
+            CurrentCol::Op => TEXT,
+            CurrentCol::SourcePos => BIGINT,
+            CurrentCol::UpdatedAt => TIMESTAMPTZ,
+        }
+    }
+}
+
+impl HistoryCol {
+    pub fn ty(self) -> MetaType {
+        match self {
+            HistoryCol::SourceFile | HistoryCol::SourceGtid | HistoryCol::KafkaTopic => TEXT,
+            HistoryCol::SourcePos | HistoryCol::KafkaOffset => BIGINT,
+            HistoryCol::SourceRow | HistoryCol::KafkaPartition => INTEGER,
+            HistoryCol::SourceTs | HistoryCol::ValidFrom => TIMESTAMPTZ,
+        }
+    }
+}
+
+impl CurrentMeta {
+    /// The switched-on metadata columns, in table order: (name, which).
+    pub fn written(&self) -> impl Iterator<Item = (&str, CurrentCol)> {
+        [
+            (&self.op, CurrentCol::Op),
+            (&self.source_pos, CurrentCol::SourcePos),
+            (&self.updated_at, CurrentCol::UpdatedAt),
+        ]
+        .into_iter()
+        .filter_map(|(c, w)| Some((c.as_deref()?, w)))
+    }
+}
+
+impl HistoryMeta {
+    /// The switched-on per-change metadata columns, in table order: (name, which).
+    pub fn written(&self) -> impl Iterator<Item = (&str, HistoryCol)> {
+        [
+            (&self.source_ts, HistoryCol::SourceTs),
+            (&self.source_file, HistoryCol::SourceFile),
+            (&self.source_pos, HistoryCol::SourcePos),
+            (&self.source_row, HistoryCol::SourceRow),
+            (&self.source_gtid, HistoryCol::SourceGtid),
+            (&self.kafka_topic, HistoryCol::KafkaTopic),
+            (&self.kafka_partition, HistoryCol::KafkaPartition),
+            (&self.kafka_offset, HistoryCol::KafkaOffset),
+            (&self.valid_from, HistoryCol::ValidFrom),
+        ]
+        .into_iter()
+        .filter_map(|(c, w)| Some((c.as_deref()?, w)))
+    }
+}
+
 /// Per-table overrides (`[sink.tables."bankdb.bank_accounts"]` in TOML).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -33,7 +33,7 @@
 use bytes::{BufMut, BytesMut};
 use tributary_model::{ChangeEvent, Op, TableId, Value};
 
-use crate::config::ident;
+use crate::config::{ident, CurrentCol, HistoryCol};
 use crate::table::{encode_image, put_i32, put_i64, put_text, TargetTable};
 use crate::{copy_header, copy_in, copy_trailer, pg_err, ApplyError, PgSink};
 
@@ -249,34 +249,17 @@ pub(crate) fn types_match(
     let source_ok = cols
         .iter()
         .all(|c| ty(cur, &c.target).is_some() && ty(cur, &c.target) == ty(hist, &c.target));
-    let cm = &layout.current_meta;
     let hm = &layout.history_meta;
-    const TS: &str = "timestamp with time zone";
-    let cur_meta = [
-        (&cm.op, "text"),
-        (&cm.source_pos, "bigint"),
-        (&cm.updated_at, TS),
-    ];
-    let hist_meta = [
-        (&Some(hm.change_type.clone()), "text"),
-        (&Some(hm.event_id.clone()), "uuid"),
-        (&hm.source_ts, TS),
-        (&hm.source_file, "text"),
-        (&hm.source_pos, "bigint"),
-        (&hm.source_row, "integer"),
-        (&hm.source_gtid, "text"),
-        (&hm.kafka_topic, "text"),
-        (&hm.kafka_partition, "integer"),
-        (&hm.kafka_offset, "bigint"),
-        (&hm.valid_from, TS),
-    ];
-    let meta_ok = |table: &[(String, String, Option<String>)], list: &[(&Option<String>, &str)]| {
-        list.iter().all(|(c, want)| match c {
-            Some(c) => ty(table, c).as_deref() == Some(*want),
-            None => true,
-        })
-    };
-    source_ok && meta_ok(cur, &cur_meta) && meta_ok(hist, &hist_meta)
+    let cur_meta_ok = layout
+        .current_meta
+        .written()
+        .all(|(c, which)| ty(cur, c).as_deref() == Some(which.ty().formatted));
+    let hist_meta_ok = ty(hist, &hm.change_type).as_deref() == Some("text")
+        && ty(hist, &hm.event_id).as_deref() == Some("uuid")
+        && hm
+            .written()
+            .all(|(c, which)| ty(hist, c).as_deref() == Some(which.ty().formatted));
+    source_ok && cur_meta_ok && hist_meta_ok
 }
 
 /// The two COPY statements and their binary streams; `None` if a value does not encode.
@@ -285,58 +268,39 @@ fn encode_streams(
     events: &[&ChangeEvent],
     now: i64,
 ) -> Option<(String, BytesMut, String, BytesMut)> {
-    let cm = &t.layout.current_meta;
+    let cm: Vec<(&str, CurrentCol)> = t.layout.current_meta.written().collect();
     let hm = &t.layout.history_meta;
-    let targets: Vec<String> = t.cols.iter().map(|c| ident(&c.target)).collect();
-
-    let mut ccols = targets.clone();
-    ccols.extend(
-        [&cm.op, &cm.source_pos, &cm.updated_at]
-            .into_iter()
-            .flatten()
-            .map(|c| ident(c)),
-    );
-    let mut hcols = targets;
-    hcols.push(ident(&hm.change_type));
-    hcols.push(ident(&hm.event_id));
-    hcols.extend(
-        [
-            &hm.source_ts,
-            &hm.source_file,
-            &hm.source_pos,
-            &hm.source_row,
-            &hm.source_gtid,
-            &hm.kafka_topic,
-            &hm.kafka_partition,
-            &hm.kafka_offset,
-            &hm.valid_from,
-        ]
-        .into_iter()
-        .flatten()
-        .map(|c| ident(c)),
-    );
+    let hmeta: Vec<(&str, HistoryCol)> = hm.written().collect();
+    let targets = t.cols.iter().map(|c| ident(&c.target));
+    let ccols: Vec<String> = targets
+        .clone()
+        .chain(cm.iter().map(|(c, _)| ident(c)))
+        .collect();
+    let hcols: Vec<String> = targets
+        .chain([ident(&hm.change_type), ident(&hm.event_id)])
+        .chain(hmeta.iter().map(|(c, _)| ident(c)))
+        .collect();
     let width = 64 + t.cols.len() * 16;
     let mut cur = BytesMut::with_capacity(events.len() * width);
     let mut hist = BytesMut::with_capacity(events.len() * (width + 96));
     copy_header(&mut cur);
     copy_header(&mut hist);
+    let null = |b: &mut BytesMut| b.put_i32(-1);
     for ev in events {
         let (_, map) = t.mapping(ev);
         let s = &ev.source;
         let image = ev.row_image();
-        // current
+        // current: the row, then what the staged path's upsert writes
         cur.put_i16(ccols.len() as i16);
         encode_image(&mut cur, image, map, &t.cols, "").ok()?;
-        if cm.op.is_some() {
-            put_text(&mut cur, ev.op.debezium_code());
+        for (_, which) in &cm {
+            match which {
+                CurrentCol::Op => put_text(&mut cur, ev.op.debezium_code()),
+                CurrentCol::SourcePos => put_i64(&mut cur, s.order_key()),
+                CurrentCol::UpdatedAt => put_i64(&mut cur, now),
+            }
         }
-        if cm.source_pos.is_some() {
-            put_i64(&mut cur, s.order_key());
-        }
-        if cm.updated_at.is_some() {
-            put_i64(&mut cur, now);
-        }
-        // history
+        // history: the row, SNAPSHOT, the event id, then what the staged path's insert writes
         hist.put_i16(hcols.len() as i16);
         encode_image(&mut hist, image, map, &t.cols, "").ok()?;
         put_text(&mut hist, "SNAPSHOT");
@@ -344,53 +308,36 @@ fn encode_streams(
         hist.put_slice(&crate::identity::event_id(ev));
         let ts_ms = if s.ts_ms > 0 { s.ts_ms } else { ev.ts_ms };
         let ts = (ts_ms > 0).then(|| ts_ms * 1000 - PG_EPOCH_US);
-        let null = |b: &mut BytesMut| b.put_i32(-1);
-        if hm.source_ts.is_some() {
-            match ts {
-                Some(v) => put_i64(&mut hist, v),
-                None => null(&mut hist),
-            }
-        }
-        if hm.source_file.is_some() {
-            if s.file.is_empty() {
-                null(&mut hist)
-            } else {
-                put_text(&mut hist, &s.file)
-            }
-        }
-        if hm.source_pos.is_some() {
-            put_i64(&mut hist, s.pos as i64);
-        }
-        if hm.source_row.is_some() {
-            put_i32(&mut hist, s.row as i32);
-        }
-        if hm.source_gtid.is_some() {
-            match &s.gtid {
-                Some(g) => put_text(&mut hist, g),
-                None => null(&mut hist),
-            }
-        }
         let k = ev.kafka.as_ref();
-        if hm.kafka_topic.is_some() {
-            match k {
-                Some(k) => put_text(&mut hist, &k.topic),
-                None => null(&mut hist),
+        for (_, which) in &hmeta {
+            let b = &mut hist;
+            match which {
+                HistoryCol::SourceTs => match ts {
+                    Some(v) => put_i64(b, v),
+                    None => null(b),
+                },
+                HistoryCol::SourceFile if s.file.is_empty() => null(b),
+                HistoryCol::SourceFile => put_text(b, &s.file),
+                HistoryCol::SourcePos => put_i64(b, s.pos as i64),
+                HistoryCol::SourceRow => put_i32(b, s.row as i32),
+                HistoryCol::SourceGtid => match &s.gtid {
+                    Some(g) => put_text(b, g),
+                    None => null(b),
+                },
+                HistoryCol::KafkaTopic => match k {
+                    Some(k) => put_text(b, &k.topic),
+                    None => null(b),
+                },
+                HistoryCol::KafkaPartition => match k {
+                    Some(k) => put_i32(b, k.partition),
+                    None => null(b),
+                },
+                HistoryCol::KafkaOffset => match k {
+                    Some(k) => put_i64(b, k.offset),
+                    None => null(b),
+                },
+                HistoryCol::ValidFrom => put_i64(b, ts.unwrap_or(now)),
             }
-        }
-        if hm.kafka_partition.is_some() {
-            match k {
-                Some(k) => put_i32(&mut hist, k.partition),
-                None => null(&mut hist),
-            }
-        }
-        if hm.kafka_offset.is_some() {
-            match k {
-                Some(k) => put_i64(&mut hist, k.offset),
-                None => null(&mut hist),
-            }
-        }
-        if hm.valid_from.is_some() {
-            put_i64(&mut hist, ts.unwrap_or(now));
         }
     }
     copy_trailer(&mut cur);

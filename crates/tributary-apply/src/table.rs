@@ -8,7 +8,7 @@ use bytes::{BufMut, BytesMut};
 use tracing::info;
 use tributary_model::{ChangeEvent, ColumnKind, DeadLetter, Op, TableId, TableSchema, Value};
 
-use crate::config::{ident, lit, Layout};
+use crate::config::{ident, lit, CurrentCol, HistoryCol, Layout};
 use crate::pgtype::{encode_field, sql_literal, PgType};
 use crate::{
     copy_header, copy_in, copy_trailer, dead_letter_for, pg_err, ApplyError, OnError, PgSink,
@@ -286,15 +286,7 @@ impl PgSink {
             )));
         }
         let pk = load_pk(&self.client, &layout.schema, &layout.current).await?;
-        let cm = &layout.current_meta;
-        let meta: HashSet<&str> = [
-            cm.op.as_deref(),
-            cm.source_pos.as_deref(),
-            cm.updated_at.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let meta: HashSet<&str> = layout.current_meta.written().map(|(c, _)| c).collect();
         let reverse: HashMap<&str, &str> = layout
             .rename
             .iter()
@@ -381,14 +373,13 @@ impl PgSink {
                     cur_cols.push(format!("{tn} {}{nn}{dflt}", ty.ddl()));
                     hist_cols.push(format!("{tn} {}", ty.ddl()));
                 }
-                if let Some(c) = &cm.op {
-                    cur_cols.push(format!("{} text", ident(c)));
-                }
-                if let Some(c) = &cm.source_pos {
-                    cur_cols.push(format!("{} bigint", ident(c)));
-                }
-                if let Some(c) = &cm.updated_at {
-                    cur_cols.push(format!("{} timestamptz NOT NULL DEFAULT now()", ident(c)));
+                for (c, which) in cm.written() {
+                    let extra = if which == CurrentCol::UpdatedAt {
+                        " NOT NULL DEFAULT now()"
+                    } else {
+                        ""
+                    };
+                    cur_cols.push(format!("{} {}{extra}", ident(c), which.ty().ddl));
                 }
                 order_columns(&mut cur_cols, &layout.column_order);
                 if !keyless {
@@ -399,19 +390,14 @@ impl PgSink {
                     cur_cols.push(format!("PRIMARY KEY ({})", keys.join(", ")));
                 }
                 hist_cols.push(format!("{} text NOT NULL", ident(&hm.change_type)));
+                hist_cols.extend(
+                    hm.written()
+                        .map(|(c, which)| format!("{} {}", ident(c), which.ty().ddl)),
+                );
                 let opt =
                     |c: &Option<String>, ty: &str| c.as_ref().map(|c| format!("{} {ty}", ident(c)));
                 hist_cols.extend(
                     [
-                        opt(&hm.source_ts, "timestamptz"),
-                        opt(&hm.source_file, "text"),
-                        opt(&hm.source_pos, "bigint"),
-                        opt(&hm.source_row, "integer"),
-                        opt(&hm.source_gtid, "text"),
-                        opt(&hm.kafka_topic, "text"),
-                        opt(&hm.kafka_partition, "integer"),
-                        opt(&hm.kafka_offset, "bigint"),
-                        opt(&hm.valid_from, "timestamptz"),
                         opt(&hm.valid_to, "timestamptz"),
                         opt(&hm.applied_at, "timestamptz NOT NULL DEFAULT now()"),
                     ]
@@ -652,21 +638,22 @@ impl PgSink {
         hvals.push("CASE _op WHEN 'c' THEN 'INSERT' WHEN 'u' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'SNAPSHOT' END".into());
         hcols.push(ident(&hm.event_id));
         hvals.push("_event_id".into());
-        for (c, v) in [
-            (&hm.source_ts, "_src_ts"),
-            (&hm.source_file, "NULLIF(_src_file, '')"),
-            (&hm.source_pos, "_src_pos"),
-            (&hm.source_row, "_src_row"),
-            (&hm.source_gtid, "_src_gtid"),
-            (&hm.kafka_topic, "_k_topic"),
-            (&hm.kafka_partition, "_k_part"),
-            (&hm.kafka_offset, "_k_off"),
-            (&hm.valid_from, "COALESCE(_src_ts, now())"),
-        ] {
-            if let Some(c) = c {
-                hcols.push(ident(c));
-                hvals.push(v.into());
-            }
+        for (c, which) in hm.written() {
+            hcols.push(ident(c));
+            hvals.push(
+                match which {
+                    HistoryCol::SourceTs => "_src_ts",
+                    HistoryCol::SourceFile => "NULLIF(_src_file, '')",
+                    HistoryCol::SourcePos => "_src_pos",
+                    HistoryCol::SourceRow => "_src_row",
+                    HistoryCol::SourceGtid => "_src_gtid",
+                    HistoryCol::KafkaTopic => "_k_topic",
+                    HistoryCol::KafkaPartition => "_k_part",
+                    HistoryCol::KafkaOffset => "_k_off",
+                    HistoryCol::ValidFrom => "COALESCE(_src_ts, now())",
+                }
+                .into(),
+            );
         }
         // Fresh statistics for the staging table: without them the planner guesses its
         // size and can pick nested loops over thousands of rows.
@@ -684,17 +671,16 @@ impl PgSink {
         let cm = &t.layout.current_meta;
         let mut icols: Vec<String> = t.cols.iter().map(|c| ident(&c.target)).collect();
         let mut ivals: Vec<String> = (0..ncols).map(|i| format!("c{i}")).collect();
-        if let Some(c) = &cm.op {
+        for (c, which) in cm.written() {
             icols.push(ident(c));
-            ivals.push("_op".into());
-        }
-        if let Some(c) = &cm.source_pos {
-            icols.push(ident(c));
-            ivals.push("_order".into());
-        }
-        if let Some(c) = &cm.updated_at {
-            icols.push(ident(c));
-            ivals.push("now()".into());
+            ivals.push(
+                match which {
+                    CurrentCol::Op => "_op",
+                    CurrentCol::SourcePos => "_order",
+                    CurrentCol::UpdatedAt => "now()",
+                }
+                .into(),
+            );
         }
 
         let n_new = if !keyless {

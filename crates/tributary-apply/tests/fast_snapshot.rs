@@ -70,6 +70,16 @@ fn snapshot(first_offset: i64, ids: std::ops::RangeInclusive<i64>, pos: u64) -> 
         .collect()
 }
 
+/// SCD2 invariant: every key has exactly one open history version.
+fn assert_one_open_version_per_key(db: &PgDb, history: &str, key: &str) {
+    let open = db
+        .query(&format!(
+            "SELECT {key}, count(*) FROM shop.{history} WHERE valid_to IS NULL GROUP BY {key} HAVING count(*) <> 1"
+        ))
+        .unwrap();
+    assert_eq!(open.trim(), "", "keys with other than one open version");
+}
+
 /// Every column of both tables except the wall-clock ones tributary sets itself.
 fn tables(db: &PgDb) -> (String, String) {
     let cur = db
@@ -158,10 +168,7 @@ async fn fast_path_falls_back_on_duplicates_and_reinserted_deleted_keys() {
         "key 3 has an open DELETE version the staged path must close"
     );
     // SCD2 invariant: exactly one open version per key; the DELETE version was closed.
-    let open = db
-        .query("SELECT id, count(*) FROM shop.items_history WHERE valid_to IS NULL GROUP BY id HAVING count(*) <> 1")
-        .unwrap();
-    assert_eq!(open.trim(), "", "keys with other than one open version");
+    assert_one_open_version_per_key(&db, "items_history", "id");
     let del = db
         .query("SELECT valid_to IS NOT NULL FROM shop.items_history WHERE change_type = 'DELETE'")
         .unwrap();
@@ -181,10 +188,7 @@ async fn fast_path_falls_back_on_duplicates_and_reinserted_deleted_keys() {
     apply(&mut other, &[record(20, "d", 5, None, 450)]).await;
     let s = apply(&mut sink, &snapshot(21, 5..=5, 460)).await;
     assert_eq!((s.applied, s.snapshot_copied), (1, 0));
-    let open = db
-        .query("SELECT id, count(*) FROM shop.items_history WHERE valid_to IS NULL GROUP BY id HAVING count(*) <> 1")
-        .unwrap();
-    assert_eq!(open.trim(), "", "keys with other than one open version");
+    assert_one_open_version_per_key(&db, "items_history", "id");
 
     // A snapshot batch overlapping rows current already holds: the COPY fails on the key,
     // the staged path applies it (new position → new history rows, current updated).
@@ -281,10 +285,7 @@ async fn text_keys_check_open_versions_after_the_copy() {
         (1, 0),
         "open DELETE version of a"
     );
-    let open = db
-        .query("SELECT code, count(*) FROM shop.codes_history WHERE valid_to IS NULL GROUP BY code HAVING count(*) <> 1")
-        .unwrap();
-    assert_eq!(open.trim(), "");
+    assert_one_open_version_per_key(&db, "codes_history", "code");
     let b = run(vec![rec(4, "r", "c", 400)]);
     let s = sink.apply(&b).await.unwrap();
     assert_eq!((s.applied, s.snapshot_copied), (1, 1));

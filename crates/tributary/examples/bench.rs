@@ -151,6 +151,30 @@ fn replay(dir: &Path, events: u64) {
     );
 }
 
+/// `tributary run` as a Kafka sink of the bank topic in consumer group `group`, seed layout.
+fn kafka_sink_args(t: &Tansu, group: &str, pg: &PgDb) -> Vec<String> {
+    [
+        "run",
+        "-c",
+        &bank_config(),
+        "--source",
+        "kafka",
+        "--kafka-brokers",
+        &t.brokers(),
+        "--topics",
+        "dbserver1.bankdb.bank_accounts",
+        "--group",
+        group,
+        "--postgres-url",
+        &pg.url,
+        "--batch-size",
+        "20000",
+        "--until-caught-up",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 fn kafka(dir: &Path, events: u64) {
     let (f, w) = workload(dir, events);
     let t = Tansu::start().unwrap();
@@ -181,24 +205,8 @@ fn kafka(dir: &Path, events: u64) {
         None,
     );
     let pg = PgDb::new("bench_kafka").unwrap();
-    let (secs, rss) = timed(&[
-        "run",
-        "-c",
-        &bank_config(),
-        "--source",
-        "kafka",
-        "--kafka-brokers",
-        &t.brokers(),
-        "--topics",
-        "dbserver1.bankdb.bank_accounts",
-        "--group",
-        "bench",
-        "--postgres-url",
-        &pg.url,
-        "--batch-size",
-        "20000",
-        "--until-caught-up",
-    ]);
+    let args = kafka_sink_args(&t, "bench", &pg);
+    let (secs, rss) = timed(&args.iter().map(String::as_str).collect::<Vec<_>>());
     report(
         "Kafka sink, seed layout (incl. group join)",
         w.events,
@@ -217,24 +225,7 @@ fn kafka(dir: &Path, events: u64) {
     let children: Vec<_> = (0..2)
         .map(|_| {
             Command::new(exe())
-                .args([
-                    "run",
-                    "-c",
-                    &bank_config(),
-                    "--source",
-                    "kafka",
-                    "--kafka-brokers",
-                    &t.brokers(),
-                    "--topics",
-                    "dbserver1.bankdb.bank_accounts",
-                    "--group",
-                    "bench2",
-                    "--postgres-url",
-                    &pg2.url,
-                    "--batch-size",
-                    "20000",
-                    "--until-caught-up",
-                ])
+                .args(kafka_sink_args(&t, "bench2", &pg2))
                 .env("TRIBUTARY_LOG", "warn")
                 .stdout(std::process::Stdio::null())
                 .spawn()
