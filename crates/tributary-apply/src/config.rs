@@ -223,6 +223,10 @@ pub struct ApplyConfig {
     /// Write snapshot-only batches with plain COPYs when PostgreSQL can prove them new (see
     /// `fast_snapshot.rs`; default on). Off forces the staged path for every batch.
     pub snapshot_fast_path: bool,
+    /// PostgreSQL connections a Kafka sink or `replay` applies one batch over (default 2; see
+    /// `parallel.rs` — rows are split by primary key, the checkpoint follows the last lane).
+    /// 1 = every batch in one transaction. Direct mode always uses one.
+    pub connections: usize,
 }
 
 impl Default for ApplyConfig {
@@ -238,6 +242,7 @@ impl Default for ApplyConfig {
             control_schema: "tributary".into(),
             synchronous_commit: "off".into(),
             snapshot_fast_path: true,
+            connections: 2,
         }
     }
 }

@@ -22,7 +22,22 @@
 use tributary_model::{ChangeEvent, Op, Value};
 use xxhash_rust::xxh3::Xxh3;
 
-fn feed_value(h: &mut Xxh3, v: &Value) {
+/// Where values are fed: the streaming hasher of [`event_id`], or a buffer hashed at once.
+trait Feed {
+    fn update(&mut self, bytes: &[u8]);
+}
+impl Feed for Xxh3 {
+    fn update(&mut self, bytes: &[u8]) {
+        Xxh3::update(self, bytes)
+    }
+}
+impl Feed for Vec<u8> {
+    fn update(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes)
+    }
+}
+
+fn feed_value(h: &mut impl Feed, v: &Value) {
     // A tag byte per variant keeps e.g. Int(1) and String("1") apart.
     match v {
         Value::Null => h.update(&[0]),
@@ -163,6 +178,26 @@ pub fn event_id(ev: &ChangeEvent) -> [u8; 16] {
     id[..8].copy_from_slice(&((prefix as u64) ^ (1 << 63)).to_be_bytes());
     id[8..].copy_from_slice(&h.digest().to_be_bytes());
     id
+}
+
+/// Hash of a row's key values (`key` = indexes into the row image; `None` = the image has no
+/// such column): which lane of a [`crate::ParallelSink`] applies the row. Equal keys hash
+/// equal within a process run; nothing stores these hashes. `scratch` is reused between
+/// calls (the values are serialised into it and hashed in one go).
+pub(crate) fn key_hash(
+    scratch: &mut Vec<u8>,
+    row: Option<&Vec<Value>>,
+    key: impl Iterator<Item = Option<usize>>,
+) -> u64 {
+    scratch.clear();
+    for i in key {
+        let v = match (row, i) {
+            (Some(r), Some(i)) => r.get(i).unwrap_or(&Value::Null),
+            _ => &Value::Null,
+        };
+        feed_value(scratch, v);
+    }
+    xxhash_rust::xxh3::xxh3_64(scratch)
 }
 
 #[cfg(test)]

@@ -43,10 +43,11 @@
 pub mod config;
 mod fast_snapshot;
 pub mod identity;
+mod parallel;
 pub mod pgtype;
 mod table;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
@@ -58,6 +59,7 @@ use tributary_model::{
 };
 
 pub use config::{ApplyConfig, OnError};
+pub use parallel::ParallelSink;
 pub use pgtype::PgType;
 use table::TargetTable;
 
@@ -138,8 +140,9 @@ pub struct PgSink {
     url: String,
     cfg: ApplyConfig,
     tables: HashMap<TableId, TargetTable>,
-    /// Staging tables that exist in this session (cleared on rollback).
-    staging: HashSet<String>,
+    /// Staging tables that exist in this session (cleared on rollback), with the row count
+    /// their statistics were last gathered at (0 = never).
+    staging: HashMap<String, u64>,
     control_ready: bool,
     /// Turns an event that failed in apply into dead-letter key/value bytes (the pipeline sets
     /// a Debezium encoder, so `dlq retry` can decode the record again).
@@ -148,7 +151,27 @@ pub struct PgSink {
 
 /// See [`PgSink::dead_letter_encoder`].
 pub type DeadLetterEncoder =
-    Box<dyn Fn(&ChangeEvent) -> (Option<Vec<u8>>, Option<Vec<u8>>) + Send + Sync>;
+    std::sync::Arc<dyn Fn(&ChangeEvent) -> (Option<Vec<u8>>, Option<Vec<u8>>) + Send + Sync>;
+
+/// What one transaction applies: a whole [`Batch`], or one lane's share of it
+/// ([`ParallelSink`]: that lane's events, and no checkpoint).
+pub(crate) struct Part<'a> {
+    pub pipeline: &'a str,
+    pub events: Vec<&'a ChangeEvent>,
+    pub dead_letters: &'a [DeadLetter],
+    pub checkpoint: Option<&'a Checkpoint>,
+}
+
+impl<'a> Part<'a> {
+    pub fn whole(batch: &'a Batch) -> Self {
+        Part {
+            pipeline: &batch.pipeline,
+            events: batch.events.iter().collect(),
+            dead_letters: &batch.dead_letters,
+            checkpoint: batch.checkpoint.as_ref(),
+        }
+    }
+}
 
 /// Connect to PostgreSQL (no TLS; put the sink next to the warehouse or use a local proxy).
 pub async fn connect(url: &str) -> Result<Client, ApplyError> {
@@ -172,7 +195,7 @@ impl PgSink {
             url: url.to_string(),
             cfg,
             tables: HashMap::new(),
-            staging: HashSet::new(),
+            staging: HashMap::new(),
             control_ready: false,
             dead_letter_encoder: None,
         };
@@ -296,6 +319,10 @@ impl PgSink {
 
     /// Apply a batch in one transaction. See the crate docs.
     pub async fn apply(&mut self, batch: &Batch) -> Result<ApplyStats, ApplyError> {
+        self.apply_part(&Part::whole(batch)).await
+    }
+
+    pub(crate) async fn apply_part(&mut self, batch: &Part<'_>) -> Result<ApplyStats, ApplyError> {
         self.ensure_control().await?;
         let started = Instant::now();
         let res = self.apply_once(batch, false).await;
@@ -337,11 +364,11 @@ impl PgSink {
 
     async fn apply_once(
         &mut self,
-        batch: &Batch,
+        batch: &Part<'_>,
         one_by_one: bool,
     ) -> Result<ApplyStats, ApplyError> {
         let mut stats = ApplyStats::default();
-        let mut dead: Vec<DeadLetter> = batch.dead_letters.clone();
+        let mut dead: Vec<DeadLetter> = batch.dead_letters.to_vec();
         self.client
             .batch_execute("BEGIN")
             .await
@@ -350,7 +377,7 @@ impl PgSink {
         // Group by table, keeping stream order inside each table.
         let mut by_table: BTreeMap<&TableId, Vec<&ChangeEvent>> = BTreeMap::new();
         for ev in &batch.events {
-            by_table.entry(&ev.schema.id).or_default().push(ev);
+            by_table.entry(&ev.schema.id).or_default().push(*ev);
         }
         for (tid, events) in by_table {
             self.ensure_table(tid, &events).await?;
@@ -402,9 +429,9 @@ impl PgSink {
                 d.topic, d.partition, d.offset, d.reason, d.stage
             )));
         }
-        stats.dead_lettered = self.write_dead_letters(&batch.pipeline, &dead).await?;
-        if let Some(cp) = &batch.checkpoint {
-            self.write_checkpoint(&batch.pipeline, cp).await?;
+        stats.dead_lettered = self.write_dead_letters(batch.pipeline, &dead).await?;
+        if let Some(cp) = batch.checkpoint {
+            self.write_checkpoint(batch.pipeline, cp).await?;
         }
         self.client
             .batch_execute("COMMIT")
@@ -459,7 +486,11 @@ impl PgSink {
         Ok(dead.len() as u64)
     }
 
-    async fn write_checkpoint(&self, pipeline: &str, cp: &Checkpoint) -> Result<(), ApplyError> {
+    pub(crate) async fn write_checkpoint(
+        &self,
+        pipeline: &str,
+        cp: &Checkpoint,
+    ) -> Result<(), ApplyError> {
         let cs = config::ident(&self.cfg.control_schema);
         match cp {
             Checkpoint::Kafka(offsets) => {
@@ -591,3 +622,30 @@ pub(crate) fn copy_trailer(buf: &mut BytesMut) {
 }
 
 pub use table::TableStats;
+
+/// What a pipeline applies batches to: one connection ([`PgSink`], direct mode) or several
+/// ([`ParallelSink`], Kafka and replay). The retry loop of the binary is written once
+/// against it.
+#[allow(async_fn_in_trait)]
+pub trait Sink {
+    async fn apply(&mut self, batch: &Batch) -> Result<ApplyStats, ApplyError>;
+    async fn reconnect(&mut self) -> Result<(), ApplyError>;
+}
+
+impl Sink for PgSink {
+    async fn apply(&mut self, batch: &Batch) -> Result<ApplyStats, ApplyError> {
+        PgSink::apply(self, batch).await
+    }
+    async fn reconnect(&mut self) -> Result<(), ApplyError> {
+        PgSink::reconnect(self).await
+    }
+}
+
+impl Sink for ParallelSink {
+    async fn apply(&mut self, batch: &Batch) -> Result<ApplyStats, ApplyError> {
+        ParallelSink::apply(self, batch).await
+    }
+    async fn reconnect(&mut self) -> Result<(), ApplyError> {
+        ParallelSink::reconnect(self).await
+    }
+}

@@ -63,6 +63,20 @@ impl TargetTable {
     fn is_keyless(&self) -> bool {
         self.key.is_empty()
     }
+    /// Map an event schema's columns onto the target columns (cached by schema object).
+    fn add_mapping(&mut self, schema: &Arc<TableSchema>) {
+        if self.mappings.len() > 256 {
+            self.mappings.clear();
+        }
+        // target column → index in this schema's row images
+        let m = self
+            .cols
+            .iter()
+            .map(|tc| schema.columns.iter().position(|c| c.name == tc.source))
+            .collect();
+        self.mappings
+            .insert(Arc::as_ptr(schema) as usize, (schema.clone(), m));
+    }
     fn col_index(&self, source: &str) -> Option<usize> {
         self.cols.iter().position(|c| c.source == source)
     }
@@ -201,6 +215,41 @@ fn infer_kind(events: &[&ChangeEvent], schema: &TableSchema, idx: usize) -> Colu
 }
 
 impl PgSink {
+    /// For each event, the lane (`0..lanes`) that applies it: events of one current-table row
+    /// (same target primary key) always share a lane; a keyless table's events all go to one
+    /// lane. `None` when a table or an event schema is not known to this connection yet (the
+    /// batch then needs DDL or a catalog read first, which one connection does alone).
+    pub(crate) fn lanes_for(&mut self, events: &[ChangeEvent], lanes: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::with_capacity(events.len());
+        let mut scratch = Vec::with_capacity(64);
+        for ev in events {
+            // A schema not mapped yet whose columns the target already has (e.g. a decoder
+            // that made a new schema object for the same table) needs no DDL: map it here.
+            let ptr = Arc::as_ptr(&ev.schema) as usize;
+            let t = self.tables.get_mut(&ev.schema.id)?;
+            if !t.mappings.contains_key(&ptr) {
+                if ev
+                    .schema
+                    .columns
+                    .iter()
+                    .any(|c| t.col_index(&c.name).is_none())
+                {
+                    return None;
+                }
+                t.add_mapping(&ev.schema);
+            }
+            let t = self.tables.get(&ev.schema.id)?;
+            let (_, map) = t.mappings.get(&(Arc::as_ptr(&ev.schema) as usize))?;
+            // A key change is never one event (Debezium and tributary's capture emit delete +
+            // create), so the key is the same in both images; take whichever exists.
+            let row = ev.after.as_ref().or(ev.before.as_ref());
+            // Keyless: the whole table in one lane (its multiset updates are ordered).
+            let h = crate::identity::key_hash(&mut scratch, row, t.key.iter().map(|&k| map[k]));
+            out.push((h % lanes as u64) as u8);
+        }
+        Some(out)
+    }
+
     /// Make sure the target tables of `tid` exist and have every column the events carry.
     pub(crate) async fn ensure_table(
         &mut self,
@@ -258,16 +307,7 @@ impl PgSink {
             if t.mappings.contains_key(&ptr) {
                 continue;
             }
-            if t.mappings.len() > 256 {
-                t.mappings.clear();
-            }
-            // target column → index in this schema's row images
-            let m = t
-                .cols
-                .iter()
-                .map(|tc| ev.schema.columns.iter().position(|c| c.name == tc.source))
-                .collect();
-            t.mappings.insert(ptr, (ev.schema.clone(), m));
+            t.add_mapping(&ev.schema);
         }
         Ok(())
     }
@@ -585,7 +625,7 @@ impl PgSink {
                 vec![]
             })
             .collect();
-        if !self.staging.contains(&stage) {
+        if !self.staging.contains_key(&stage) {
             let typed: Vec<String> = t
                 .cols
                 .iter()
@@ -609,7 +649,7 @@ impl PgSink {
                 ))
                 .await
                 .map_err(|e| pg_err("creating staging table", e))?;
-            self.staging.insert(stage.clone());
+            self.staging.insert(stage.clone(), 0);
         } else {
             // Rows of an earlier statement in this same transaction (one-by-one mode).
             self.client
@@ -655,12 +695,18 @@ impl PgSink {
                 .into(),
             );
         }
-        // Fresh statistics for the staging table: without them the planner guesses its
-        // size and can pick nested loops over thousands of rows.
-        self.client
-            .batch_execute(&format!("ANALYZE {stage}"))
-            .await
-            .map_err(|e| pg_err("analyzing staging table", e))?;
+        // Statistics for the staging table: without them the planner guesses its size and
+        // can pick nested loops over thousands of rows. They are gathered again only when the
+        // batch size changed a lot: the planner scales the row density they record by the
+        // table's current size, and the column statistics of one table's batches are alike.
+        let analyzed = self.staging.get(&stage).copied().unwrap_or(0);
+        if analyzed == 0 || staged > analyzed * 2 || staged * 2 < analyzed {
+            self.client
+                .batch_execute(&format!("ANALYZE {stage}"))
+                .await
+                .map_err(|e| pg_err("analyzing staging table", e))?;
+            self.staging.insert(stage.clone(), staged);
+        }
         let q_hist = t.q_history();
         let q_cur = t.q_current();
         let copy_ms = t_copy.elapsed().as_millis() as u64;

@@ -29,7 +29,7 @@ pub fn dead_letter_encoder(topic_prefix: &str) -> tributary_apply::DeadLetterEnc
         topic_prefix: topic_prefix.to_string(),
         ..Default::default()
     };
-    Box::new(move |ev| {
+    std::sync::Arc::new(move |ev| {
         let recs = tributary_codec::encode::encode(ev, &opts);
         match recs.into_iter().next() {
             Some(r) => (r.key, r.value),

@@ -38,7 +38,8 @@ fn bytes_of(v: Option<&serde_json::value::RawValue>) -> Result<Option<Vec<u8>>> 
 }
 
 /// Parse one line. `where_` names the input for errors (`file:line`).
-pub fn parse_line(line: &str, where_: &str) -> Result<RawRecord> {
+/// `where_` names the line in errors (`file:line`); it is only formatted when there is one.
+pub fn parse_line(line: &str, where_: impl std::fmt::Display) -> Result<RawRecord> {
     let l: Line = serde_json::from_str(line).with_context(|| {
         format!("{where_}: not a JSON object with topic/partition/offset/key/value")
     })?;
@@ -81,7 +82,10 @@ pub fn read_file(path: &Path) -> Result<Vec<RawRecord>> {
         if line.trim().is_empty() {
             continue;
         }
-        out.push(parse_line(&line, &format!("{}:{}", path.display(), i + 1))?);
+        out.push(parse_line(
+            &line,
+            format_args!("{}:{}", path.display(), i + 1),
+        )?);
     }
     Ok(out)
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::{info, warn};
-use tributary_apply::{ApplyError, ApplyStats, OnError, PgSink};
+use tributary_apply::{ApplyError, ApplyStats, OnError, ParallelSink, PgSink, Sink};
 use tributary_codec::decode::{Decoded, Decoder};
 use tributary_model::{Batch, Checkpoint, DeadLetter, KafkaCoord, RawRecord};
 
@@ -21,7 +21,7 @@ use crate::metrics as m;
 
 /// Decodes and applies raw Debezium records.
 pub struct RecordSink {
-    pub pg: PgSink,
+    pub pg: ParallelSink,
     /// Two decoders: a large batch is decoded in two halves on two threads (PostgreSQL is
     /// idle while a batch is decoded, so both cores are free for it).
     decoders: [Decoder; 2],
@@ -31,7 +31,7 @@ pub struct RecordSink {
 
 /// Apply `batch`, retrying while PostgreSQL is unavailable (reconnecting in between, backoff
 /// 100 ms → 10 s). Definite errors are returned at once.
-pub async fn apply_retrying(pg: &mut PgSink, batch: &Batch) -> Result<ApplyStats, ApplyError> {
+pub async fn apply_retrying(pg: &mut impl Sink, batch: &Batch) -> Result<ApplyStats, ApplyError> {
     let mut delay = Duration::from_millis(100);
     let started = Instant::now();
     loop {
@@ -114,10 +114,25 @@ pub fn decode_records(
 /// Connect the sink, waiting up to a minute for PostgreSQL to come up (a service started
 /// together with its database); then the error is returned.
 pub async fn connect_sink(url: &str, cfg: tributary_apply::ApplyConfig) -> Result<PgSink> {
+    retry_connect(url, || PgSink::connect(url, cfg.clone())).await
+}
+
+/// [`connect_sink`] for the Kafka sink and `replay` (`[sink] connections` sessions).
+pub async fn connect_parallel_sink(
+    url: &str,
+    cfg: tributary_apply::ApplyConfig,
+) -> Result<ParallelSink> {
+    retry_connect(url, || ParallelSink::connect(url, cfg.clone())).await
+}
+
+async fn retry_connect<T, F: std::future::Future<Output = Result<T, ApplyError>>>(
+    url: &str,
+    connect: impl Fn() -> F,
+) -> Result<T> {
     let started = Instant::now();
     let mut delay = Duration::from_millis(200);
     loop {
-        match PgSink::connect(url, cfg.clone()).await {
+        match connect().await {
             Ok(pg) => return Ok(pg),
             Err(e) if e.is_transient() && started.elapsed() < Duration::from_secs(60) => {
                 warn!("{e}; retrying in {delay:?}");
@@ -140,8 +155,8 @@ impl RecordSink {
         cfg: tributary_apply::ApplyConfig,
         pipeline: String,
     ) -> Result<Self> {
-        let mut pg = connect_sink(url, cfg).await?;
-        pg.dead_letter_encoder = Some(crate::dead_letter_encoder("tributary"));
+        let mut pg = connect_parallel_sink(url, cfg).await?;
+        pg.set_dead_letter_encoder(crate::dead_letter_encoder("tributary"));
         Ok(RecordSink {
             pg,
             decoders: [Decoder::new(), Decoder::new()],
@@ -244,7 +259,7 @@ pub async fn replay(
                             }
                             chunk.push(crate::records::parse_line(
                                 &line,
-                                &format!("{}:{}", f.display(), i + 1),
+                                format_args!("{}:{}", f.display(), i + 1),
                             )?);
                             if chunk.len() == batch_size {
                                 break;

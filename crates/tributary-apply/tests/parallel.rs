@@ -1,0 +1,216 @@
+//! Parallel apply (`ParallelSink`, several PostgreSQL connections per batch) against a real
+//! PostgreSQL: it must leave exactly the tables one connection leaves, and a batch whose
+//! lanes did not all commit must neither advance the checkpoint nor, when read again, apply
+//! anything twice.
+
+use tributary_apply::{ApplyConfig, ApplyError, ApplyStats, OnError, ParallelSink, PgSink, Sink};
+use tributary_codec::decode::{Decoded, Decoder};
+use tributary_model::{Batch, Checkpoint, KafkaCoord, RawRecord};
+use tributary_testkit::PgDb;
+
+const TOPIC: &str = "srv.shop.items";
+
+/// A Debezium envelope record (schemas off) for `shop.items`; `pos` orders the changes.
+fn record(offset: i64, op: &str, id: i64, name: &str) -> RawRecord {
+    let img = |n: &str| format!(r#"{{"id":{id},"name":"{n}","qty":{}}}"#, id * 10);
+    let (before, after) = match op {
+        "d" => (img(name), "null".to_string()),
+        "u" => (img("previous"), img(name)),
+        _ => ("null".to_string(), img(name)),
+    };
+    let pos = 1000 + offset as u64 * 100;
+    let value = format!(
+        r#"{{"before":{before},"after":{after},"source":{{"version":"3.6.3.Final","connector":"mysql","name":"srv","ts_ms":{},"snapshot":"false","db":"shop","table":"items","server_id":1,"gtid":null,"file":"bin.000001","pos":{pos},"row":0}},"op":"{op}","ts_ms":1758160342000}}"#,
+        1_758_160_342_000u64 + offset as u64,
+    );
+    RawRecord {
+        topic: TOPIC.into(),
+        partition: 0,
+        offset,
+        key: Some(format!(r#"{{"id":{id}}}"#).into_bytes()),
+        value: Some(value.into_bytes()),
+    }
+}
+
+fn batch(records: &[RawRecord]) -> Batch {
+    let mut dec = Decoder::new();
+    let mut b = Batch {
+        pipeline: "t".into(),
+        ..Default::default()
+    };
+    for r in records {
+        let Decoded::Change(mut ev) = dec.decode(r).unwrap() else {
+            panic!("not a change")
+        };
+        ev.kafka = Some(KafkaCoord {
+            topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+        });
+        b.events.push(ev);
+    }
+    let last = records.last().unwrap().offset;
+    b.checkpoint = Some(Checkpoint::Kafka(vec![(TOPIC.into(), 0, last + 1)]));
+    b
+}
+
+/// Batches of a workload: 1,200 keys inserted (the first, small batch creates the tables),
+/// then updated twice, a third deleted and some re-inserted — several changes of one key in
+/// one batch, so a lane that reordered a key's changes would leave the wrong row.
+fn workload() -> Vec<Vec<RawRecord>> {
+    let mut recs = Vec::new();
+    let mut off = 0i64;
+    let mut push = |op: &str, id: i64, name: String| {
+        recs.push(record(off, op, id, &name));
+        off += 1;
+    };
+    for id in 1..=1200 {
+        push("c", id, format!("item {id}"));
+    }
+    for v in 1..=2 {
+        for id in 1..=1200 {
+            push("u", id, format!("item {id} v{v}"));
+        }
+    }
+    for id in (1..=1200).step_by(3) {
+        push("d", id, format!("item {id} v2"));
+    }
+    for id in (1..=1200).step_by(6) {
+        push("c", id, format!("item {id} again"));
+    }
+    let mut out = vec![recs[..50].to_vec()];
+    out.extend(recs[50..].chunks(1500).map(|c| c.to_vec()));
+    out
+}
+
+/// Every column of both tables except the wall-clock ones tributary sets itself.
+fn tables(db: &PgDb) -> (String, String) {
+    let cur = db
+        .query("SELECT id, name, qty, _op, _source_pos FROM shop.items_current ORDER BY id")
+        .unwrap();
+    let hist = db
+        .query(
+            "SELECT id, name, qty, change_type, _event_id, _source_ts, _source_file, _source_pos,
+                    _source_row, _kafka_offset, valid_from, valid_to
+             FROM shop.items_history ORDER BY _kafka_offset",
+        )
+        .unwrap();
+    (cur, hist)
+}
+
+fn checkpoint(db: &PgDb) -> String {
+    db.query("SELECT next_offset FROM tributary.checkpoints WHERE pipeline = 't'")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn config(connections: usize) -> ApplyConfig {
+    ApplyConfig {
+        connections,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn split_batches_leave_what_one_connection_leaves() {
+    let par_db = PgDb::new("parallel_a").unwrap();
+    let one_db = PgDb::new("parallel_b").unwrap();
+    let mut par = ParallelSink::connect(&par_db.url, config(3)).await.unwrap();
+    let mut one = PgSink::connect(&one_db.url, config(1)).await.unwrap();
+    let batches = workload();
+    let mut total = 0;
+    for (i, recs) in batches.iter().enumerate() {
+        let b = batch(recs);
+        let p = par.apply(&b).await.unwrap();
+        let o = one.apply(&b).await.unwrap();
+        assert_eq!(p, o, "batch {i}: stats differ");
+        assert_eq!(p.applied, recs.len() as u64);
+        // The first batch creates the tables (one connection); every later one is split.
+        assert_eq!(par.last_split(), if i == 0 { 1 } else { 3 }, "batch {i}");
+        total += recs.len();
+        assert_eq!(checkpoint(&par_db), total.to_string(), "batch {i}");
+    }
+    let (pc, ph) = tables(&par_db);
+    let (oc, oh) = tables(&one_db);
+    assert_eq!(ph.lines().count(), total);
+    assert_eq!(pc.lines().count(), 1200 - 400 + 200);
+    assert_eq!(pc, oc, "current tables differ");
+    assert_eq!(ph, oh, "history tables differ");
+
+    // The whole workload again: every event refused, nothing changes.
+    for recs in &batches {
+        let s = par.apply(&batch(recs)).await.unwrap();
+        assert_eq!((s.applied, s.duplicates), (0, recs.len() as u64));
+    }
+    assert_eq!(tables(&par_db), (pc, ph));
+}
+
+#[tokio::test]
+async fn a_batch_whose_lanes_did_not_all_commit_keeps_its_checkpoint_and_applies_once_when_read_again(
+) {
+    let db = PgDb::new("parallel_c").unwrap();
+    let cfg = ApplyConfig {
+        on_error: OnError::Stop,
+        ..config(2)
+    };
+    let mut sink = ParallelSink::connect(&db.url, cfg.clone()).await.unwrap();
+    let batches = workload();
+    let first = batch(&batches[0]);
+    sink.apply(&first).await.unwrap();
+    assert_eq!(checkpoint(&db), "50");
+
+    // One event of the next batch violates a constraint the warehouse added: its lane fails,
+    // the other lane commits.
+    db.query("ALTER TABLE shop.items_current ADD CONSTRAINT no_poison CHECK (name <> 'poison')")
+        .unwrap();
+    let mut recs = batches[1].clone();
+    let victim = recs.len() / 2;
+    let off = recs[victim].offset;
+    assert!(off < 1200, "an insert of key offset + 1");
+    let id = off + 1;
+    recs[victim] = record(off, "c", id, "poison");
+    let b = batch(&recs);
+    let err = sink.apply(&b).await.unwrap_err();
+    assert!(matches!(err, ApplyError::Definite(_)), "{err}");
+    assert_eq!(sink.last_split(), 2);
+    let committed: u64 = db
+        .query("SELECT count(*) FROM shop.items_history WHERE _kafka_offset >= 50")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        committed > 0 && committed < recs.len() as u64,
+        "one lane committed, one did not: {committed} of {}",
+        recs.len()
+    );
+    assert_eq!(
+        checkpoint(&db),
+        "50",
+        "checkpoint moved past a half-applied batch"
+    );
+
+    // The warehouse fixes its constraint; a restarted sink reads the batch again.
+    db.query("ALTER TABLE shop.items_current DROP CONSTRAINT no_poison")
+        .unwrap();
+    let mut sink = ParallelSink::connect(&db.url, cfg).await.unwrap();
+    let s: ApplyStats = Sink::apply(&mut sink, &b).await.unwrap();
+    assert_eq!(s.duplicates, committed, "what a lane committed is refused");
+    assert_eq!(s.applied + s.duplicates, recs.len() as u64);
+    assert_eq!(checkpoint(&db), (50 + recs.len()).to_string());
+    let n = db.query("SELECT count(*) FROM shop.items_history").unwrap();
+    assert_eq!(n.trim(), (50 + recs.len()).to_string(), "every change once");
+    let poison = db
+        .query(&format!(
+            "SELECT name FROM shop.items_current WHERE id = {id}"
+        ))
+        .unwrap();
+    assert_eq!(poison.trim(), "poison");
+    // Current equals what one connection makes of the same two batches.
+    let one_db = PgDb::new("parallel_d").unwrap();
+    let mut one = PgSink::connect(&one_db.url, config(1)).await.unwrap();
+    one.apply(&first).await.unwrap();
+    one.apply(&b).await.unwrap();
+    assert_eq!(tables(&db), tables(&one_db));
+}
