@@ -124,7 +124,8 @@ fn feed_row(h: &mut Xxh3, row: Option<&Vec<Value>>) {
 
 /// 128-bit identity of an event (stored as a `uuid`): 64 bits of stream order (the source
 /// position's order key, or the Kafka offset for records without one) followed by 64 bits of
-/// hash over everything listed in the module docs. The order prefix keeps history's unique
+/// hash over everything listed in the module docs (for tributary's own snapshot rows: the
+/// 32-bit row number and 32 bits of that hash). The order prefix keeps history's unique
 /// index appending at its right edge instead of scattering random keys over it; it is itself
 /// a function of the identity, so equal changes still get equal ids.
 pub fn event_id(ev: &ChangeEvent) -> [u8; 16] {
@@ -176,7 +177,19 @@ pub fn event_id(ev: &ChangeEvent) -> [u8; 16] {
     };
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&((prefix as u64) ^ (1 << 63)).to_be_bytes());
-    id[8..].copy_from_slice(&h.digest().to_be_bytes());
+    let digest = h.digest().to_be_bytes();
+    if ev.op == Op::Snapshot && s.row >= 1 && !s.file.is_empty() {
+        // tributary's own snapshot: every row of a table shares the snapshot position and
+        // is numbered by `row` (unique per table and position), so the row number follows
+        // the prefix and the index still grows at its right edge (with the hash first, a
+        // large snapshot inserted its ids at random places: ~35% slower COPY). 32 bits of
+        // hash remain, to tell apart only changes with an equal (file, pos, row) — for a
+        // tributary snapshot, the same row read again.
+        id[8..12].copy_from_slice(&s.row.to_be_bytes());
+        id[12..].copy_from_slice(&digest[..4]);
+    } else {
+        id[8..].copy_from_slice(&digest);
+    }
     id
 }
 
@@ -266,5 +279,22 @@ mod tests {
             offset: 9,
         });
         assert_eq!(event_id(&a), event_id(&b));
+    }
+
+    #[test]
+    fn snapshot_rows_get_ids_in_row_order() {
+        // Same position, rows 1..: ids must grow with the row (right-edge index inserts),
+        // and stay a function of the change.
+        let ids: Vec<[u8; 16]> = (1..=1000)
+            .map(|r| event_id(&ev(Op::Snapshot, 4096, r, 7 * r as i64)))
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "not in row order");
+        assert_eq!(ids[5], event_id(&ev(Op::Snapshot, 4096, 6, 42)));
+        assert_ne!(ids[5], event_id(&ev(Op::Snapshot, 4096, 6, 43)));
+        // Debezium's snapshot rows (row 0) keep the full 64-bit hash after the prefix.
+        let a = event_id(&ev(Op::Snapshot, 4096, 0, 1));
+        let b = event_id(&ev(Op::Snapshot, 4096, 0, 2));
+        assert_eq!(a[..8], b[..8]);
+        assert_ne!(a[8..12], [0, 0, 0, 0]);
     }
 }
