@@ -194,8 +194,8 @@ struct Shared {
 
 /// Buffer limits: above these the assigned partitions are paused (the poll loop keeps
 /// polling so rebalances and heartbeats are served); resumed below half.
-const MAX_QUEUED_RECORDS: usize = 40_000;
-const MAX_QUEUED_BYTES: usize = 10 << 20;
+const MAX_QUEUED_RECORDS: usize = 60_000;
+const MAX_QUEUED_BYTES: usize = 16 << 20;
 
 struct Ctx {
     shared: Arc<Shared>,
