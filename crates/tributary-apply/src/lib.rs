@@ -11,7 +11,11 @@
 //!    sinks serialise DDL with an advisory transaction lock),
 //! 2. binary `COPY` of the table's events into a temp staging table,
 //! 3. `INSERT … SELECT … ON CONFLICT (_event_id) DO NOTHING RETURNING` into history — the
-//!    events history *accepted* are marked in staging,
+//!    events history *accepted* are marked in staging (keyed tables first try, under a
+//!    savepoint, a plain `INSERT` of all staged events: when every event is new — the usual
+//!    case — that is the same result without speculative insertion and the `RETURNING` join;
+//!    if history's unique index refuses one, the savepoint is rolled back and the general
+//!    statement runs),
 //! 4. set-based upsert/delete of the last accepted event per key into current, guarded so an
 //!    event older (by [`SourcePosition::order_key`]) than what the row reflects never
 //!    overwrites it (keyless tables: ordered row-by-row multiset semantics — an insert adds a

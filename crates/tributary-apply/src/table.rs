@@ -39,6 +39,9 @@ pub(crate) struct TargetTable {
     /// Whether the snapshot fast path may be used (see `fast_snapshot.rs`); `None` = not
     /// checked yet in this session.
     pub fast_snapshot: Option<bool>,
+    /// The last batch held events history already had: skip the all-new attempt (see the
+    /// keyed statement in `apply_table`).
+    pub expect_duplicates: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -368,6 +371,7 @@ impl PgSink {
             key,
             mappings: HashMap::new(),
             fast_snapshot,
+            expect_duplicates: false,
         }))
     }
 
@@ -531,6 +535,7 @@ impl PgSink {
         let stage = t.staging_name();
 
         // ---- build the COPY stream
+        let t_encode = std::time::Instant::now();
         let mut buf = BytesMut::with_capacity(events.len() * (64 + ncols * 16));
         copy_header(&mut buf);
         let mut seen_ids: HashSet<[u8; 16]> = HashSet::with_capacity(events.len());
@@ -615,6 +620,7 @@ impl PgSink {
         if staged == 0 {
             return Ok(TableStats::default());
         }
+        let encode_ms = t_encode.elapsed().as_millis() as u64;
 
         // ---- staging table
         let stage_cols: Vec<String> = (0..ncols)
@@ -753,7 +759,7 @@ impl PgSink {
                     .collect();
                 closed = format!(
                     ", firsts AS (
-                       SELECT DISTINCT ON ({sk}) {sk}, COALESCE(_src_ts, now()) AS vf FROM new ORDER BY {sk}, _seq
+                       SELECT DISTINCT ON ({sk}) {sk}, COALESCE(_src_ts, now()) AS vf FROM {{src}} ORDER BY {sk}, _seq
                      ), closed AS (
                        UPDATE {q_hist} h SET {vt} = f.vf FROM firsts f WHERE {join} AND h.{vt} IS NULL
                      )",
@@ -791,33 +797,92 @@ impl PgSink {
             } else {
                 format!("DO UPDATE SET {}{guard_up}", sets.join(", "))
             };
-            let sql = format!(
-                "WITH ins AS (
-                   INSERT INTO {q_hist} ({hc}) SELECT {hv} FROM {stage}
-                   ON CONFLICT ({eid}) DO NOTHING RETURNING {eid}
-                 ), new AS (
-                   SELECT s.* FROM {stage} s JOIN ins ON s._event_id = ins.{eid}
-                 ), last AS (
-                   SELECT DISTINCT ON ({sk}) * FROM new ORDER BY {sk}, _seq DESC
-                 ){closed}, del AS (
-                   DELETE FROM {q_cur} c USING last l WHERE l._op = 'd' AND {join}{guard_del}
-                 ), ups AS (
-                   INSERT INTO {q_cur} AS t ({ic}) SELECT {iv} FROM last WHERE _op <> 'd'
-                   ON CONFLICT ({k}) {on_conflict}
-                 )
-                 SELECT count(*) FROM new",
-                hc = hcols.join(", "),
-                hv = hvals.join(", "),
-                join = join.join(" AND "),
-                ic = icols.join(", "),
-                iv = ivals.join(", "),
-            );
-            let row = self
-                .client
-                .query_one(&sql, &[])
-                .await
-                .map_err(|e| pg_err(&format!("applying to {q_hist} and {q_cur}"), e))?;
-            row.get::<_, i64>(0) as u64
+            let (hc, hv) = (hcols.join(", "), hvals.join(", "));
+            let (join, ic, iv) = (join.join(" AND "), icols.join(", "), ivals.join(", "));
+            // The statement, for `src` = the events to apply to current: `new` (those history
+            // accepted, found by joining its RETURNING with staging) or, when every staged
+            // event is known to be new, staging itself — then history takes a plain INSERT
+            // (no speculative insertion, no RETURNING, no join).
+            let statement = |all_new: bool| -> String {
+                let (insert, new, src) = if all_new {
+                    (
+                        format!("INSERT INTO {q_hist} ({hc}) SELECT {hv} FROM {stage}"),
+                        String::new(),
+                        stage.as_str(),
+                    )
+                } else {
+                    (
+                        format!(
+                            "INSERT INTO {q_hist} ({hc}) SELECT {hv} FROM {stage}
+                             ON CONFLICT ({eid}) DO NOTHING RETURNING {eid}"
+                        ),
+                        format!(
+                            ", new AS (SELECT s.* FROM {stage} s JOIN ins ON s._event_id = ins.{eid})"
+                        ),
+                        "new",
+                    )
+                };
+                format!(
+                    "WITH ins AS (
+                       {insert}
+                     ){new}, last AS (
+                       SELECT DISTINCT ON ({sk}) * FROM {src} ORDER BY {sk}, _seq DESC
+                     ){closed}, del AS (
+                       DELETE FROM {q_cur} c USING last l WHERE l._op = 'd' AND {join}{guard_del}
+                     ), ups AS (
+                       INSERT INTO {q_cur} AS t ({ic}) SELECT {iv} FROM last WHERE _op <> 'd'
+                       ON CONFLICT ({k}) {on_conflict}
+                     )
+                     SELECT count(*) FROM {src}",
+                    closed = closed.replace("{src}", src),
+                )
+            };
+            // Usually every event of a batch is new (the checkpoint makes re-reads rare): try
+            // the plain statement under a savepoint; history's unique index refuses it if one
+            // is not, and the general statement runs instead. After such a batch the general
+            // statement is used until a batch turns out all new again (a replay of applied
+            // input costs one failed attempt, not one per batch).
+            let mut applied = None;
+            if !t.expect_duplicates {
+                self.client
+                    .batch_execute("SAVEPOINT tributary_all_new")
+                    .await
+                    .map_err(|e| pg_err("SAVEPOINT", e))?;
+                match self.client.query_one(&statement(true), &[]).await {
+                    Ok(row) => {
+                        self.client
+                            .batch_execute("RELEASE SAVEPOINT tributary_all_new")
+                            .await
+                            .map_err(|e| pg_err("RELEASE SAVEPOINT", e))?;
+                        applied = Some(row.get::<_, i64>(0) as u64);
+                    }
+                    Err(e)
+                        if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
+                    {
+                        self.client
+                            .batch_execute(
+                                "ROLLBACK TO SAVEPOINT tributary_all_new; RELEASE SAVEPOINT tributary_all_new",
+                            )
+                            .await
+                            .map_err(|e| pg_err("ROLLBACK TO SAVEPOINT", e))?;
+                    }
+                    Err(e) => return Err(pg_err(&format!("applying to {q_hist} and {q_cur}"), e)),
+                }
+            }
+            let n = match applied {
+                Some(n) => n,
+                None => {
+                    let row = self
+                        .client
+                        .query_one(&statement(false), &[])
+                        .await
+                        .map_err(|e| pg_err(&format!("applying to {q_hist} and {q_cur}"), e))?;
+                    row.get::<_, i64>(0) as u64
+                }
+            };
+            let t = self.tables.get_mut(tid).expect("ensured");
+            t.expect_duplicates = n < staged;
+            n
         } else {
             // Keyless: history first, marking what is new in staging; then the current table
             // as a multiset, in stream order: an insert adds a row, a delete removes one row
@@ -895,7 +960,7 @@ impl PgSink {
             n_new
         };
         tracing::debug!(
-            table = %tid, staged, new = n_new, copy_ms,
+            table = %tid, staged, new = n_new, encode_ms, copy_ms,
             apply_ms = t_apply.elapsed().as_millis() as u64, "table applied"
         );
         Ok(TableStats {

@@ -138,12 +138,77 @@ async fn split_batches_leave_what_one_connection_leaves() {
     assert_eq!(pc, oc, "current tables differ");
     assert_eq!(ph, oh, "history tables differ");
 
+    // Independent oracle: current holds the last image of every key not deleted last, and
+    // the SCD2 versions of each key chain up (each ends where the next begins, the last is
+    // open) — whichever statement (all-new or general) applied them.
+    let mut last: std::collections::BTreeMap<i64, Option<String>> = Default::default();
+    for recs in &batches {
+        for r in recs {
+            let v: serde_json::Value = serde_json::from_slice(r.value.as_ref().unwrap()).unwrap();
+            let id = if v["op"] == "d" {
+                &v["before"]["id"]
+            } else {
+                &v["after"]["id"]
+            };
+            last.insert(
+                id.as_i64().unwrap(),
+                v["after"]["name"].as_str().map(String::from),
+            );
+        }
+    }
+    let expected: String = last
+        .iter()
+        .filter_map(|(id, name)| name.as_ref().map(|n| format!("{id}|{n}\n")))
+        .collect();
+    let got = par_db
+        .query("SELECT id || '|' || name FROM shop.items_current ORDER BY id")
+        .unwrap();
+    assert_eq!(
+        got.trim(),
+        expected.trim(),
+        "current is not the last image per key"
+    );
+    assert_scd2_chains(&par_db);
+
     // The whole workload again: every event refused, nothing changes.
     for recs in &batches {
         let s = par.apply(&batch(recs)).await.unwrap();
         assert_eq!((s.applied, s.duplicates), (0, recs.len() as u64));
     }
     assert_eq!(tables(&par_db), (pc, ph));
+
+    // New changes after a batch of duplicates are applied in full.
+    let more: Vec<RawRecord> = (0..1200)
+        .map(|i| {
+            record(
+                total as i64 + i,
+                "u",
+                2 + 3 * (i % 400),
+                &format!("later {i}"),
+            )
+        })
+        .collect();
+    let s = par.apply(&batch(&more)).await.unwrap();
+    assert_eq!((s.applied, s.duplicates), (1200, 0));
+    let n = par_db
+        .query("SELECT count(*) FROM shop.items_current WHERE name LIKE 'later %'")
+        .unwrap();
+    assert_eq!(n.trim(), "400");
+    assert_scd2_chains(&par_db);
+}
+
+/// Every history version of a key ends exactly where the key's next version begins; the last
+/// one is open.
+fn assert_scd2_chains(db: &PgDb) {
+    let broken = db
+        .query(
+            "SELECT count(*) FROM (
+               SELECT valid_to, lead(valid_from) OVER (PARTITION BY id ORDER BY _kafka_offset) AS next_from
+               FROM shop.items_history) v
+             WHERE valid_to IS DISTINCT FROM next_from",
+        )
+        .unwrap();
+    assert_eq!(broken.trim(), "0", "SCD2 versions do not chain");
 }
 
 #[tokio::test]
