@@ -238,10 +238,15 @@ impl PgSink {
                 )))
             }
         };
+        // One simple-query string = one implicit transaction. The lock is a *transaction*
+        // lock: released only after that transaction committed the schema and tables, so a
+        // session starting at the same moment waits and then finds them (a session-level
+        // lock unlocked at the end of the string was released before the commit: concurrent
+        // first starts failed with 23505 on pg_namespace).
         let sql = format!(
             "SET synchronous_commit = {sc};
              SET work_mem = '64MB';
-             SELECT pg_advisory_lock(hashtext('tributary:control'));
+             SELECT pg_advisory_xact_lock(hashtext('tributary:control'));
              CREATE SCHEMA IF NOT EXISTS {cs};
              CREATE TABLE IF NOT EXISTS {cs}.checkpoints (
                pipeline text NOT NULL,
@@ -274,7 +279,7 @@ impl PgSink {
                history_table text NOT NULL,
                keyless boolean NOT NULL,
                created_at timestamptz NOT NULL DEFAULT now());
-             SELECT pg_advisory_unlock(hashtext('tributary:control'));"
+"
         );
         self.client
             .batch_execute(&sql)

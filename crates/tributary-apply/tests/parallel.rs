@@ -279,3 +279,22 @@ async fn a_batch_whose_lanes_did_not_all_commit_keeps_its_checkpoint_and_applies
     one.apply(&b).await.unwrap();
     assert_eq!(tables(&db), tables(&one_db));
 }
+
+/// Many sessions (two sink processes with two connections each, …) starting at once on a
+/// fresh database all create the control tables without tripping over each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_connections_create_the_control_tables_once() {
+    for round in 0..4 {
+        let db = PgDb::new("parallel_e").unwrap();
+        let connects = (0..8).map(|_| ParallelSink::connect(&db.url, config(1)));
+        for (i, r) in futures::future::join_all(connects)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            if let Err(e) = r {
+                panic!("round {round}, session {i}: {e}");
+            }
+        }
+    }
+}

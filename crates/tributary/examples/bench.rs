@@ -86,7 +86,11 @@ fn workload(dir: &Path, events: u64) -> (std::path::PathBuf, tributary_testkit::
 
 /// The seed's warehouse layout (examples/bank.toml): the issue's "seed-format events
 /// (current + history)".
+/// `BENCH_SINK_CONFIG=FILE` replaces it (e.g. to try `[sink] connections` or Kafka properties).
 fn bank_config() -> String {
+    if let Ok(f) = std::env::var("BENCH_SINK_CONFIG") {
+        return f;
+    }
     tributary_testkit::repo_root()
         .join("examples/bank.toml")
         .to_str()
