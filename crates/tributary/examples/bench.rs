@@ -156,7 +156,8 @@ fn replay(dir: &Path, events: u64) {
     );
 }
 
-/// `tributary run` as a Kafka sink of the bank topic in consumer group `group`, seed layout.
+/// `tributary run` as a Kafka sink of the bank topic in consumer group `group`, seed layout
+/// with its own batch size (10k: a decoded batch and the prefetch buffer share the RSS budget).
 fn kafka_sink_args(t: &Tansu, group: &str, pg: &PgDb) -> Vec<String> {
     [
         "run",
@@ -172,8 +173,6 @@ fn kafka_sink_args(t: &Tansu, group: &str, pg: &PgDb) -> Vec<String> {
         group,
         "--postgres-url",
         &pg.url,
-        "--batch-size",
-        "20000",
         "--until-caught-up",
     ]
     .map(String::from)

@@ -119,6 +119,7 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
     // The batch handed to the decode thread last round, with the epochs it was fetched under.
     let mut in_flight: Option<tributary_kafka::FetchedEpochs> = None;
     loop {
+        let t_fetch = Instant::now();
         let recs = tokio::select! {
             r = source.next_batch(cfg.pipeline.batch_size, wait) => r,
             _ = &mut shutdown => { info!("signal received: stopping after the last committed batch"); break; }
@@ -133,6 +134,11 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
             }
             Err(e) => return Err(e).context("Kafka consumer failed"),
         };
+        tracing::debug!(
+            records = recs.len(),
+            ms = t_fetch.elapsed().as_millis() as u64,
+            "fetched"
+        );
         if recs.is_empty() {
             empty_rounds += 1;
         } else {
