@@ -22,22 +22,7 @@
 use tributary_model::{ChangeEvent, Op, Value};
 use xxhash_rust::xxh3::Xxh3;
 
-/// Where values are fed: the streaming hasher of [`event_id`], or a buffer hashed at once.
-trait Feed {
-    fn update(&mut self, bytes: &[u8]);
-}
-impl Feed for Xxh3 {
-    fn update(&mut self, bytes: &[u8]) {
-        Xxh3::update(self, bytes)
-    }
-}
-impl Feed for Vec<u8> {
-    fn update(&mut self, bytes: &[u8]) {
-        self.extend_from_slice(bytes)
-    }
-}
-
-fn feed_value(h: &mut impl Feed, v: &Value) {
+fn feed_value(h: &mut Xxh3, v: &Value) {
     // A tag byte per variant keeps e.g. Int(1) and String("1") apart.
     match v {
         Value::Null => h.update(&[0]),
@@ -124,8 +109,8 @@ fn feed_row(h: &mut Xxh3, row: Option<&Vec<Value>>) {
 
 /// 128-bit identity of an event (stored as a `uuid`): 64 bits of stream order (the source
 /// position's order key, or the Kafka offset for records without one) followed by 64 bits of
-/// hash over everything listed in the module docs (for tributary's own snapshot rows: the
-/// 32-bit row number and 32 bits of that hash). The order prefix keeps history's unique
+/// hash over everything listed in the module docs (for tributary's own snapshot rows: 32 bits
+/// folded from the position, the 32-bit row number, then the 64-bit hash). The order prefix keeps history's unique
 /// index appending at its right edge instead of scattering random keys over it; it is itself
 /// a function of the identity, so equal changes still get equal ids.
 pub fn event_id(ev: &ChangeEvent) -> [u8; 16] {
@@ -176,41 +161,22 @@ pub fn event_id(ev: &ChangeEvent) -> [u8; 16] {
         s.ts_ms
     };
     let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&((prefix as u64) ^ (1 << 63)).to_be_bytes());
     let digest = h.digest().to_be_bytes();
     if ev.op == Op::Snapshot && s.row >= 1 && !s.file.is_empty() {
-        // tributary's own snapshot: every row of a table shares the snapshot position and
-        // is numbered by `row` (unique per table and position), so the row number follows
-        // the prefix and the index still grows at its right edge (with the hash first, a
-        // large snapshot inserted its ids at random places: ~35% slower COPY). 32 bits of
-        // hash remain, to tell apart only changes with an equal (file, pos, row) — for a
-        // tributary snapshot, the same row read again.
-        id[8..12].copy_from_slice(&s.row.to_be_bytes());
-        id[12..].copy_from_slice(&digest[..4]);
+        // tributary's own snapshot: every row of a table shares the snapshot position and is
+        // numbered by `row`, so the row number follows a 32-bit fold of the position and the
+        // index grows in one place (with the hash first, a large snapshot inserted its ids at
+        // random places: ~35% slower COPY). The full 64-bit hash follows: rows of different
+        // source tables sharing one history table, or a row number past 2^32, still differ.
+        let ok = prefix as u64;
+        id[..4].copy_from_slice(&(((ok >> 32) ^ ok) as u32).to_be_bytes());
+        id[4..8].copy_from_slice(&s.row.to_be_bytes());
+        id[8..].copy_from_slice(&digest);
     } else {
+        id[..8].copy_from_slice(&((prefix as u64) ^ (1 << 63)).to_be_bytes());
         id[8..].copy_from_slice(&digest);
     }
     id
-}
-
-/// Hash of a row's key values (`key` = indexes into the row image; `None` = the image has no
-/// such column): which lane of a [`crate::ParallelSink`] applies the row. Equal keys hash
-/// equal within a process run; nothing stores these hashes. `scratch` is reused between
-/// calls (the values are serialised into it and hashed in one go).
-pub(crate) fn key_hash(
-    scratch: &mut Vec<u8>,
-    row: Option<&Vec<Value>>,
-    key: impl Iterator<Item = Option<usize>>,
-) -> u64 {
-    scratch.clear();
-    for i in key {
-        let v = match (row, i) {
-            (Some(r), Some(i)) => r.get(i).unwrap_or(&Value::Null),
-            _ => &Value::Null,
-        };
-        feed_value(scratch, v);
-    }
-    xxhash_rust::xxh3::xxh3_64(scratch)
 }
 
 #[cfg(test)]
@@ -291,10 +257,11 @@ mod tests {
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "not in row order");
         assert_eq!(ids[5], event_id(&ev(Op::Snapshot, 4096, 6, 42)));
         assert_ne!(ids[5], event_id(&ev(Op::Snapshot, 4096, 6, 43)));
-        // Debezium's snapshot rows (row 0) keep the full 64-bit hash after the prefix.
-        let a = event_id(&ev(Op::Snapshot, 4096, 0, 1));
-        let b = event_id(&ev(Op::Snapshot, 4096, 0, 2));
+        // The same row number with other content (another source table sharing the history
+        // table, a wrapped row number) differs in the full 64-bit hash.
+        let a = event_id(&ev(Op::Snapshot, 4096, 6, 42));
+        let b = event_id(&ev(Op::Snapshot, 4096, 6, 43));
         assert_eq!(a[..8], b[..8]);
-        assert_ne!(a[8..12], [0, 0, 0, 0]);
+        assert_ne!(a[8..], b[8..]);
     }
 }

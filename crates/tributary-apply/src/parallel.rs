@@ -26,12 +26,16 @@
 //! * **DDL and new schemas.** A batch that needs DDL, a catalog read or a schema this process
 //!   has not mapped yet is applied by lane 0 alone, in one transaction with its checkpoint,
 //!   exactly like [`PgSink::apply`]; only batches whose tables are already known are split.
-//!   Small batches (under [`MIN_SPLIT`] events) and direct mode's binlog checkpoints (a source
-//!   transaction must never be half visible) are never split either.
+//!   Small batches (under [`MIN_SPLIT`] events), direct mode's binlog checkpoints (a source
+//!   transaction must never be half visible) and sinks with `on_error = "stop"` (a failed lane
+//!   would leave the other lanes' share visible while the pipeline stands still) are never
+//!   split either.
 //!
 //! What changes with lanes: a batch's data becomes visible lane by lane (readers can see part
-//! of a batch for milliseconds), and after an outage the events a lane had already committed
-//! are counted as duplicates when the batch is retried.
+//! of a batch for milliseconds; after an outage that failed one lane, until the retry), and
+//! after an outage the events a lane had already committed are counted as duplicates when the
+//! batch is retried (and the batch's dead letters, written by lane 0, are upserted again:
+//! their `retry_count` goes up by one).
 
 use futures::future::join_all;
 use tributary_model::{Batch, Checkpoint};
@@ -106,7 +110,10 @@ impl ParallelSink {
     pub async fn apply(&mut self, batch: &Batch) -> Result<ApplyStats, ApplyError> {
         let started = std::time::Instant::now();
         let n = self.lanes.len();
+        // With on_error = "stop" a failing lane must not leave the other lanes' changes
+        // committed while the pipeline stands still: such batches stay in one transaction.
         let splittable = n > 1
+            && self.config().on_error != crate::OnError::Stop
             && batch.events.len() >= MIN_SPLIT
             && matches!(batch.checkpoint, None | Some(Checkpoint::Kafka(_)));
         let assignment = if splittable {

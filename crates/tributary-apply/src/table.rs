@@ -224,7 +224,7 @@ impl PgSink {
     /// batch then needs DDL or a catalog read first, which one connection does alone).
     pub(crate) fn lanes_for(&mut self, events: &[ChangeEvent], lanes: usize) -> Option<Vec<u8>> {
         let mut out = Vec::with_capacity(events.len());
-        let mut scratch = Vec::with_capacity(64);
+        let mut scratch = BytesMut::with_capacity(64);
         for ev in events {
             // A schema not mapped yet whose columns the target already has (e.g. a decoder
             // that made a new schema object for the same table) needs no DDL: map it here.
@@ -243,11 +243,34 @@ impl PgSink {
             }
             let t = self.tables.get(&ev.schema.id)?;
             let (_, map) = t.mappings.get(&(Arc::as_ptr(&ev.schema) as usize))?;
-            // A key change is never one event (Debezium and tributary's capture emit delete +
-            // create), so the key is the same in both images; take whichever exists.
-            let row = ev.after.as_ref().or(ev.before.as_ref());
+            // The key as PostgreSQL will see it: each key column encoded for its target type
+            // (so `5` as Int, UInt or unresolved JSON is one key), from the image staging
+            // uses, with the column DEFAULT where the event lacks the column. A key change is
+            // never one event (Debezium and tributary's capture emit delete + create).
             // Keyless: the whole table in one lane (its multiset updates are ordered).
-            let h = crate::identity::key_hash(&mut scratch, row, t.key.iter().map(|&k| map[k]));
+            scratch.clear();
+            let img = ev.row_image();
+            for &k in &t.key {
+                let c = &t.cols[k];
+                let v = match (img, map[k]) {
+                    (Some(r), Some(i)) => r.get(i).unwrap_or(&Value::Null),
+                    (Some(_), None) => c.default.as_ref().unwrap_or(&Value::Null),
+                    (None, _) => &Value::Null,
+                };
+                let start = scratch.len();
+                let encoded = match v {
+                    Value::Unresolved(j) => tributary_codec::resolve::resolve(j, &c.ty.as_kind())
+                        .ok()
+                        .is_some_and(|r| encode_field(&mut scratch, &r, &c.ty).is_ok()),
+                    v => encode_field(&mut scratch, v, &c.ty).is_ok(),
+                };
+                if !encoded {
+                    // Not encodable: the event is dead-lettered by whichever lane gets it.
+                    scratch.truncate(start);
+                    scratch.put_slice(b"?");
+                }
+            }
+            let h = xxhash_rust::xxh3::xxh3_64(&scratch);
             out.push((h % lanes as u64) as u8);
         }
         Some(out)
@@ -326,6 +349,37 @@ impl PgSink {
             return Err(ApplyError::Definite(format!(
                 "{}.{} exists but its history table {}.{} does not; create it or drop the current table",
                 layout.schema, layout.current, layout.schema, layout.history
+            )));
+        }
+        // Everything exactly-once rests on history refusing a known event id (the all-new
+        // statement relies on it to fail): a history table without that unique index is refused.
+        let unique_id = self
+            .client
+            .query_one(
+                "SELECT EXISTS (
+                   SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
+                   WHERE n.nspname = $1 AND c.relname = $2 AND i.indisunique AND i.indimmediate
+                     AND i.indpred IS NULL AND i.indnkeyatts = 1 AND a.attname = $3)",
+                &[
+                    &layout.schema,
+                    &layout.history,
+                    &layout.history_meta.event_id,
+                ],
+            )
+            .await
+            .map_err(|e| pg_err("reading history indexes", e))?;
+        if !unique_id.get::<_, bool>(0) {
+            return Err(ApplyError::Definite(format!(
+                "{s}.{h} has no unique index on {id}: tributary needs it to refuse changes it already \
+                 applied; create it with CREATE UNIQUE INDEX ON {qs}.{qh} ({qid})",
+                s = layout.schema,
+                h = layout.history,
+                id = layout.history_meta.event_id,
+                qs = ident(&layout.schema),
+                qh = ident(&layout.history),
+                qid = ident(&layout.history_meta.event_id),
             )));
         }
         let pk = load_pk(&self.client, &layout.schema, &layout.current).await?;
@@ -656,13 +710,14 @@ impl PgSink {
                 .await
                 .map_err(|e| pg_err("creating staging table", e))?;
             self.staging.insert(stage.clone(), 0);
-        } else {
-            // Rows of an earlier statement in this same transaction (one-by-one mode).
-            self.client
-                .batch_execute(&format!("DELETE FROM {stage}"))
-                .await
-                .map_err(|e| pg_err("clearing staging table", e))?;
         }
+        // Rows of an earlier statement in this same transaction (one-by-one mode) — also when
+        // the map forgot the table after a `ROLLBACK TO SAVEPOINT`, which brings back the rows
+        // staged before the savepoint.
+        self.client
+            .batch_execute(&format!("DELETE FROM {stage}"))
+            .await
+            .map_err(|e| pg_err("clearing staging table", e))?;
         let t = self.tables.get(tid).expect("ensured");
         let t_copy = std::time::Instant::now();
         copy_in(
