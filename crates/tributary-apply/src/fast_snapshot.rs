@@ -85,10 +85,7 @@ impl PgSink {
         let Some((cur_sql, cur_buf, hist_sql, hist_buf)) = encode_streams(t, events, now) else {
             return Ok(None); // a value the general path must dead-letter
         };
-        self.client
-            .batch_execute("SAVEPOINT tributary_fast_snapshot")
-            .await
-            .map_err(|e| pg_err("SAVEPOINT", e))?;
+        self.savepoint("tributary_fast_snapshot").await?;
         // Current first: on a re-snapshot over existing rows it fails at the first row.
         let res = match copy_in(&self.client, &cur_sql, cur_buf).await {
             Ok(_) => copy_in(&self.client, &hist_sql, hist_buf).await,
@@ -110,20 +107,11 @@ impl PgSink {
         };
         match res {
             Ok(n) => {
-                self.client
-                    .batch_execute("RELEASE SAVEPOINT tributary_fast_snapshot")
-                    .await
-                    .map_err(|e| pg_err("RELEASE SAVEPOINT", e))?;
+                self.end_savepoint("tributary_fast_snapshot", true).await?;
                 Ok(Some(n))
             }
             Err(ApplyError::Definite(msg)) => {
-                self.client
-                    .batch_execute(
-                        "ROLLBACK TO SAVEPOINT tributary_fast_snapshot; \
-                         RELEASE SAVEPOINT tributary_fast_snapshot",
-                    )
-                    .await
-                    .map_err(|e| pg_err("ROLLBACK TO SAVEPOINT", e))?;
+                self.end_savepoint("tributary_fast_snapshot", false).await?;
                 // A duplicate (23505) or a re-inserted key is expected now and then (a resumed
                 // snapshot re-reading its last chunk, a re-snapshot); anything else would fail
                 // every batch the same way.

@@ -364,6 +364,27 @@ impl PgSink {
         Ok(stats)
     }
 
+    /// Open savepoint `name` (a part of the transaction that can be undone alone).
+    pub(crate) async fn savepoint(&self, name: &str) -> Result<(), ApplyError> {
+        self.client
+            .batch_execute(&format!("SAVEPOINT {name}"))
+            .await
+            .map_err(|e| pg_err("SAVEPOINT", e))
+    }
+
+    /// End savepoint `name`: keep its work, or undo it (the transaction goes on either way).
+    pub(crate) async fn end_savepoint(&self, name: &str, keep: bool) -> Result<(), ApplyError> {
+        let sql = if keep {
+            format!("RELEASE SAVEPOINT {name}")
+        } else {
+            format!("ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+        };
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| pg_err("ending savepoint", e))
+    }
+
     async fn rollback(&mut self) {
         let _ = self.client.batch_execute("ROLLBACK").await;
         self.staging.clear();
@@ -397,25 +418,16 @@ impl PgSink {
                 stats.snapshot_copied += s.snapshot_copied;
             } else {
                 for (i, ev) in events.iter().enumerate() {
-                    self.client
-                        .batch_execute("SAVEPOINT one_event")
-                        .await
-                        .map_err(|e| pg_err("SAVEPOINT", e))?;
+                    self.savepoint("one_event").await?;
                     match self.apply_table(tid, &[*ev], &mut dead).await {
                         Ok(s) => {
                             stats.applied += s.applied;
                             stats.duplicates += s.duplicates;
                             stats.snapshot_copied += s.snapshot_copied;
-                            self.client
-                                .batch_execute("RELEASE SAVEPOINT one_event")
-                                .await
-                                .map_err(|e| pg_err("RELEASE SAVEPOINT", e))?;
+                            self.end_savepoint("one_event", true).await?;
                         }
                         Err(ApplyError::Definite(reason)) => {
-                            self.client
-                                .batch_execute("ROLLBACK TO SAVEPOINT one_event")
-                                .await
-                                .map_err(|e| pg_err("ROLLBACK TO SAVEPOINT", e))?;
+                            self.end_savepoint("one_event", false).await?;
                             // The staging table may have been created in the rolled-back part.
                             self.staging.clear();
                             if self.cfg.on_error == OnError::Stop {

@@ -71,11 +71,6 @@ impl ParallelSink {
         self.lanes[0].config()
     }
 
-    /// The first connection (status queries, checkpoints).
-    pub fn primary(&self) -> &PgSink {
-        &self.lanes[0]
-    }
-
     pub fn set_dead_letter_encoder(&mut self, enc: DeadLetterEncoder) {
         for l in &mut self.lanes {
             l.dead_letter_encoder = Some(enc.clone());

@@ -241,30 +241,16 @@ impl PgSink {
                 }
                 t.add_mapping(&ev.schema);
             }
-            let t = self.tables.get(&ev.schema.id)?;
-            let (_, map) = t.mappings.get(&(Arc::as_ptr(&ev.schema) as usize))?;
+            let (_, map) = t.mappings.get(&ptr)?;
             // The key as PostgreSQL will see it: each key column encoded for its target type
             // (so `5` as Int, UInt or unresolved JSON is one key), from the image staging
-            // uses, with the column DEFAULT where the event lacks the column. A key change is
-            // never one event (Debezium and tributary's capture emit delete + create).
-            // Keyless: the whole table in one lane (its multiset updates are ordered).
+            // uses. A key change is never one event (Debezium and tributary's capture emit
+            // delete + create). Keyless: the whole table in one lane (its multiset updates are
+            // ordered).
             scratch.clear();
-            let img = ev.row_image();
             for &k in &t.key {
-                let c = &t.cols[k];
-                let v = match (img, map[k]) {
-                    (Some(r), Some(i)) => r.get(i).unwrap_or(&Value::Null),
-                    (Some(_), None) => c.default.as_ref().unwrap_or(&Value::Null),
-                    (None, _) => &Value::Null,
-                };
                 let start = scratch.len();
-                let encoded = match v {
-                    Value::Unresolved(j) => tributary_codec::resolve::resolve(j, &c.ty.as_kind())
-                        .ok()
-                        .is_some_and(|r| encode_field(&mut scratch, &r, &c.ty).is_ok()),
-                    v => encode_field(&mut scratch, v, &c.ty).is_ok(),
-                };
-                if !encoded {
+                if encode_column(&mut scratch, ev.row_image(), map[k], &t.cols[k]).is_err() {
                     // Not encodable: the event is dead-lettered by whichever lane gets it.
                     scratch.truncate(start);
                     scratch.put_slice(b"?");
@@ -800,7 +786,9 @@ impl PgSink {
             let (sk, k) = (skeys.join(", "), keys.join(", "));
             let mut hcols = hcols;
             let mut hvals = hvals;
-            let mut closed = String::new();
+            // SCD2: the versions that were open before this statement end where the key's
+            // first change of `src` begins.
+            let mut closed: Box<dyn Fn(&str) -> String + Send + Sync> = Box::new(|_| String::new());
             if let (Some(vt), Some(_)) = (&hm.valid_to, &hm.valid_from) {
                 // Within the batch, a version ends where the key's next change begins.
                 hcols.push(ident(vt));
@@ -812,15 +800,17 @@ impl PgSink {
                     .iter()
                     .map(|&i| format!("h.{} = f.c{i}", ident(&t.cols[i].target)))
                     .collect();
-                closed = format!(
-                    ", firsts AS (
-                       SELECT DISTINCT ON ({sk}) {sk}, COALESCE(_src_ts, now()) AS vf FROM {{src}} ORDER BY {sk}, _seq
-                     ), closed AS (
-                       UPDATE {q_hist} h SET {vt} = f.vf FROM firsts f WHERE {join} AND h.{vt} IS NULL
-                     )",
-                    vt = ident(vt),
-                    join = join.join(" AND ")
-                );
+                let (vt, join) = (ident(vt), join.join(" AND "));
+                let (sk, q_hist) = (sk.clone(), q_hist.clone());
+                closed = Box::new(move |src| {
+                    format!(
+                        ", firsts AS (
+                           SELECT DISTINCT ON ({sk}) {sk}, COALESCE(_src_ts, now()) AS vf FROM {src} ORDER BY {sk}, _seq
+                         ), closed AS (
+                           UPDATE {q_hist} h SET {vt} = f.vf FROM firsts f WHERE {join} AND h.{vt} IS NULL
+                         )"
+                    )
+                });
             }
             let join: Vec<String> = t
                 .key
@@ -889,7 +879,7 @@ impl PgSink {
                        ON CONFLICT ({k}) {on_conflict}
                      )
                      SELECT count(*) FROM {src}",
-                    closed = closed.replace("{src}", src),
+                    closed = closed(src),
                 )
             };
             // Usually every event of a batch is new (the checkpoint makes re-reads rare): try
@@ -899,27 +889,16 @@ impl PgSink {
             // input costs one failed attempt, not one per batch).
             let mut applied = None;
             if !t.expect_duplicates {
-                self.client
-                    .batch_execute("SAVEPOINT tributary_all_new")
-                    .await
-                    .map_err(|e| pg_err("SAVEPOINT", e))?;
+                self.savepoint("tributary_all_new").await?;
                 match self.client.query_one(&statement(true), &[]).await {
                     Ok(row) => {
-                        self.client
-                            .batch_execute("RELEASE SAVEPOINT tributary_all_new")
-                            .await
-                            .map_err(|e| pg_err("RELEASE SAVEPOINT", e))?;
+                        self.end_savepoint("tributary_all_new", true).await?;
                         applied = Some(row.get::<_, i64>(0) as u64);
                     }
                     Err(e)
                         if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) =>
                     {
-                        self.client
-                            .batch_execute(
-                                "ROLLBACK TO SAVEPOINT tributary_all_new; RELEASE SAVEPOINT tributary_all_new",
-                            )
-                            .await
-                            .map_err(|e| pg_err("ROLLBACK TO SAVEPOINT", e))?;
+                        self.end_savepoint("tributary_all_new", false).await?;
                     }
                     Err(e) => return Err(pg_err(&format!("applying to {q_hist} and {q_cur}"), e)),
                 }
@@ -1037,21 +1016,35 @@ pub(crate) fn encode_image(
     what: &str,
 ) -> Result<(), String> {
     for (c, src) in cols.iter().zip(map) {
-        let v = match (image, src) {
-            (Some(img), Some(i)) => img.get(*i).unwrap_or(&Value::Null),
-            (Some(_), None) => c.default.as_ref().unwrap_or(&Value::Null),
-            (None, _) => &Value::Null,
-        };
-        let res = match v {
-            Value::Unresolved(j) => match tributary_codec::resolve::resolve(j, &c.ty.as_kind()) {
-                Ok(r) => encode_field(buf, &r, &c.ty),
-                Err(e) => return Err(format!("column {}{what}: {e}", c.source)),
-            },
-            v => encode_field(buf, v, &c.ty),
-        };
-        res.map_err(|e| format!("column {}{what}: {e}", c.source))?;
+        encode_column(buf, image, *src, c)
+            .map_err(|e| format!("column {}{what}: {e}", c.source))?;
     }
     Ok(())
+}
+
+/// Encode one target column of a row image: the image's value (`src` = its index there), the
+/// column's DEFAULT when the image lacks the column, NULL without an image; schemaless
+/// values resolved against the target type.
+pub(crate) fn encode_column(
+    buf: &mut BytesMut,
+    image: Option<&Vec<Value>>,
+    src: Option<usize>,
+    c: &TCol,
+) -> Result<(), String> {
+    let v = match (image, src) {
+        (Some(img), Some(i)) => img.get(i).unwrap_or(&Value::Null),
+        (Some(_), None) => c.default.as_ref().unwrap_or(&Value::Null),
+        (None, _) => &Value::Null,
+    };
+    match v {
+        Value::Unresolved(j) => {
+            let r =
+                tributary_codec::resolve::resolve(j, &c.ty.as_kind()).map_err(|e| e.to_string())?;
+            encode_field(buf, &r, &c.ty)
+        }
+        v => encode_field(buf, v, &c.ty),
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Reorder column definitions (`"name" type …`) by `order` (stable; unlisted keep their

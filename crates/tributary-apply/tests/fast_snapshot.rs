@@ -4,8 +4,10 @@
 
 use tributary_apply::{ApplyConfig, ApplyStats, PgSink};
 use tributary_codec::decode::{Decoded, Decoder};
-use tributary_model::{Batch, Checkpoint, KafkaCoord, RawRecord};
+use tributary_model::{Batch, Checkpoint, RawRecord};
 use tributary_testkit::PgDb;
+
+mod common;
 
 const TOPIC: &str = "srv.shop.items";
 
@@ -35,24 +37,7 @@ fn record(offset: i64, op: &str, id: i64, name: Option<&str>, pos: u64) -> RawRe
 }
 
 async fn apply(sink: &mut PgSink, records: &[RawRecord]) -> ApplyStats {
-    let mut dec = Decoder::new();
-    let mut b = Batch {
-        pipeline: "t".into(),
-        ..Default::default()
-    };
-    for r in records {
-        let Decoded::Change(mut ev) = dec.decode(r).unwrap() else {
-            panic!("not a change")
-        };
-        ev.kafka = Some(KafkaCoord {
-            topic: r.topic.clone(),
-            partition: r.partition,
-            offset: r.offset,
-        });
-        b.events.push(ev);
-    }
-    let last = records.last().unwrap().offset;
-    b.checkpoint = Some(Checkpoint::Kafka(vec![(TOPIC.into(), 0, last + 1)]));
+    let b = common::kafka_batch(&mut Decoder::new(), "t", records);
     sink.apply(&b).await.unwrap()
 }
 

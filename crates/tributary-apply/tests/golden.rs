@@ -2,13 +2,14 @@
 //! current tables must equal the source tables at the end of the scenario (final-*.tsv), and
 //! history must hold exactly one row per change; applying everything again changes nothing.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use tributary_apply::{ApplyConfig, PgSink};
-use tributary_codec::decode::{Decoded, Decoder};
-use tributary_model::{Batch, Checkpoint, KafkaCoord, RawRecord};
+use tributary_codec::decode::Decoder;
+use tributary_model::RawRecord;
 use tributary_testkit::{assert_final, golden, PgDb};
+
+mod common;
 
 fn read_jsonl(path: &Path) -> Vec<RawRecord> {
     std::fs::read_to_string(path)
@@ -51,28 +52,7 @@ async fn apply_all_dead(
     let mut dec = Decoder::new();
     let (mut applied, mut dups) = (0, 0);
     for chunk in records.chunks(batch) {
-        let mut b = Batch {
-            pipeline: pipeline.into(),
-            ..Default::default()
-        };
-        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
-        for r in chunk {
-            next.insert((r.topic.clone(), r.partition), r.offset + 1);
-            match dec.decode(r).unwrap() {
-                Decoded::Change(mut ev) => {
-                    ev.kafka = Some(KafkaCoord {
-                        topic: r.topic.clone(),
-                        partition: r.partition,
-                        offset: r.offset,
-                    });
-                    b.events.push(ev)
-                }
-                Decoded::Tombstone | Decoded::SchemaChange(_) => {}
-            }
-        }
-        b.checkpoint = Some(Checkpoint::Kafka(
-            next.into_iter().map(|((t, p), o)| (t, p, o)).collect(),
-        ));
+        let b = common::kafka_batch(&mut dec, pipeline, chunk);
         let s = sink.apply(&b).await.unwrap();
         dead += s.dead_lettered;
         applied += s.applied;

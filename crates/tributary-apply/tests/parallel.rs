@@ -4,9 +4,11 @@
 //! anything twice.
 
 use tributary_apply::{ApplyConfig, ApplyStats, OnError, ParallelSink, PgSink, Sink};
-use tributary_codec::decode::{Decoded, Decoder};
-use tributary_model::{Batch, Checkpoint, KafkaCoord, RawRecord};
+use tributary_codec::decode::Decoder;
+use tributary_model::{Batch, RawRecord};
 use tributary_testkit::PgDb;
+
+mod common;
 
 const TOPIC: &str = "srv.shop.items";
 
@@ -33,25 +35,7 @@ fn record(offset: i64, op: &str, id: i64, name: &str) -> RawRecord {
 }
 
 fn batch(records: &[RawRecord]) -> Batch {
-    let mut dec = Decoder::new();
-    let mut b = Batch {
-        pipeline: "t".into(),
-        ..Default::default()
-    };
-    for r in records {
-        let Decoded::Change(mut ev) = dec.decode(r).unwrap() else {
-            panic!("not a change")
-        };
-        ev.kafka = Some(KafkaCoord {
-            topic: r.topic.clone(),
-            partition: r.partition,
-            offset: r.offset,
-        });
-        b.events.push(ev);
-    }
-    let last = records.last().unwrap().offset;
-    b.checkpoint = Some(Checkpoint::Kafka(vec![(TOPIC.into(), 0, last + 1)]));
-    b
+    common::kafka_batch(&mut Decoder::new(), "t", records)
 }
 
 /// Batches of a workload: 1,200 keys inserted (the first, small batch creates the tables),

@@ -1,9 +1,11 @@
 //! What the sink requires of tables it did not create, checked against a real PostgreSQL.
 
 use tributary_apply::{ApplyConfig, ApplyError, PgSink};
-use tributary_codec::decode::{Decoded, Decoder};
-use tributary_model::{Batch, Checkpoint, KafkaCoord, RawRecord};
+use tributary_codec::decode::Decoder;
+use tributary_model::{Batch, RawRecord};
 use tributary_testkit::PgDb;
+
+mod common;
 
 fn batch(offset: i64, id: i64) -> Batch {
     let rec = RawRecord {
@@ -19,20 +21,7 @@ fn batch(offset: i64, id: i64) -> Batch {
             .into_bytes(),
         ),
     };
-    let Decoded::Change(mut ev) = Decoder::new().decode(&rec).unwrap() else {
-        panic!("not a change")
-    };
-    ev.kafka = Some(KafkaCoord {
-        topic: rec.topic.clone(),
-        partition: 0,
-        offset,
-    });
-    Batch {
-        pipeline: "t".into(),
-        events: vec![ev],
-        checkpoint: Some(Checkpoint::Kafka(vec![(rec.topic, 0, offset + 1)])),
-        ..Default::default()
-    }
+    common::kafka_batch(&mut Decoder::new(), "t", &[rec])
 }
 
 /// A history table whose `_event_id` is not unique cannot refuse a change applied before:

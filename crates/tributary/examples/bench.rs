@@ -345,17 +345,22 @@ fn direct_setup(rows: u64, pg: &PgDb) -> (MariaDb, std::path::PathBuf) {
     (db, cfg)
 }
 
+/// `rows` rows snapshotted by `tributary run --until-caught-up` (direct mode); reported.
+fn direct_snapshot(rows: u64, db_name: &str, what: &str) -> (MariaDb, std::path::PathBuf, PgDb) {
+    let pg = PgDb::new(db_name).unwrap();
+    let (db, cfg) = direct_setup(rows, &pg);
+    let (secs, rss) = timed(&["run", "-c", cfg.to_str().unwrap(), "--until-caught-up"]);
+    report(what, rows, secs, Some(rss));
+    (db, cfg, pg)
+}
+
 /// Snapshot throughput without the fixed start-up cost dominating: 1M rows.
 fn direct_large() {
     let rows = 1_000_000u64;
-    let pg = PgDb::new("bench_direct_1m").unwrap();
-    let (_db, cfg) = direct_setup(rows, &pg);
-    let (secs, rss) = timed(&["run", "-c", cfg.to_str().unwrap(), "--until-caught-up"]);
-    report(
-        "direct mode: snapshot 1M rows → PostgreSQL",
+    let (_db, _cfg, pg) = direct_snapshot(
         rows,
-        secs,
-        Some(rss),
+        "bench_direct_1m",
+        "direct mode: snapshot 1M rows → PostgreSQL",
     );
     let n = pg
         .query("SELECT count(*) FROM bench.accounts_history")
@@ -365,14 +370,10 @@ fn direct_large() {
 
 fn direct() {
     let rows = 200_000u64;
-    let pg = PgDb::new("bench_direct").unwrap();
-    let (db, cfg) = direct_setup(rows, &pg);
-    let (secs, rss) = timed(&["run", "-c", cfg.to_str().unwrap(), "--until-caught-up"]);
-    report(
-        "direct mode: snapshot 200k rows → PostgreSQL",
+    let (db, cfg, pg) = direct_snapshot(
         rows,
-        secs,
-        Some(rss),
+        "bench_direct",
+        "direct mode: snapshot 200k rows → PostgreSQL",
     );
     // 200k single-row update transactions, generated server-side, then streamed.
     let t0 = Instant::now();
