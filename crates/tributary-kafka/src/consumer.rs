@@ -3,13 +3,16 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{
+    base_consumer::PartitionQueue, BaseConsumer, CommitMode, Consumer, ConsumerContext,
+    RebalanceProtocol,
+};
 use rdkafka::error::{KafkaError as RdError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -107,9 +110,16 @@ impl ConsumerConfig {
             )
             // Regex subscriptions discover new topics on metadata refresh (default 5 min).
             .set("topic.metadata.refresh.interval.ms", "30000")
-            // librdkafka's own prefetch buffer (default 64 MiB) sits in front of ours
-            // (MAX_QUEUED_BYTES): 8 MiB keeps batches flowing at a bounded RSS.
-            .set("queued.max.messages.kbytes", "8192");
+            // Back-pressure is librdkafka's own (see `poll_loop`): every assigned partition
+            // has its own queue, and with separate partition queues this limit applies per
+            // partition (default 64 MiB each). A partition stops being fetched at the limit
+            // and is re-checked after fetch.queue.backoff.ms (default 1000 ms: the consumer
+            // idled ~1 s whenever a queue had been full).
+            .set(
+                "queued.max.messages.kbytes",
+                PARTITION_QUEUE_KBYTES.to_string(),
+            )
+            .set("fetch.queue.backoff.ms", "10");
         apply_extra(&mut c, &self.extra)?;
         Ok(c)
     }
@@ -163,8 +173,6 @@ struct State {
     last_was_assign: bool,
     assigned_once: bool,
     rebalances: u64,
-    /// Set by the rebalance callback so the poll loop re-applies pausing.
-    repause: bool,
     last_error: Option<RdError>,
     fatal: Option<KafkaError>,
 }
@@ -190,16 +198,26 @@ struct Shared {
     apply_lock: Arc<tokio::sync::Mutex<()>>,
     shutdown: AtomicBool,
     epochs: AtomicU64,
+    /// The consumer itself, for splitting partition queues in the rebalance callback (which
+    /// only gets `&BaseConsumer`). Weak: the consumer owns this struct through its context.
+    consumer: OnceLock<Weak<BaseConsumer<Ctx>>>,
+    /// One queue per assigned partition. They hold strong references to the consumer, so
+    /// they are dropped on revocation and when the poll loop ends (before the consumer).
+    queues: Mutex<HashMap<(String, i32), PartitionQueue<Ctx>>>,
 }
 
-/// Buffer limits: above these the assigned partitions are paused (the poll loop keeps
-/// polling so rebalances and heartbeats are served); resumed below half. After a resume the
-/// first records arrive only 0.3–0.7 s later (measured with tansu), so what is left must
-/// cover that: with 60k records / 16 MiB the sink ran dry after every pause (bursts of three
-/// 20k batches, then ~300 ms idle: 68k events/s); with these limits it does not (86k incl.
-/// group join, at 141 MiB peak RSS with 10k-record batches).
-const MAX_QUEUED_RECORDS: usize = 120_000;
-const MAX_QUEUED_BYTES: usize = 32 << 20;
+/// Our buffer (records taken from librdkafka, waiting for `next_batch`). Above these limits
+/// the poll loop stops taking records; librdkafka's partition queues then fill up to
+/// [`PARTITION_QUEUE_KBYTES`] each and their fetching stops until they drain.
+///
+/// Why not `pause`/`resume`: librdkafka purges a paused partition's prefetched records and,
+/// after a resume, fetches again only when its broker thread next wakes up (measured here:
+/// 0.3–1.1 s of an empty buffer after every resume, the Kafka sink ran at 68–86k events/s
+/// instead of the ~180k its apply path sustains).
+const MAX_QUEUED_RECORDS: usize = 40_000;
+const MAX_QUEUED_BYTES: usize = 12 << 20;
+/// librdkafka's prefetch limit per assigned partition (`queued.max.messages.kbytes`).
+const PARTITION_QUEUE_KBYTES: usize = 1024;
 
 struct Ctx {
     shared: Arc<Shared>,
@@ -334,7 +352,26 @@ impl Ctx {
             st.last_was_assign = true;
             st.last_rebalance = Some(Instant::now());
             st.rebalances += 1;
-            st.repause = true;
+        }
+        // Give each partition its own queue *before* assigning it, so no record of it ever
+        // reaches the consumer queue (the split outlives later assignments: librdkafka does
+        // not re-forward a queue the application forwarded). Should the split fail, the
+        // partition's records arrive on the consumer queue, which `poll_loop` also serves.
+        match self.shared.consumer.get().and_then(Weak::upgrade) {
+            Some(me) => {
+                let mut queues = self.shared.queues.lock().unwrap();
+                for (topic, partition) in &parts {
+                    match me.split_partition_queue(topic, *partition) {
+                        Some(q) => {
+                            queues.insert((topic.clone(), *partition), q);
+                        }
+                        None => {
+                            tracing::warn!(%topic, partition, "no partition queue; using the consumer queue")
+                        }
+                    }
+                }
+            }
+            None => tracing::warn!("consumer handle gone; partition queues not split"),
         }
         let res = if coop {
             consumer.incremental_assign(tpl)
@@ -367,6 +404,12 @@ impl Ctx {
         } else {
             Some(self.shared.apply_lock.clone().blocking_lock_owned())
         };
+        {
+            let mut queues = self.shared.queues.lock().unwrap();
+            for e in tpl.elements() {
+                queues.remove(&(e.topic().to_string(), e.partition()));
+            }
+        }
         {
             let mut st = self.shared.state.lock().unwrap();
             let lost = consumer.assignment_lost();
@@ -443,6 +486,31 @@ fn cached_watermarks(
     ((lo >= 0).then_some(lo), (hi >= 0).then_some(hi))
 }
 
+/// See [`KafkaSource::targets_delivered`]; `pending` are records taken from the queue but not
+/// handed out yet (their offsets count as delivered).
+fn targets_delivered(st: &State, pending: &[RawRecord]) -> bool {
+    let mut any = false;
+    for (topic, parts) in &st.parts {
+        for (partition, ps) in parts {
+            any = true;
+            let Some((lo, end)) = st.targets.get(&(topic.clone(), *partition)) else {
+                return false;
+            };
+            let next = pending
+                .iter()
+                .rev()
+                .find(|r| r.partition == *partition && r.topic == *topic)
+                .map(|r| r.offset + 1)
+                .or(ps.delivered_next)
+                .unwrap_or(*lo);
+            if next < *end {
+                return false;
+            }
+        }
+    }
+    any
+}
+
 fn rec_bytes(r: &RawRecord) -> usize {
     r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + 64
 }
@@ -457,6 +525,8 @@ pub struct KafkaSource {
     /// Partition → epoch of the records of the most recent `next_batch` call only.
     batch_epochs: HashMap<(String, i32), u64>,
     group_id: String,
+    /// See [`KafkaSource::set_bounded`].
+    bounded: bool,
 }
 
 /// The partition epochs of one [`KafkaSource::next_batch`] result, so that batch can be
@@ -522,6 +592,8 @@ impl KafkaSource {
             apply_lock: Arc::new(tokio::sync::Mutex::new(())),
             shutdown: AtomicBool::new(false),
             epochs: AtomicU64::new(0),
+            consumer: OnceLock::new(),
+            queues: Mutex::new(HashMap::new()),
         });
         let ctx = Ctx {
             shared: shared.clone(),
@@ -541,6 +613,7 @@ impl KafkaSource {
             .subscribe(&topics)
             .map_err(|e| KafkaError::Config(format!("subscribing to {topics:?}: {e}")))?;
         let consumer = Arc::new(consumer);
+        let _ = shared.consumer.set(Arc::downgrade(&consumer));
         let thread = {
             let consumer = consumer.clone();
             let shared = shared.clone();
@@ -556,6 +629,7 @@ impl KafkaSource {
             last_epochs: HashMap::new(),
             batch_epochs: HashMap::new(),
             group_id: cfg.group_id,
+            bounded: false,
         })
     }
 
@@ -630,6 +704,9 @@ impl KafkaSource {
                     if let Some(e) = st.last_error.take() {
                         return Err(KafkaError::Client(e));
                     }
+                } else if self.bounded && st.queue.is_empty() && targets_delivered(&st, &out) {
+                    // A bounded run needs nothing past the targets: don't wait for more.
+                    break;
                 }
             }
             if out.len() >= max_records {
@@ -672,6 +749,19 @@ impl KafkaSource {
         self.batch_epochs = epochs.clone();
         self.last_epochs.extend(epochs);
         Ok(out)
+    }
+
+    /// A bounded run (`--until-caught-up`): [`KafkaSource::next_batch`] returns without
+    /// waiting for a full batch once it holds the last record up to every assigned
+    /// partition's caught-up target.
+    pub fn set_bounded(&mut self, bounded: bool) {
+        self.bounded = bounded;
+    }
+
+    /// Every assigned partition has a caught-up target and `next_batch` has handed out the
+    /// records up to it (nothing left to fetch for a bounded run).
+    pub fn targets_delivered(&self) -> bool {
+        targets_delivered(&self.shared.state.lock().unwrap(), &[])
     }
 
     /// The epochs of the records the last [`KafkaSource::next_batch`] returned.
@@ -856,10 +946,10 @@ impl Drop for KafkaSource {
 }
 
 fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
-    let mut paused = false;
     let mut last_targets_try = Instant::now() - Duration::from_secs(10);
     let started = Instant::now();
     let mut warned_unassigned = false;
+    let mut idle = false;
     while !shared.shutdown.load(Ordering::SeqCst) {
         if !warned_unassigned && started.elapsed() > Duration::from_secs(30) {
             if !shared.state.lock().unwrap().assigned_once {
@@ -870,78 +960,54 @@ fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
             }
             warned_unassigned = true;
         }
-        // Back-pressure: pause when the buffer is full; keep polling regardless.
-        {
-            let (records, bytes, repause) = {
-                let mut st = shared.state.lock().unwrap();
-                let r = std::mem::take(&mut st.repause);
-                (st.queue.len(), st.queued_bytes, r)
-            };
-            if repause {
-                paused = false;
-            }
-            let want = if paused {
-                records > MAX_QUEUED_RECORDS / 2 || bytes > MAX_QUEUED_BYTES / 2
-            } else {
-                records >= MAX_QUEUED_RECORDS || bytes >= MAX_QUEUED_BYTES
-            };
-            if want != paused {
-                if let Ok(a) = consumer.assignment() {
-                    let r = if want {
-                        consumer.pause(&a)
-                    } else {
-                        consumer.resume(&a)
-                    };
-                    tracing::debug!(paused = want, records, bytes, "consumer buffer");
-                    match r {
-                        Ok(()) => paused = want,
-                        Err(e) => tracing::warn!(error = %e, "pause/resume failed"),
-                    }
-                }
-            }
-        }
+        // 1. The consumer queue: rebalance callbacks, errors, and the records of a partition
+        //    whose queue could not be split. Served every round regardless of our buffer (no
+        //    pause needed: records of split partitions never arrive here). Drained to empty
+        //    before the partition queues, so a record that reached it before its partition
+        //    was split is handed out before that partition's later records.
+        //    While idle (nothing taken last round) this is where the loop waits, ≤ 10 ms.
         let mut got = 0usize;
-        let mut timeout = Duration::from_millis(100);
+        let mut timeout = if idle {
+            Duration::from_millis(10)
+        } else {
+            Duration::ZERO
+        };
         loop {
-            match consumer.poll(timeout) {
-                None => break,
-                Some(Ok(m)) => {
-                    let rec = RawRecord {
-                        topic: m.topic().to_string(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        key: m.key().map(|k| k.to_vec()),
-                        value: m.payload().map(|v| v.to_vec()),
-                    };
-                    let mut st = shared.state.lock().unwrap();
-                    if let Some(epoch) = st.part(&rec.topic, rec.partition).map(|p| p.epoch) {
-                        st.queued_bytes += rec_bytes(&rec);
-                        st.queue.push_back((epoch, rec));
+            let Some(r) = consumer.poll(timeout) else {
+                break;
+            };
+            timeout = Duration::ZERO;
+            if !take(shared, r) {
+                break;
+            }
+            got += 1;
+        }
+        // 2. The partition queues, while our buffer has room; a fair share each round.
+        {
+            let (records, bytes) = {
+                let st = shared.state.lock().unwrap();
+                (st.queue.len(), st.queued_bytes)
+            };
+            if records < MAX_QUEUED_RECORDS && bytes < MAX_QUEUED_BYTES {
+                let queues = shared.queues.lock().unwrap();
+                let share = ((MAX_QUEUED_RECORDS - records) / queues.len().max(1)).clamp(1, 4096);
+                for q in queues.values() {
+                    for _ in 0..share {
+                        let Some(r) = q.poll(Duration::ZERO) else {
+                            break;
+                        };
+                        if !take(shared, r) {
+                            break;
+                        }
                         got += 1;
                     }
                 }
-                Some(Err(RdError::PartitionEOF(_))) => {}
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "kafka consumer error");
-                    let mut st = shared.state.lock().unwrap();
-                    if matches!(e, RdError::MessageConsumptionFatal(_)) {
-                        st.fatal = Some(KafkaError::Client(e));
-                    } else {
-                        st.last_error = Some(e);
-                    }
-                    drop(st);
-                    shared.notify.notify_one();
-                    break;
-                }
             }
-            if got >= 2048 {
-                break;
-            }
-            timeout = Duration::ZERO;
         }
         if got > 0 {
             shared.notify.notify_one();
         }
+        idle = got == 0;
         // Capture end offsets of newly assigned partitions (outside the state lock).
         if last_targets_try.elapsed() >= Duration::from_millis(200) {
             let missing: Vec<(String, i32)> = {
@@ -984,6 +1050,44 @@ fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
         let start = Instant::now();
         while !consumer.closed() && start.elapsed() < Duration::from_secs(5) {
             let _ = consumer.poll(Duration::from_millis(100));
+        }
+    }
+    // The partition queues hold the consumer; drop them before it is.
+    shared.queues.lock().unwrap().clear();
+}
+
+/// Put one polled message (or error) into our buffer. Returns false after an error (the
+/// caller stops polling that queue for this round).
+fn take(shared: &Shared, r: KafkaResult<rdkafka::message::BorrowedMessage<'_>>) -> bool {
+    match r {
+        Ok(m) => {
+            let rec = RawRecord {
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(|k| k.to_vec()),
+                value: m.payload().map(|v| v.to_vec()),
+            };
+            let mut st = shared.state.lock().unwrap();
+            // Records of a partition not (or no longer) assigned here are not ours to apply.
+            if let Some(epoch) = st.part(&rec.topic, rec.partition).map(|p| p.epoch) {
+                st.queued_bytes += rec_bytes(&rec);
+                st.queue.push_back((epoch, rec));
+            }
+            true
+        }
+        Err(RdError::PartitionEOF(_)) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "kafka consumer error");
+            let mut st = shared.state.lock().unwrap();
+            if matches!(e, RdError::MessageConsumptionFatal(_)) {
+                st.fatal = Some(KafkaError::Client(e));
+            } else {
+                st.last_error = Some(e);
+            }
+            drop(st);
+            shared.notify.notify_one();
+            false
         }
     }
 }

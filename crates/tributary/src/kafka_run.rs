@@ -104,6 +104,7 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         handle: tokio::runtime::Handle::current(),
     });
     let mut source = KafkaSource::new(cc, store).context("creating Kafka consumer")?;
+    source.set_bounded(until_caught_up);
     let stop_on_error = sink.pg.config().on_error == tributary_apply::OnError::Stop;
     let mut decoder = DecodeAhead::start(sink.pipeline.clone(), stop_on_error)?;
     let shutdown = crate::shutdown_signal();
@@ -112,17 +113,20 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
     let started = Instant::now();
     let mut total = 0u64;
     let mut last_log = Instant::now();
-    // Consecutive empty fetch rounds. Caught-up also requires a short silence: tansu (the
-    // test broker) under-reports ListOffsets end offsets, so the end offsets alone are not
-    // trusted to mean "nothing left".
-    let mut empty_rounds = 0u32;
     // The batch handed to the decode thread last round, with the epochs it was fetched under.
     let mut in_flight: Option<tributary_kafka::FetchedEpochs> = None;
     loop {
         let t_fetch = Instant::now();
-        let recs = tokio::select! {
-            r = source.next_batch(cfg.pipeline.batch_size, wait) => r,
-            _ = &mut shutdown => { info!("signal received: stopping after the last committed batch"); break; }
+        // A bounded run with everything up to its targets fetched: apply the batch in flight
+        // right away instead of waiting for records it does not need.
+        let drained = until_caught_up && in_flight.is_some() && source.targets_delivered();
+        let recs = if drained {
+            Ok(Vec::new())
+        } else {
+            tokio::select! {
+                r = source.next_batch(cfg.pipeline.batch_size, wait) => r,
+                _ = &mut shutdown => { info!("signal received: stopping after the last committed batch"); break; }
+            }
         };
         let recs = match recs {
             Ok(r) => r,
@@ -139,11 +143,6 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
             ms = t_fetch.elapsed().as_millis() as u64,
             "fetched"
         );
-        if recs.is_empty() {
-            empty_rounds += 1;
-        } else {
-            empty_rounds = 0;
-        }
         // Hand the new batch to the decode thread first, then apply the previous one while
         // it decodes.
         let next = if recs.is_empty() {
@@ -154,7 +153,9 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
             Some(epochs)
         };
         if let Some(epochs) = in_flight.take() {
+            let t_dec = Instant::now();
             let (mut raw, decoded) = decoder.recv().await?;
+            let dec_wait = t_dec.elapsed();
             let guard = source.begin_apply().await;
             let dropped = guard.retain_fetched(&epochs, &mut raw);
             if dropped > 0 {
@@ -168,12 +169,20 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                     decoded?
                 };
                 let stats = crate::sink::apply_retrying(&mut sink.pg, &batch).await?;
+                tracing::debug!(
+                    records = raw.len(),
+                    decode_wait_ms = dec_wait.as_millis() as u64,
+                    apply_ms = t0.elapsed().as_millis() as u64,
+                    "applied"
+                );
                 m::record_batch(raw.len(), &stats, t0.elapsed());
                 if let Some(Checkpoint::Kafka(offsets)) = &batch.checkpoint {
                     source.commit_advisory(offsets);
                 }
                 total += raw.len() as u64;
+                crate::sink::drop_behind(batch);
             }
+            crate::sink::drop_behind(raw);
             drop(guard);
         } else if next.is_none() {
             m::mark_ok();
@@ -193,7 +202,7 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         }
         if until_caught_up && in_flight.is_none() {
             let c = source.caught_up(Duration::from_secs(2));
-            if c.done && empty_rounds as u64 * wait.as_millis() as u64 >= 600 {
+            if c.done {
                 info!(
                     "caught up: {total} records applied in {:.1}s; partitions {:?}",
                     started.elapsed().as_secs_f64(),

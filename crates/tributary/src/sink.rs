@@ -29,6 +29,30 @@ pub struct RecordSink {
     url: String,
 }
 
+/// Drop `v` on a background thread. A decoded batch of 10k records is ~100k allocations;
+/// freeing them took ~4 ms of every ~60 ms apply round on the apply loop's critical path.
+/// Falls back to dropping here when the background thread is behind (bounded memory).
+pub fn drop_behind<T: Send + 'static>(v: T) {
+    use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+    use std::sync::OnceLock;
+    type Garbage = Box<dyn Send>;
+    static TX: OnceLock<Option<SyncSender<Garbage>>> = OnceLock::new();
+    let tx = TX.get_or_init(|| {
+        let (tx, rx) = sync_channel::<Garbage>(2);
+        std::thread::Builder::new()
+            .name("drop-behind".into())
+            .spawn(move || rx.into_iter().for_each(drop))
+            .ok()
+            .map(|_| tx)
+    });
+    if let Some(tx) = tx {
+        match tx.try_send(Box::new(v)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(g) | TrySendError::Disconnected(g)) => drop(g),
+        }
+    }
+}
+
 /// Apply `batch`, retrying while PostgreSQL is unavailable (reconnecting in between, backoff
 /// 100 ms → 10 s). Definite errors are returned at once.
 pub async fn apply_retrying(pg: &mut impl Sink, batch: &Batch) -> Result<ApplyStats, ApplyError> {
@@ -312,6 +336,7 @@ pub async fn replay(
         let t0 = Instant::now();
         let s = apply_retrying(&mut sink.pg, &batch).await?;
         m::record_batch(records, &s, t0.elapsed());
+        drop_behind(batch);
         total.applied += s.applied;
         total.duplicates += s.duplicates;
         total.dead_lettered += s.dead_lettered;
