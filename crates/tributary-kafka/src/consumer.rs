@@ -172,6 +172,7 @@ struct State {
     last_rebalance: Option<Instant>,
     last_was_assign: bool,
     assigned_once: bool,
+    first_assigned: Option<Instant>,
     rebalances: u64,
     last_error: Option<RdError>,
     fatal: Option<KafkaError>,
@@ -349,6 +350,7 @@ impl Ctx {
                 tracing::info!(%topic, partition, start = ?start, "kafka partition assigned");
             }
             st.assigned_once = true;
+            st.first_assigned.get_or_insert_with(Instant::now);
             st.last_was_assign = true;
             st.last_rebalance = Some(Instant::now());
             st.rebalances += 1;
@@ -772,6 +774,17 @@ impl KafkaSource {
     /// Partitions currently assigned to this process.
     pub fn assignment(&self) -> Vec<(String, i32)> {
         self.shared.state.lock().unwrap().assigned()
+    }
+
+    /// When this process was first assigned partitions (the end of the initial group join).
+    pub fn first_assigned(&self) -> Option<Instant> {
+        self.shared.state.lock().unwrap().first_assigned
+    }
+
+    /// Records buffered here (taken from librdkafka, not handed out yet) and their bytes.
+    pub fn buffered(&self) -> (usize, usize) {
+        let st = self.shared.state.lock().unwrap();
+        (st.queue.len(), st.queued_bytes)
     }
 
     /// Number of rebalance events (assign + revoke) seen so far.

@@ -35,6 +35,12 @@ fn exe() -> std::path::PathBuf {
 
 /// Run `tributary ARGS` under GNU time; returns (seconds, peak RSS MiB).
 fn timed(args: &[&str]) -> (f64, f64) {
+    let (secs, rss, _) = timed_log(args, "warn");
+    (secs, rss)
+}
+
+/// [`timed`] with log filter `log` (unless `BENCH_LOG` is set); also returns stderr.
+fn timed_log(args: &[&str], log: &str) -> (f64, f64, String) {
     let rss_file = std::env::temp_dir().join(format!("trib-bench-rss-{}", std::process::id()));
     let t0 = Instant::now();
     let out = Command::new("/usr/bin/time")
@@ -44,7 +50,7 @@ fn timed(args: &[&str]) -> (f64, f64) {
         .args(args)
         .env(
             "TRIBUTARY_LOG",
-            std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            std::env::var("BENCH_LOG").unwrap_or_else(|_| log.into()),
         )
         .output()
         .unwrap();
@@ -65,7 +71,11 @@ fn timed(args: &[&str]) -> (f64, f64) {
         .unwrap()
         .parse()
         .unwrap();
-    (secs, kb / 1024.0)
+    (
+        secs,
+        kb / 1024.0,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn report(what: &str, events: u64, secs: f64, rss: Option<f64>) {
@@ -210,12 +220,32 @@ fn kafka(dir: &Path, events: u64) {
     );
     let pg = PgDb::new("bench_kafka").unwrap();
     let args = kafka_sink_args(&t, "bench", &pg);
-    let (secs, rss) = timed(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (secs, rss, log) = timed_log(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "warn,tributary::kafka_run=info",
+    );
     report(
-        "Kafka sink, seed layout (incl. group join)",
+        "Kafka sink, seed layout (whole run incl. group join)",
         w.events,
         secs,
         Some(rss),
+    );
+    // The consumer-group join is a fixed wait of the broker (tansu holds the first JoinGroup
+    // for half the session timeout; Kafka delays a new group's first rebalance by
+    // group.initial.rebalance.delay.ms, 3 s by default): the sink's own rate is measured from
+    // its first assignment to caught up, as logged by the sink.
+    let after_join = log
+        .lines()
+        .find_map(|l| {
+            let rest = l.split("s after the first assignment").next()?;
+            (rest.len() < l.len()).then(|| rest.rsplit('(').next()?.parse::<f64>().ok())?
+        })
+        .expect("the sink logs its caught-up time");
+    report(
+        "Kafka sink, seed layout (first assignment → caught up)",
+        w.events,
+        after_join,
+        None,
     );
     let n = pg
         .query("SELECT count(*) FROM public.bank_accounts_history")
@@ -249,6 +279,32 @@ fn kafka(dir: &Path, events: u64) {
         .query("SELECT count(*) FROM public.bank_accounts_history")
         .unwrap();
     assert_eq!(n.trim(), w.events.to_string());
+}
+
+/// CPU cost of decoding the seed-format records into batches (what the decode thread of the
+/// Kafka sink and of `replay` does), in process, one thread, 10k-record batches.
+fn decode_only(dir: &Path, events: u64) {
+    let (f, w) = workload(dir, events);
+    let recs: Vec<tributary_model::RawRecord> = std::fs::read_to_string(&f)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| tributary::records::parse_line(l, i).unwrap())
+        .collect();
+    let mut d = tributary_codec::Decoder::new();
+    let t0 = Instant::now();
+    let mut n = 0;
+    for chunk in recs.chunks(10_000) {
+        let b = tributary::sink::decode_records(&mut d, chunk, "bench", true).unwrap();
+        n += b.events.len();
+    }
+    assert_eq!(n as u64, w.events);
+    report(
+        "decode only (seed-format records → batches, 1 thread)",
+        w.events,
+        t0.elapsed().as_secs_f64(),
+        None,
+    );
 }
 
 /// The hand-written reference: one psql session, COPY into staging, DISTINCT ON upsert and
@@ -440,6 +496,9 @@ fn main() {
     }
     if matches!(what, "all" | "baseline") {
         baseline(dir.path(), events);
+    }
+    if matches!(what, "all" | "decode") {
+        decode_only(dir.path(), events);
     }
     if matches!(what, "all" | "direct") {
         direct();

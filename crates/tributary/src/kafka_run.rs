@@ -203,8 +203,11 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         if until_caught_up && in_flight.is_none() {
             let c = source.caught_up(Duration::from_secs(2));
             if c.done {
+                let since_join = source
+                    .first_assigned()
+                    .map_or(0.0, |t| t.elapsed().as_secs_f64());
                 info!(
-                    "caught up: {total} records applied in {:.1}s; partitions {:?}",
+                    "caught up: {total} records applied in {:.2}s ({since_join:.2}s after the first assignment); partitions {:?}",
                     started.elapsed().as_secs_f64(),
                     source.assignment()
                 );

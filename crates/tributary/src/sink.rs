@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use tracing::{info, warn};
 use tributary_apply::{ApplyError, ApplyStats, OnError, ParallelSink, PgSink, Sink};
 use tributary_codec::decode::{Decoded, Decoder};
-use tributary_model::{Batch, Checkpoint, DeadLetter, KafkaCoord, RawRecord};
+use tributary_model::{Batch, Checkpoint, DeadLetter, RawRecord};
 
 use crate::metrics as m;
 
@@ -98,12 +98,9 @@ pub fn decode_records(
             .or_insert(r.offset + 1);
         *e = (*e).max(r.offset + 1);
         match decoder.decode(r) {
-            Ok(Decoded::Change(mut ev)) => {
-                ev.kafka = Some(KafkaCoord {
-                    topic: r.topic.clone(),
-                    partition: r.partition,
-                    offset: r.offset,
-                });
+            Ok(Decoded::Change(ev)) => {
+                // The decoder sets `ev.kafka` from the record's coordinates.
+                debug_assert!(ev.kafka.as_ref().is_some_and(|k| k.offset == r.offset));
                 batch.events.push(ev);
             }
             Ok(Decoded::Tombstone) => m::counter_skipped("tombstone"),
