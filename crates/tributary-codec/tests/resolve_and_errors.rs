@@ -283,3 +283,53 @@ fn tombstone_and_flattened_inference() {
     };
     assert_eq!(ev.after.as_ref().unwrap()[0], Value::Unresolved(json!(2)));
 }
+
+/// The flattened fast path (fields straight to the row, no JSON map) keeps JSON-object
+/// semantics: a repeated name is one column whose last value wins, metadata may come first,
+/// and columns named `schema` / `payload` (left raw by the top-level parse) are ordinary
+/// columns unless they are the only two fields.
+#[test]
+fn flattened_fields_keep_object_semantics() {
+    let t = "dbserver1.shop.t";
+    let Decoded::Change(ev) = decode(&rec(
+        t,
+        br#"{"__op":"u","id":1,"name":"a","name":"b","__source_ts_ms":1700000000123,"__op":"c"}"#,
+    ))
+    .unwrap() else {
+        panic!()
+    };
+    let names: Vec<&str> = ev.schema.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "name"]);
+    assert_eq!(
+        ev.after.as_ref().unwrap(),
+        &vec![Value::Unresolved(json!(1)), Value::Unresolved(json!("b"))]
+    );
+    assert_eq!(ev.op, tributary_model::Op::Insert, "the last __op wins");
+    assert_eq!(ev.source.ts_ms, 1700000000123);
+    assert_eq!(ev.kafka.as_ref().unwrap().offset, 42);
+
+    let Decoded::Change(ev) = decode(&rec(
+        t,
+        br#"{"id":7,"schema":"s1","payload":{"k":[1,2]},"__deleted":"false"}"#,
+    ))
+    .unwrap() else {
+        panic!()
+    };
+    let names: Vec<&str> = ev.schema.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "schema", "payload"]);
+    assert_eq!(
+        ev.after.as_ref().unwrap()[2],
+        Value::Unresolved(json!({"k": [1, 2]}))
+    );
+
+    // Only `schema` and `payload`: the Connect form (here a flattened payload).
+    let Decoded::Change(ev) = decode(&rec(
+        t,
+        br#"{"payload":{"id":3,"__deleted":"true"},"schema":null}"#,
+    ))
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(ev.op, tributary_model::Op::Delete);
+    assert_eq!(ev.before.as_ref().unwrap()[0], Value::Unresolved(json!(3)));
+}

@@ -787,6 +787,12 @@ impl KafkaSource {
         (st.queue.len(), st.queued_bytes)
     }
 
+    /// The limits of [`KafkaSource::buffered`]: above either, nothing more is taken from
+    /// librdkafka (whose own per-partition queues then stop fetching).
+    pub fn buffer_limits() -> (usize, usize) {
+        (MAX_QUEUED_RECORDS, MAX_QUEUED_BYTES)
+    }
+
     /// Number of rebalance events (assign + revoke) seen so far.
     pub fn rebalances(&self) -> u64 {
         self.shared.state.lock().unwrap().rebalances

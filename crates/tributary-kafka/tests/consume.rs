@@ -436,3 +436,53 @@ async fn a_batch_fetched_before_a_rebalance_is_fenced_by_its_own_epochs() {
     assert_eq!(guard.retain_fetched(&a.fetched_epochs(), &mut batch_n1), 0);
     assert_eq!(batch_n1.len(), second.len());
 }
+
+/// Back-pressure without pause/resume: a consumer whose application takes nothing holds at
+/// most its buffer limits (librdkafka's partition queues stop fetching behind it), and once
+/// the application consumes again every record arrives exactly once, in partition order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_application_bounds_the_buffer_and_then_gets_everything_once() {
+    let broker = Tansu::start().unwrap();
+    let topic = unique("bp");
+    let sink = sink(&broker.brokers(), 4).await;
+    sink.ensure_topics(&[topic.clone()]).await.unwrap();
+    let (max_records, max_bytes) = KafkaSource::buffer_limits();
+    let n = max_records * 3;
+    for start in (0..n).step_by(20_000) {
+        produce(&sink, &topic, start, 20_000.min(n - start)).await;
+    }
+    let store = Arc::new(MemoryOffsetStore::new());
+    let mut src = source(&broker.brokers(), &unique("g"), &topic, store.clone());
+    // Nothing is taken: wait until the buffer stops growing.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (0, 0);
+    let mut stable = 0;
+    while stable < 10 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = src.buffered();
+        assert!(
+            now.0 <= max_records && now.1 <= max_bytes + 64 * 1024,
+            "buffer {now:?} over its limits ({max_records}, {max_bytes})"
+        );
+        stable = if now == last && now.0 > 0 {
+            stable + 1
+        } else {
+            0
+        };
+        last = now;
+    }
+    assert!(last.0 > 0, "nothing was fetched");
+    assert!(last.0 < n, "the whole topic was buffered: no back-pressure");
+    let got = consume_n(&mut src, &store, n, Duration::from_secs(120)).await;
+    assert_eq!(got.len(), n);
+    let mut per_part: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    let mut keys = HashSet::new();
+    for r in &got {
+        assert!(keys.insert(r.key.clone().unwrap()), "duplicate {:?}", r.key);
+        per_part.entry(r.partition).or_default().push(r.offset);
+    }
+    for (p, offs) in &per_part {
+        let expect: Vec<i64> = (0..offs.len() as i64).collect();
+        assert_eq!(offs, &expect, "partition {p}: in order, no gap");
+    }
+}
