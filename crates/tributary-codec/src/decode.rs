@@ -328,11 +328,14 @@ impl Decoder {
         let cached = match schema {
             Some(raw) => self.connect_schema(raw, &key, &tid, Shape::Flat)?,
             None => {
-                let mut names: Vec<&str> = Vec::with_capacity(data.len());
-                for (k, _) in &data {
-                    if !names.contains(&k.as_ref()) {
-                        names.push(k);
-                    }
+                let mut names: Vec<&str> = data.iter().map(|(k, _)| k.as_ref()).collect();
+                // A repeated field is one column (JSON object semantics). Checked with a sort
+                // of a copy, so wide rows do not pay a quadratic scan.
+                let mut sorted = names.clone();
+                sorted.sort_unstable();
+                if sorted.windows(2).any(|w| w[0] == w[1]) {
+                    let mut seen = std::collections::HashSet::with_capacity(names.len());
+                    names.retain(|n| seen.insert(*n));
                 }
                 self.schemaless_schema(&names, &key, &tid)?
             }

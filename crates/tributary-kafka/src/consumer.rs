@@ -217,7 +217,8 @@ struct Shared {
 /// instead of the ~180k its apply path sustains).
 const MAX_QUEUED_RECORDS: usize = 40_000;
 const MAX_QUEUED_BYTES: usize = 12 << 20;
-/// librdkafka's prefetch limit per assigned partition (`queued.max.messages.kbytes`).
+/// librdkafka's prefetch limit per assigned partition (`queued.max.messages.kbytes`; soft:
+/// checked before each fetch; it also caps librdkafka's automatic `fetch.max.bytes`).
 const PARTITION_QUEUE_KBYTES: usize = 1024;
 
 struct Ctx {
@@ -382,6 +383,11 @@ impl Ctx {
         };
         if let Err(e) = res {
             tracing::error!(error = %e, "assigning partitions failed");
+            let mut queues = self.shared.queues.lock().unwrap();
+            for key in &parts {
+                queues.remove(key);
+            }
+            drop(queues);
             let mut st = self.shared.state.lock().unwrap();
             st.last_error = Some(e);
         }
@@ -868,6 +874,9 @@ impl KafkaSource {
     /// never show up as records — everything delivered was applied, nothing is buffered, and
     /// librdkafka's fetch position is at or past that end offset.
     pub fn caught_up(&self, quiet: Duration) -> CaughtUp {
+        // Positions are read under the state lock: the poll thread holds it from polling a
+        // record (which advances the position) until the record is buffered.
+        let st = self.shared.state.lock().unwrap();
         let positions: HashMap<(String, i32), i64> = self
             .consumer
             .position()
@@ -881,7 +890,6 @@ impl KafkaSource {
                     .collect()
             })
             .unwrap_or_default();
-        let st = self.shared.state.lock().unwrap();
         let settled = st.assigned_once
             && st.last_was_assign
             && st.last_rebalance.is_some_and(|t| t.elapsed() >= quiet);
@@ -981,10 +989,12 @@ fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
         }
         // 1. The consumer queue: rebalance callbacks, errors, and the records of a partition
         //    whose queue could not be split. Served every round regardless of our buffer (no
-        //    pause needed: records of split partitions never arrive here). Drained to empty
-        //    before the partition queues, so a record that reached it before its partition
-        //    was split is handed out before that partition's later records.
-        //    While idle (nothing taken last round) this is where the loop waits, ≤ 10 ms.
+        //    pause needed: a split partition's records never arrive here — the split
+        //    happens before the partition is assigned, and librdkafka does not re-forward a
+        //    queue the application forwarded). Polled until it is empty or an event (a
+        //    rebalance, an offset commit) was served. While idle (nothing taken last round)
+        //    this is where the loop waits: records reaching a partition queue meanwhile wait
+        //    ≤ 10 ms.
         let mut got = 0usize;
         let mut timeout = if idle {
             Duration::from_millis(10)
@@ -1001,25 +1011,28 @@ fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
             }
             got += 1;
         }
-        // 2. The partition queues, while our buffer has room; a fair share each round.
+        // 2. The partition queues, while our buffer has room; a fair share each round. The
+        //    state lock is held from each poll until its record is in the buffer: polling
+        //    advances librdkafka's position, which `caught_up` reads under the same lock
+        //    (position past the end + nothing buffered must mean nothing is in transit).
         {
-            let (records, bytes) = {
-                let st = shared.state.lock().unwrap();
-                (st.queue.len(), st.queued_bytes)
-            };
-            if records < MAX_QUEUED_RECORDS && bytes < MAX_QUEUED_BYTES {
-                let queues = shared.queues.lock().unwrap();
-                let share = ((MAX_QUEUED_RECORDS - records) / queues.len().max(1)).clamp(1, 4096);
-                for q in queues.values() {
-                    for _ in 0..share {
-                        let Some(r) = q.poll(Duration::ZERO) else {
-                            break;
-                        };
-                        if !take(shared, r) {
-                            break;
-                        }
-                        got += 1;
+            let queues = shared.queues.lock().unwrap();
+            let records = shared.state.lock().unwrap().queue.len();
+            let share =
+                (MAX_QUEUED_RECORDS.saturating_sub(records) / queues.len().max(1)).clamp(1, 4096);
+            for q in queues.values() {
+                let mut st = shared.state.lock().unwrap();
+                for _ in 0..share {
+                    if st.queue.len() >= MAX_QUEUED_RECORDS || st.queued_bytes >= MAX_QUEUED_BYTES {
+                        break;
                     }
+                    let Some(r) = q.poll(Duration::ZERO) else {
+                        break;
+                    };
+                    if !take_into(shared, &mut st, r) {
+                        break;
+                    }
+                    got += 1;
                 }
             }
         }
@@ -1078,6 +1091,16 @@ fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
 /// Put one polled message (or error) into our buffer. Returns false after an error (the
 /// caller stops polling that queue for this round).
 fn take(shared: &Shared, r: KafkaResult<rdkafka::message::BorrowedMessage<'_>>) -> bool {
+    let mut st = shared.state.lock().unwrap();
+    take_into(shared, &mut st, r)
+}
+
+/// [`take`] with the state lock held by the caller.
+fn take_into(
+    shared: &Shared,
+    st: &mut State,
+    r: KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+) -> bool {
     match r {
         Ok(m) => {
             let rec = RawRecord {
@@ -1087,7 +1110,6 @@ fn take(shared: &Shared, r: KafkaResult<rdkafka::message::BorrowedMessage<'_>>) 
                 key: m.key().map(|k| k.to_vec()),
                 value: m.payload().map(|v| v.to_vec()),
             };
-            let mut st = shared.state.lock().unwrap();
             // Records of a partition not (or no longer) assigned here are not ours to apply.
             if let Some(epoch) = st.part(&rec.topic, rec.partition).map(|p| p.epoch) {
                 st.queued_bytes += rec_bytes(&rec);
@@ -1098,13 +1120,11 @@ fn take(shared: &Shared, r: KafkaResult<rdkafka::message::BorrowedMessage<'_>>) 
         Err(RdError::PartitionEOF(_)) => true,
         Err(e) => {
             tracing::warn!(error = %e, "kafka consumer error");
-            let mut st = shared.state.lock().unwrap();
             if matches!(e, RdError::MessageConsumptionFatal(_)) {
                 st.fatal = Some(KafkaError::Client(e));
             } else {
                 st.last_error = Some(e);
             }
-            drop(st);
             shared.notify.notify_one();
             false
         }

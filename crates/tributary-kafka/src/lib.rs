@@ -70,8 +70,9 @@
 //! poll thread serves the consumer queue every round — rebalance callbacks, errors — and
 //! moves records from the partition queues into one bounded buffer only while the buffer is
 //! below its limits ([`KafkaSource::buffer_limits`]). Behind a full buffer librdkafka's
-//! partition queues fill up to `queued.max.messages.kbytes` (1 MiB each) and their fetching
-//! stops, re-checked every `fetch.queue.backoff.ms` (10 ms). Memory stays bounded and the
+//! partition queues fill up to `queued.max.messages.kbytes` (~1 MB each, checked before each
+//! fetch, so one response may exceed it) and their fetching stops, re-checked every
+//! `fetch.queue.backoff.ms` (10 ms). Memory stays bounded and the
 //! pipeline never waits for a fetch it could have had: with `pause`/`resume` (the earlier
 //! design) librdkafka purged a paused partition's prefetched records and fetched again only
 //! when its broker thread next woke up, leaving the buffer empty for 0.3–1.1 s after every
@@ -89,8 +90,8 @@
 //! the other members own every partition and will reach their own targets. In a bounded run
 //! ([`KafkaSource::set_bounded`]) `next_batch` does not wait for a full batch once it holds
 //! the records up to every target, and the caller applies what it holds instead of fetching
-//! again ([`KafkaSource::targets_delivered`]): records produced after the start are not waited
-//! for (the next run takes them).
+//! again ([`KafkaSource::targets_delivered`]): records produced after the assignment are not
+//! waited for (those already fetched are applied, the next run takes the rest).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

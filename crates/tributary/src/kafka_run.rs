@@ -180,9 +180,8 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                     source.commit_advisory(offsets);
                 }
                 total += raw.len() as u64;
-                crate::sink::drop_behind(batch);
+                crate::sink::drop_behind((raw, batch));
             }
-            crate::sink::drop_behind(raw);
             drop(guard);
         } else if next.is_none() {
             m::mark_ok();

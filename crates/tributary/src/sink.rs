@@ -38,7 +38,7 @@ pub fn drop_behind<T: Send + 'static>(v: T) {
     type Garbage = Box<dyn Send>;
     static TX: OnceLock<Option<SyncSender<Garbage>>> = OnceLock::new();
     let tx = TX.get_or_init(|| {
-        let (tx, rx) = sync_channel::<Garbage>(2);
+        let (tx, rx) = sync_channel::<Garbage>(1);
         std::thread::Builder::new()
             .name("drop-behind".into())
             .spawn(move || rx.into_iter().for_each(drop))
