@@ -328,15 +328,7 @@ impl Decoder {
         let cached = match schema {
             Some(raw) => self.connect_schema(raw, &key, &tid, Shape::Flat)?,
             None => {
-                let mut names: Vec<&str> = data.iter().map(|(k, _)| k.as_ref()).collect();
-                // A repeated field is one column (JSON object semantics). Checked with a sort
-                // of a copy, so wide rows do not pay a quadratic scan.
-                let mut sorted = names.clone();
-                sorted.sort_unstable();
-                if sorted.windows(2).any(|w| w[0] == w[1]) {
-                    let mut seen = std::collections::HashSet::with_capacity(names.len());
-                    names.retain(|n| seen.insert(*n));
-                }
+                let names: Vec<&str> = data.iter().map(|(k, _)| k.as_ref()).collect();
                 self.schemaless_schema(&names, &key, &tid)?
             }
         };
@@ -471,8 +463,11 @@ impl Decoder {
         if let Some(c) = self.cache.get(&hv) {
             return Ok(c.clone());
         }
+        // A repeated field name is one column (JSON object semantics); only on a cache miss.
+        let mut seen = std::collections::HashSet::with_capacity(names.len());
         let columns = names
             .iter()
+            .filter(|n| seen.insert(**n))
             .map(|n| Column::new(*n, ColumnKind::Unknown))
             .collect();
         let key_names: Vec<String> = match key {

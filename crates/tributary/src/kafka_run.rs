@@ -169,13 +169,14 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                     decoded?
                 };
                 let stats = crate::sink::apply_retrying(&mut sink.pg, &batch).await?;
+                let took = t0.elapsed();
                 tracing::debug!(
                     records = raw.len(),
                     decode_wait_ms = dec_wait.as_millis() as u64,
-                    apply_ms = t0.elapsed().as_millis() as u64,
+                    apply_ms = took.as_millis() as u64,
                     "applied"
                 );
-                m::record_batch(raw.len(), &stats, t0.elapsed());
+                m::record_batch(raw.len(), &stats, took);
                 if let Some(Checkpoint::Kafka(offsets)) = &batch.checkpoint {
                     source.commit_advisory(offsets);
                 }
