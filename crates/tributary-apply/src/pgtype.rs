@@ -316,7 +316,11 @@ fn encode_payload(buf: &mut BytesMut, v: &Value, t: &PgType) -> Result<(), Encod
                 Value::Float(d) if d.is_finite() => d.to_string(),
                 _ => return Err(err(v, t, "not a number")),
             };
-            encode_numeric(buf, &text).map_err(|why| err(v, t, why))?;
+            let typmod = match t {
+                PgType::Numeric(ps) => *ps,
+                _ => None,
+            };
+            encode_numeric_typmod(buf, &text, typmod).map_err(|why| err(v, t, why))?;
         }
         PgType::Float4 | PgType::Float8 => {
             let d = match v {
@@ -381,13 +385,16 @@ fn encode_payload(buf: &mut BytesMut, v: &Value, t: &PgType) -> Result<(), Encod
                 buf.put_u8((shifted >> (i * 8)) as u8);
             }
         }
-        PgType::Date => match v {
-            Value::Date(d) => buf.put_i32((*d as i64 - PG_EPOCH_DAYS) as i32),
-            Value::DateTime(us) | Value::Timestamp(us) => {
-                buf.put_i32((us.div_euclid(86_400_000_000) - PG_EPOCH_DAYS) as i32)
-            }
-            _ => return Err(err(v, t, "not a date")),
-        },
+        PgType::Date => {
+            let days = match v {
+                Value::Date(d) => i64::from(*d),
+                Value::DateTime(us) | Value::Timestamp(us) => us.div_euclid(86_400_000_000),
+                _ => return Err(err(v, t, "not a date")),
+            };
+            let pg =
+                i32::try_from(days - PG_EPOCH_DAYS).map_err(|_| err(v, t, "date out of range"))?;
+            buf.put_i32(pg);
+        }
         PgType::Interval => match v {
             Value::Time(us) => {
                 buf.put_i64(*us);
@@ -401,8 +408,16 @@ fn encode_payload(buf: &mut BytesMut, v: &Value, t: &PgType) -> Result<(), Encod
             _ => return Err(err(v, t, "not a time of day within 00:00..24:00")),
         },
         PgType::Timestamp(_) | PgType::Timestamptz(_) => match v {
-            Value::DateTime(us) | Value::Timestamp(us) => buf.put_i64(us - PG_EPOCH_MICROS),
-            Value::Date(d) => buf.put_i64(*d as i64 * 86_400_000_000 - PG_EPOCH_MICROS),
+            Value::DateTime(us) | Value::Timestamp(us) => buf.put_i64(
+                us.checked_sub(PG_EPOCH_MICROS)
+                    .ok_or_else(|| err(v, t, "timestamp out of range"))?,
+            ),
+            Value::Date(d) => buf.put_i64(
+                i64::from(*d)
+                    .checked_mul(86_400_000_000)
+                    .and_then(|x| x.checked_sub(PG_EPOCH_MICROS))
+                    .ok_or_else(|| err(v, t, "timestamp out of range"))?,
+            ),
             _ => return Err(err(v, t, "not a timestamp")),
         },
         PgType::Jsonb | PgType::Json => {
@@ -420,9 +435,30 @@ fn encode_payload(buf: &mut BytesMut, v: &Value, t: &PgType) -> Result<(), Encod
     Ok(())
 }
 
+/// Most digits before the decimal point PostgreSQL `numeric` stores (weight ≤ 32767 groups).
+pub const NUMERIC_MAX_INT_DIGITS: usize = 131_072;
+/// Most digits after the decimal point (`dscale` is 14 bits on the wire).
+pub const NUMERIC_MAX_SCALE: usize = 16_383;
+
 /// Encode a plain-notation decimal string (`-123.4500`, `1e3` is refused) as PostgreSQL
 /// binary `numeric`: ndigits, weight, sign, dscale, base-10000 digits.
+///
+/// Never wraps: a value with more than [`NUMERIC_MAX_INT_DIGITS`] digits before or
+/// [`NUMERIC_MAX_SCALE`] after the point is an error (the record is dead-lettered), and every
+/// header field is converted with a checked conversion.
 pub fn encode_numeric(buf: &mut BytesMut, text: &str) -> Result<(), String> {
+    encode_numeric_typmod(buf, text, None)
+}
+
+/// [`encode_numeric`] for a `numeric(p,s)` column (`typmod = Some((p, s))`): a value whose
+/// integer part has more than `p − s` digits (after PostgreSQL rounds the fraction to `s`
+/// digits, as it does on assignment) is an error naming the column type instead of a
+/// `numeric field overflow` that would fail the whole COPY.
+pub fn encode_numeric_typmod(
+    buf: &mut BytesMut,
+    text: &str,
+    typmod: Option<(u32, u32)>,
+) -> Result<(), String> {
     let t = text.trim();
     let (neg, t) = match t.strip_prefix('-') {
         Some(r) => (true, r),
@@ -443,7 +479,39 @@ pub fn encode_numeric(buf: &mut BytesMut, text: &str) -> Result<(), String> {
         return Err(format!("{text:?} is not a plain decimal number"));
     }
     let int = int.trim_start_matches('0');
-    let dscale = frac.len() as u16;
+    if int.len() > NUMERIC_MAX_INT_DIGITS {
+        return Err(format!(
+            "{} digits before the decimal point: PostgreSQL numeric holds at most \
+             {NUMERIC_MAX_INT_DIGITS}",
+            int.len()
+        ));
+    }
+    if frac.len() > NUMERIC_MAX_SCALE {
+        return Err(format!(
+            "{} digits after the decimal point: PostgreSQL numeric holds at most \
+             {NUMERIC_MAX_SCALE}",
+            frac.len()
+        ));
+    }
+    if let Some((p, s)) = typmod {
+        let p = usize::try_from(p).unwrap_or(usize::MAX);
+        let s = usize::try_from(s).unwrap_or(usize::MAX);
+        // PostgreSQL rounds the fraction to `s` digits (half away from zero); a carry out of
+        // all-nines adds an integer digit.
+        let carry = frac.len() > s
+            && frac.as_bytes()[s] >= b'5'
+            && int.bytes().chain(frac.bytes().take(s)).all(|b| b == b'9');
+        let int_digits = int.len() + usize::from(carry);
+        if int_digits > p.saturating_sub(s) {
+            return Err(format!(
+                "{int_digits} digits before the decimal point do not fit numeric({p},{s}) \
+                 (at most {})",
+                p.saturating_sub(s)
+            ));
+        }
+    }
+    let dscale =
+        u16::try_from(frac.len()).map_err(|_| format!("scale {} out of range", frac.len()))?;
     // Left-pad the integer part and right-pad the fraction to whole base-10000 groups.
     let ipad = (4 - int.len() % 4) % 4;
     let fpad = (4 - frac.len() % 4) % 4;
@@ -455,7 +523,7 @@ pub fn encode_numeric(buf: &mut BytesMut, text: &str) -> Result<(), String> {
         .chain(frac.bytes())
         .chain(std::iter::repeat_n(b'0', fpad));
     for b in all {
-        acc = acc * 10 + (b - b'0') as i16;
+        acc = acc * 10 + i16::from(b - b'0');
         n += 1;
         if n == 4 {
             digits.push(acc);
@@ -464,18 +532,25 @@ pub fn encode_numeric(buf: &mut BytesMut, text: &str) -> Result<(), String> {
         }
     }
     let int_groups = (int.len() + ipad) / 4;
-    let mut weight = int_groups as i16 - 1;
     // Strip leading zero groups (adjusting the weight) and trailing zero groups.
     let lead = digits.iter().take_while(|&&d| d == 0).count();
     digits.drain(..lead);
-    weight -= lead as i16;
     while digits.last() == Some(&0) {
         digits.pop();
     }
-    if digits.is_empty() {
-        weight = 0;
-    }
-    buf.put_i16(digits.len() as i16);
+    // weight = int_groups − 1 − lead; bounded by the digit limits above (|weight| ≤ 32768).
+    let weight = if digits.is_empty() {
+        0
+    } else {
+        let w = i64::try_from(int_groups).unwrap_or(i64::MAX)
+            - 1
+            - i64::try_from(lead).unwrap_or(i64::MAX);
+        i16::try_from(w).map_err(|_| format!("numeric weight {w} out of range"))?
+    };
+    // PostgreSQL reads ndigits as uint16.
+    let ndigits = u16::try_from(digits.len())
+        .map_err(|_| format!("{} base-10000 digits out of range", digits.len()))?;
+    buf.put_u16(ndigits);
     buf.put_i16(weight);
     buf.put_u16(if neg && !digits.is_empty() { 0x4000 } else { 0 });
     buf.put_u16(dscale);
@@ -594,6 +669,57 @@ mod tests {
         assert_eq!(numeric("0.00"), [0, 0, 0, 0, 0, 0, 0, 2]);
         assert!(encode_numeric(&mut BytesMut::new(), "1e5").is_err());
         assert!(encode_numeric(&mut BytesMut::new(), "").is_err());
+    }
+
+    /// Issue #10: a 100 KB decimal was stored as `0.00` — ndigits and weight wrapped at 16 bits.
+    /// Now every value within PostgreSQL's limits is encoded exactly and anything beyond them
+    /// is an error.
+    #[test]
+    fn numeric_never_wraps() {
+        // 131072 integer digits (PostgreSQL's maximum): 32768 groups, weight 32767.
+        let max_int = "9".repeat(131_072);
+        let b = numeric(&max_int);
+        assert_eq!(u16::from_be_bytes([b[0], b[1]]), 32_768, "ndigits");
+        assert_eq!(i16::from_be_bytes([b[2], b[3]]), 32_767, "weight");
+        // … plus the maximum fraction: ndigits above i16::MAX, written as uint16.
+        let b = numeric(&format!("{max_int}.{}", "9".repeat(16_383)));
+        assert_eq!(u16::from_be_bytes([b[0], b[1]]), 32_768 + 4_096, "ndigits");
+        assert_eq!(u16::from_be_bytes([b[6], b[7]]), 16_383, "dscale");
+        // One digit more on either side is refused, not wrapped.
+        let e = encode_numeric(&mut BytesMut::new(), &format!("1{max_int}")).unwrap_err();
+        assert!(e.contains("131073 digits before"), "{e}");
+        let e =
+            encode_numeric(&mut BytesMut::new(), &format!("0.{}", "1".repeat(16_384))).unwrap_err();
+        assert!(e.contains("16384 digits after"), "{e}");
+        // The reported case: a ~100 KB / 140k-digit value.
+        let e = encode_field(
+            &mut BytesMut::new(),
+            &Value::Decimal(format!("{}.00", "7".repeat(140_000))),
+            &PgType::Numeric(None),
+        )
+        .unwrap_err();
+        assert!(e.why.contains("140000 digits before"), "{e}");
+    }
+
+    #[test]
+    fn numeric_typmod_overflow_is_refused() {
+        let t = PgType::Numeric(Some((5, 2)));
+        let mut b = BytesMut::new();
+        assert!(encode_field(&mut b, &Value::Decimal("999.99".into()), &t).is_ok());
+        // PostgreSQL rounds 999.995 to 1000.00: four integer digits, overflow.
+        let e = encode_field(&mut b, &Value::Decimal("999.995".into()), &t).unwrap_err();
+        assert!(e.why.contains("numeric(5,2)"), "{e}");
+        assert!(encode_field(&mut b, &Value::Decimal("-1000".into()), &t).is_err());
+        assert!(encode_field(&mut b, &Value::Decimal("999.994".into()), &t).is_ok());
+    }
+
+    #[test]
+    fn dates_out_of_range_are_refused() {
+        let mut b = BytesMut::new();
+        assert!(encode_field(&mut b, &Value::Date(i32::MIN), &PgType::Date).is_err());
+        assert!(
+            encode_field(&mut b, &Value::DateTime(i64::MIN), &PgType::Timestamp(None)).is_err()
+        );
     }
 
     #[test]

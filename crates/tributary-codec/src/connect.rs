@@ -89,7 +89,13 @@ pub(crate) fn connect_field(f: &J, path: &str) -> Result<(Column, FieldCodec), F
     })?;
     let logical = f.get("name").and_then(J::as_str);
     let optional = f.get("optional").and_then(J::as_bool).unwrap_or(false);
-    let (kind, codec) = connect_kind(ty, logical, f);
+    let (kind, codec) = connect_kind(ty, logical, f).map_err(|p| {
+        Fail::new(
+            DecodeErrorKind::Schema,
+            format!("{path}.{name}.parameters"),
+            p,
+        )
+    })?;
     let mut col = Column::new(name, kind);
     col.nullable = optional;
     col.source_type = Some(match logical {
@@ -107,10 +113,30 @@ pub(crate) fn connect_field(f: &J, path: &str) -> Result<(Column, FieldCodec), F
     Ok((col, codec))
 }
 
-fn connect_kind(ty: &str, logical: Option<&str>, f: &J) -> (ColumnKind, FieldCodec) {
+/// A numeric schema parameter: absent → `None`; present but not a `u32` → an error (never a
+/// silent default: a mangled `scale` would move every decimal point).
+fn u32_param(f: &J, k: &str) -> Result<Option<u32>, String> {
+    match f.get("parameters").and_then(|p| p.get(k)) {
+        None | Some(J::Null) => Ok(None),
+        Some(J::String(s)) => s
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| format!("parameter {k:?} = {s:?} is not a non-negative integer")),
+        Some(other) => Err(format!(
+            "parameter {k:?} must be a string, got {}",
+            crate::error::short_json(other)
+        )),
+    }
+}
+
+fn connect_kind(
+    ty: &str,
+    logical: Option<&str>,
+    f: &J,
+) -> Result<(ColumnKind, FieldCodec), String> {
     use ColumnKind as K;
     use FieldCodec as C;
-    let u32p = |k: &str| param(f, k).and_then(|s| s.parse::<u32>().ok());
+    let u32p = |k: &str| u32_param(f, k);
     let allowed = || -> Vec<String> {
         param(f, "allowed")
             .map(|s| {
@@ -122,12 +148,29 @@ fn connect_kind(ty: &str, logical: Option<&str>, f: &J) -> (ColumnKind, FieldCod
             })
             .unwrap_or_default()
     };
-    match logical {
+    Ok(match logical {
         Some("org.apache.kafka.connect.data.Decimal") if ty == "bytes" => {
-            let scale = u32p("scale").unwrap_or(0);
+            let scale = u32p("scale")?.ok_or("Connect Decimal without a \"scale\" parameter")?;
+            if scale > num::MAX_SCALE {
+                return Err(format!(
+                    "Decimal scale {scale} exceeds PostgreSQL numeric's limit of {} digits \
+                     after the point",
+                    num::MAX_SCALE
+                ));
+            }
+            let precision = u32p("connect.decimal.precision")?;
+            if let Some(p) = precision {
+                if p == 0 || p > num::MAX_DECLARED_PRECISION || p < scale {
+                    return Err(format!(
+                        "Decimal precision {p} (scale {scale}) is not a valid PostgreSQL \
+                         numeric(p,s): 1 ≤ p ≤ {} and p ≥ s",
+                        num::MAX_DECLARED_PRECISION
+                    ));
+                }
+            }
             (
                 K::Decimal {
-                    precision: u32p("connect.decimal.precision"),
+                    precision,
                     scale: Some(scale),
                 },
                 C::Decimal { scale },
@@ -140,12 +183,13 @@ fn connect_kind(ty: &str, logical: Option<&str>, f: &J) -> (ColumnKind, FieldCod
             },
             C::VarDecimal,
         ),
-        Some("io.debezium.data.Bits") if ty == "bytes" => (
-            K::Bits {
-                len: u32p("length").unwrap_or(64),
-            },
-            C::Bits,
-        ),
+        Some("io.debezium.data.Bits") if ty == "bytes" => {
+            let len = u32p("length")?.unwrap_or(64);
+            if !(1..=64).contains(&len) {
+                return Err(format!("Bits length {len} is outside 1..=64"));
+            }
+            (K::Bits { len }, C::Bits)
+        }
         Some("io.debezium.data.Enum") if ty == "string" => (K::Enum { allowed: allowed() }, C::Str),
         Some("io.debezium.data.EnumSet") if ty == "string" => {
             (K::Set { allowed: allowed() }, C::Str)
@@ -206,6 +250,59 @@ fn connect_kind(ty: &str, logical: Option<&str>, f: &J) -> (ColumnKind, FieldCod
             "bytes" => (K::Bytes { max_len: None }, C::Bytes),
             _ => (K::Unknown, C::Raw),
         },
+    })
+}
+
+/// An ENUM value must be one of its labels (or `""`, MySQL's value for an invalid ENUM), a SET
+/// value a comma-separated list of its labels. Without a label list (no `allowed` parameter)
+/// anything goes. ENUM labels may themselves contain commas (the `allowed` parameter is
+/// `String.join(",")` of them), so a value missing from the split list is looked up in the
+/// joined text at label boundaries before it is refused.
+pub(crate) fn check_labels(kind: &ColumnKind, s: &str) -> Result<(), String> {
+    match kind {
+        ColumnKind::Enum { allowed } if !allowed.is_empty() => {
+            if s.is_empty() || allowed.iter().any(|a| a == s) {
+                return Ok(());
+            }
+            let joined = allowed.join(",");
+            let at_boundary = joined == s
+                || joined.starts_with(&format!("{s},"))
+                || joined.ends_with(&format!(",{s}"))
+                || joined.contains(&format!(",{s},"));
+            if at_boundary {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{:?} is not one of the ENUM labels [{}]",
+                    short(s),
+                    short(&joined)
+                ))
+            }
+        }
+        ColumnKind::Set { allowed } if !allowed.is_empty() => {
+            if s.is_empty() {
+                return Ok(());
+            }
+            match s.split(',').find(|l| !allowed.iter().any(|a| a == l)) {
+                None => Ok(()),
+                Some(l) => Err(format!(
+                    "{:?} is not one of the SET labels [{}]",
+                    short(l),
+                    short(&allowed.join(","))
+                )),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// At most 120 characters of `s` for an error message.
+fn short(s: &str) -> String {
+    if s.chars().count() > 120 {
+        let t: String = s.chars().take(117).collect();
+        format!("{t}...")
+    } else {
+        s.to_owned()
     }
 }
 
@@ -235,7 +332,7 @@ fn want_b64(v: J) -> Result<Vec<u8>, String> {
     let s = want_str(v)?;
     b64()
         .decode(s.as_bytes())
-        .map_err(|e| format!("invalid base64 {s:?}: {e}"))
+        .map_err(|e| format!("invalid base64 {:?}: {e}", short(&s)))
 }
 
 fn num_text(v: &J) -> Result<&str, String> {
@@ -274,11 +371,15 @@ pub(crate) fn decode_value(codec: FieldCodec, kind: &ColumnKind, v: J) -> Result
                 .parse::<f64>()
                 .map_err(|e| format!("bad double: {e}"))?,
         ),
-        FieldCodec::Str => Value::String(want_str(v)?),
+        FieldCodec::Str => {
+            let s = want_str(v)?;
+            check_labels(kind, &s)?;
+            Value::String(s)
+        }
         FieldCodec::Json => Value::Json(want_str(v)?),
         FieldCodec::Bytes => Value::Bytes(want_b64(v)?),
         FieldCodec::Decimal { scale } => {
-            Value::Decimal(num::unscaled_bytes_to_decimal(&want_b64(v)?, scale))
+            Value::Decimal(num::unscaled_bytes_to_decimal(&want_b64(v)?, scale)?)
         }
         FieldCodec::VarDecimal => {
             let scale = v
@@ -286,14 +387,20 @@ pub(crate) fn decode_value(codec: FieldCodec, kind: &ColumnKind, v: J) -> Result
                 .map(want_i64)
                 .transpose()?
                 .ok_or("VariableScaleDecimal without scale")?;
+            let scale = u32::try_from(scale)
+                .ok()
+                .filter(|s| *s <= num::MAX_SCALE)
+                .ok_or_else(|| {
+                    format!(
+                        "VariableScaleDecimal scale {scale} is outside 0..={} (PostgreSQL numeric)",
+                        num::MAX_SCALE
+                    )
+                })?;
             let bytes = want_b64(v.get("value").cloned().unwrap_or(J::Null))?;
-            if !(0..=1000).contains(&scale) {
-                return Err(format!("unsupported VariableScaleDecimal scale {scale}"));
-            }
-            Value::Decimal(num::unscaled_bytes_to_decimal(&bytes, scale as u32))
+            Value::Decimal(num::unscaled_bytes_to_decimal(&bytes, scale)?)
         }
         FieldCodec::Bits => match v {
-            J::Bool(b) => Value::Bits(b as u64),
+            J::Bool(b) => Value::Bits(u64::from(b)),
             other => {
                 let bytes = want_b64(other)?;
                 Value::Bits(num::bits_from_le(&bytes).ok_or("BIT value wider than 64 bits")?)
@@ -342,7 +449,7 @@ pub fn mysql_type_kind(
     let unsigned = upper.contains("UNSIGNED");
     let base = upper.split_whitespace().next().unwrap_or("");
     let base = base.split('(').next().unwrap_or(base);
-    let fsp = |l: Option<u32>| l.unwrap_or(0).min(6) as u8;
+    let fsp = |l: Option<u32>| u8::try_from(l.unwrap_or(0).min(6)).unwrap_or(6);
     let allowed = || {
         enum_values
             .iter()

@@ -80,17 +80,59 @@ struct CachedSchema {
     table: Arc<TableSchema>,
     /// `None` for schemaless input (all values stay [`Value::Unresolved`]).
     codecs: Option<Vec<FieldCodec>>,
+    /// Column name → index, for wide tables only (a field out of schema order is then found
+    /// in O(1) instead of a scan: a 100k-field record stays linear).
+    index: Option<HashMap<String, usize>>,
+}
+
+/// Tables with more columns than this get a name → index map in the cache.
+const INDEXED_COLUMNS: usize = 32;
+
+impl CachedSchema {
+    fn new(table: TableSchema, codecs: Option<Vec<FieldCodec>>) -> Self {
+        let index = (table.columns.len() > INDEXED_COLUMNS).then(|| {
+            let mut m = HashMap::with_capacity(table.columns.len());
+            for (i, c) in table.columns.iter().enumerate() {
+                m.entry(c.name.clone()).or_insert(i);
+            }
+            m
+        });
+        CachedSchema {
+            table: Arc::new(table),
+            codecs,
+            index,
+        }
+    }
+
+    fn column_index(&self, name: &str) -> Option<usize> {
+        match &self.index {
+            Some(m) => m.get(name).copied(),
+            None => self.table.column_index(name),
+        }
+    }
 }
 
 /// Decoder with a schema cache. Cheap to create; keep one per consumer thread.
 #[derive(Debug, Default)]
 pub struct Decoder {
     cache: HashMap<u128, Arc<CachedSchema>>,
+    /// Columns held by the cached schemas (see [`MAX_CACHED_COLUMNS`]).
+    cached_columns: usize,
 }
 
 /// Entries beyond this many distinct schemas clear the cache (protects against unbounded
 /// growth with pathological input; real streams have a handful of schema versions).
 const MAX_CACHED_SCHEMAS: usize = 4096;
+/// The cache is also cleared when its schemas hold more columns than this in total (a stream of
+/// distinct 100k-field schemas cannot grow it without bound either).
+const MAX_CACHED_COLUMNS: usize = 1 << 20;
+
+/// Largest record (key + value bytes) the decoder accepts; a larger one is a
+/// [`DecodeErrorKind::Shape`](crate::DecodeErrorKind) error (dead-lettered), never parsed.
+/// Kafka's default `message.max.bytes` is 1 MB; `tributary replay` caps a line at the same
+/// 64 MiB. Decoding is linear in the record size (decimals: subquadratic, and bounded by
+/// PostgreSQL's `numeric` limits), JSON nesting is bounded by serde_json's depth limit (128).
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
 impl Decoder {
     pub fn new() -> Self {
@@ -107,6 +149,14 @@ impl Decoder {
     }
 
     fn decode_inner(&mut self, rec: &RawRecord) -> Result<Decoded, Fail> {
+        let size = rec.value.as_ref().map_or(0, Vec::len) + rec.key.as_ref().map_or(0, Vec::len);
+        if size > MAX_RECORD_BYTES {
+            return Err(Fail::new(
+                K::Shape,
+                "value",
+                format!("record of {size} bytes (key + value) is over the {MAX_RECORD_BYTES}-byte limit"),
+            ));
+        }
         let Some(bytes) = rec.value.as_deref() else {
             return Ok(Decoded::Tombstone);
         };
@@ -249,10 +299,19 @@ impl Decoder {
             Some(raw) => self.connect_schema(raw, &key, &tid, Shape::Envelope)?,
             None => {
                 let mut names: Vec<&str> = Vec::new();
+                // A scan for the usual few columns, a set once there are many (stays linear).
+                let mut seen: Option<std::collections::HashSet<&str>> = None;
                 for img in [&after, &before] {
                     if let J::Object(m) = img {
-                        for k in m.keys() {
-                            if !k.starts_with("__") && !names.contains(&k.as_str()) {
+                        for k in m.keys().filter(|k| !k.starts_with("__")) {
+                            if seen.is_none() && names.len() >= INDEXED_COLUMNS {
+                                seen = Some(names.iter().copied().collect());
+                            }
+                            let new = match seen.as_mut() {
+                                Some(set) => set.insert(k.as_str()),
+                                None => !names.contains(&k.as_str()),
+                            };
+                            if new {
                                 names.push(k);
                             }
                         }
@@ -352,9 +411,13 @@ impl Decoder {
     }
 
     fn insert(&mut self, h: u128, c: CachedSchema) -> Arc<CachedSchema> {
-        if self.cache.len() >= MAX_CACHED_SCHEMAS {
+        if self.cache.len() >= MAX_CACHED_SCHEMAS
+            || self.cached_columns + c.table.columns.len() > MAX_CACHED_COLUMNS
+        {
             self.cache.clear();
+            self.cached_columns = 0;
         }
+        self.cached_columns += c.table.columns.len();
         let c = Arc::new(c);
         self.cache.insert(h, c.clone());
         c
@@ -436,13 +499,7 @@ impl Decoder {
             }
         };
         let table = build_table(tid, columns, &key_names)?;
-        Ok(self.insert(
-            hv,
-            CachedSchema {
-                table: Arc::new(table),
-                codecs: Some(codecs),
-            },
-        ))
+        Ok(self.insert(hv, CachedSchema::new(table, Some(codecs))))
     }
 
     fn schemaless_schema(
@@ -483,13 +540,7 @@ impl Decoder {
             }
         };
         let table = build_table(tid, columns, &key_names)?;
-        Ok(self.insert(
-            hv,
-            CachedSchema {
-                table: Arc::new(table),
-                codecs: None,
-            },
-        ))
+        Ok(self.insert(hv, CachedSchema::new(table, None)))
     }
 }
 
@@ -516,16 +567,32 @@ fn build_table(
         columns,
         key: Vec::with_capacity(key_names.len()),
     };
+    // Wide tables / many key fields: look names up in a map, not by a scan per key field.
+    let index: Option<HashMap<&str, usize>> =
+        (key_names.len() > 4 && t.columns.len() > INDEXED_COLUMNS).then(|| {
+            let mut m = HashMap::with_capacity(t.columns.len());
+            for (i, c) in t.columns.iter().enumerate() {
+                m.entry(c.name.as_str()).or_insert(i);
+            }
+            m
+        });
+    let mut key = Vec::with_capacity(key_names.len());
     for k in key_names {
-        let i = t.column_index(k).ok_or_else(|| {
+        let found = match &index {
+            Some(m) => m.get(k.as_str()).copied(),
+            None => t.column_index(k),
+        };
+        let i = found.ok_or_else(|| {
             Fail::new(
                 K::Schema,
                 format!("key.{k}"),
                 format!("key field {k:?} is not a column of {tid}"),
             )
         })?;
-        t.key.push(i);
+        key.push(i);
     }
+    drop(index);
+    t.key = key;
     Ok(t)
 }
 
@@ -583,7 +650,7 @@ fn row_from<S: AsRef<str>>(
         let ci = if t.columns.get(i).is_some_and(|c| c.name == k) {
             i
         } else {
-            t.column_index(k).ok_or_else(|| {
+            cs.column_index(k).ok_or_else(|| {
                 Fail::new(
                     K::Schema,
                     format!("{path}.{k}"),
@@ -918,9 +985,20 @@ fn table_change(ch: &J, db: &str, path: &str) -> Result<Option<TableSchema>, Fai
             .and_then(J::as_str)
             .ok_or_else(|| Fail::new(K::Shape, &cp, "column without name"))?;
         let type_name = c.get("typeName").and_then(J::as_str).unwrap_or("");
-        let u = |k: &str| c.get(k).and_then(J::as_u64).map(|x| x as u32);
+        let u = |k: &str| -> Result<Option<u32>, Fail> {
+            match c.get(k) {
+                None | Some(J::Null) => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .and_then(|x| u32::try_from(x).ok())
+                    .map(Some)
+                    .ok_or_else(|| {
+                        type_err(format!("{cp}.{k}"), "an integer in 0..=4294967295", v)
+                    }),
+            }
+        };
         let enums = string_list(c.get("enumValues"));
-        let kind = mysql_type_kind(type_name, u("length"), u("scale"), &enums);
+        let kind = mysql_type_kind(type_name, u("length")?, u("scale")?, &enums);
         let mut col = Column::new(name, kind);
         col.nullable = c.get("optional").and_then(J::as_bool).unwrap_or(true);
         col.source_type = c

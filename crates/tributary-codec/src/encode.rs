@@ -486,7 +486,11 @@ fn value_json(t: &Target, v: &Value) -> J {
         },
         Target::DecVar => decimal_text(v).and_then(|d| {
             let p = num::parse_decimal(&d)?;
-            let scale = if p.exp < 0 { (-p.exp) as u32 } else { 0 };
+            let scale = if p.exp < 0 {
+                u32::try_from(p.exp.unsigned_abs()).ok()?
+            } else {
+                0
+            };
             let bytes = num::decimal_to_unscaled_bytes(&d, scale)?;
             Some(obj([
                 ("scale", n(scale as i64)),

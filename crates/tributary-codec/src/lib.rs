@@ -29,7 +29,7 @@ pub mod error;
 pub mod num;
 pub mod resolve;
 
-pub use decode::{decode, Decoded, Decoder};
+pub use decode::{decode, Decoded, Decoder, MAX_RECORD_BYTES};
 pub use encode::{
     encode, encode_schema_change, topic_for, BigintUnsignedMode, BinaryMode, DecimalMode,
     DeleteHandling, EncodeOptions, EncodedRecord, TimePrecisionMode, UnwrapOptions,

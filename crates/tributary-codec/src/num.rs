@@ -1,80 +1,85 @@
 //! Exact numeric and calendar helpers shared by `decode`, `resolve` and `encode`.
 //!
-//! Owns: Connect `Decimal` bytes (big-endian two's-complement unscaled integer, any length) ↔
-//! plain decimal text, `io.debezium.data.Bits` little-endian bytes ↔ `u64`, civil-date
+//! Owns: Connect `Decimal` bytes (big-endian two's-complement unscaled integer) ↔ plain
+//! decimal text, `io.debezium.data.Bits` little-endian bytes ↔ `u64`, civil-date
 //! arithmetic (days since 1970-01-01 ↔ y/m/d), `ZonedTimestamp` formatting/parsing, and
 //! Java's `Float.toString`/`Double.toString` number spelling (what Kafka's JsonConverter writes).
 //!
-//! Why it is correct: decimals never go through floating point — small values use `u128`
-//! exactly, larger ones use schoolbook base-10⁹ / base-256 conversion on byte vectors.
-//! Two's complement follows `java.math.BigInteger.toByteArray` (minimal length, sign byte
-//! added only when needed; zero is one `0x00` byte), which is what Debezium writes.
+//! Why it is correct: decimals never go through floating point — values up to 16 bytes use
+//! `u128` exactly, larger ones `num-bigint` (divide-and-conquer base conversion:
+//! subquadratic, a 61 KB value converts in ~25 ms). Two's complement follows
+//! `java.math.BigInteger.toByteArray` (minimal length, sign byte added only when needed; zero is
+//! one `0x00` byte), which is what Debezium writes.
+//!
+//! ## Limits (PostgreSQL `numeric`, checked before any work proportional to them)
+//! Every decimal that leaves this module fits PostgreSQL's `numeric`: at most
+//! [`MAX_INT_DIGITS`] (131,072) digits before the point and [`MAX_SCALE`] (16,383) after it.
+//! So an unscaled Connect value is at most [`MAX_UNSCALED_BYTES`] bytes, a `scale` parameter at
+//! most 16,383, an exponent (`1e999999999`) is refused before it is expanded. A value outside
+//! these limits is an error naming what was wrong, never a truncated, wrapped or rounded value.
+//! Calendar parsing uses checked arithmetic: an out-of-range year, hour or offset is `None`.
 //! Calendar conversion uses Howard Hinnant's proleptic-Gregorian `days_from_civil` algorithm,
 //! exact for every representable year.
 
-/// Big-endian two's-complement integer → (negative, magnitude big-endian without leading zeros).
-fn twos_to_magnitude(bytes: &[u8]) -> (bool, Vec<u8>) {
-    let neg = bytes.first().is_some_and(|b| b & 0x80 != 0);
-    let mut mag: Vec<u8> = bytes.to_vec();
-    if neg {
-        for b in mag.iter_mut() {
-            *b = !*b;
-        }
-        // + 1
-        for b in mag.iter_mut().rev() {
-            let (v, carry) = b.overflowing_add(1);
-            *b = v;
-            if !carry {
-                break;
-            }
-        }
-    }
-    let first = mag.iter().position(|&b| b != 0).unwrap_or(mag.len());
-    mag.drain(..first);
-    (neg, mag)
+use num_bigint::{BigInt, BigUint, Sign};
+
+/// Most digits before the decimal point PostgreSQL `numeric` stores (weight ≤ 32767 base-10000
+/// groups).
+pub const MAX_INT_DIGITS: usize = 131_072;
+/// Most digits after the decimal point PostgreSQL `numeric` stores (`dscale` is 14 bits).
+pub const MAX_SCALE: u32 = 16_383;
+/// Largest precision a PostgreSQL `numeric(p,s)` column can declare.
+pub const MAX_DECLARED_PRECISION: u32 = 1_000;
+/// Most digits of an unscaled value (integer digits + scale).
+pub const MAX_UNSCALED_DIGITS: usize = MAX_INT_DIGITS + MAX_SCALE as usize;
+/// Most bytes of a minimal two's-complement unscaled value that can still fit
+/// (`10^147455 − 1` takes 61,230 bytes). Longer values are refused before conversion.
+pub const MAX_UNSCALED_BYTES: usize = 61_230;
+
+/// `scale` as a `usize` (lossless on every supported target).
+fn us(x: u32) -> usize {
+    usize::try_from(x).unwrap_or(usize::MAX)
 }
 
-/// Magnitude (big-endian base 256) → decimal digits (no sign, "0" for zero).
-fn magnitude_to_digits(mag: &[u8]) -> String {
-    if mag.len() <= 16 {
-        let mut v: u128 = 0;
-        for &b in mag {
-            v = (v << 8) | b as u128;
+fn check_scale(scale: u32) -> Result<(), String> {
+    if scale > MAX_SCALE {
+        return Err(format!(
+            "scale {scale} exceeds PostgreSQL numeric's limit of {MAX_SCALE} digits after the point"
+        ));
+    }
+    Ok(())
+}
+
+/// Big-endian two's-complement bytes without redundant leading sign bytes (`00 00 01` → `01`,
+/// `FF FF 80` → `80`).
+fn strip_sign_bytes(bytes: &[u8]) -> &[u8] {
+    let mut b = bytes;
+    while b.len() > 1 && ((b[0] == 0 && b[1] & 0x80 == 0) || (b[0] == 0xFF && b[1] & 0x80 != 0)) {
+        b = &b[1..];
+    }
+    b
+}
+
+/// Big-endian two's-complement integer → (negative, decimal digits without sign, `"0"` for
+/// zero). The caller bounds the length.
+fn twos_to_digits(bytes: &[u8]) -> (bool, String) {
+    let neg = bytes.first().is_some_and(|b| b & 0x80 != 0);
+    if bytes.len() <= 16 {
+        let mut v: i128 = if neg { -1 } else { 0 };
+        for &b in bytes {
+            v = (v << 8) | i128::from(b);
         }
-        return v.to_string();
+        return (neg, v.unsigned_abs().to_string());
     }
-    let mut work: Vec<u8> = mag.to_vec();
-    let mut limbs: Vec<u32> = Vec::new(); // base 1e9, least significant first
-    while !work.is_empty() {
-        let mut rem: u64 = 0;
-        for b in work.iter_mut() {
-            let cur = (rem << 8) | *b as u64;
-            *b = (cur / 1_000_000_000) as u8;
-            rem = cur % 1_000_000_000;
-        }
-        limbs.push(rem as u32);
-        let first = work.iter().position(|&b| b != 0).unwrap_or(work.len());
-        work.drain(..first);
-    }
-    let mut s = String::with_capacity(limbs.len() * 9);
-    let mut it = limbs.iter().rev();
-    if let Some(top) = it.next() {
-        s.push_str(&top.to_string());
-    }
-    for l in it {
-        s.push_str(&format!("{l:09}"));
-    }
-    if s.is_empty() {
-        s.push('0');
-    }
-    s
+    let v = BigInt::from_signed_bytes_be(bytes);
+    (v.sign() == Sign::Minus, v.magnitude().to_str_radix(10))
 }
 
 /// Places a decimal point `scale` digits from the right of `digits` (plain notation, as
 /// `BigDecimal.toPlainString`: `1`, scale 2 → `0.01`; `0`, scale 2 → `0.00`).
 fn place_point(neg: bool, digits: &str, scale: u32) -> String {
-    let scale = scale as usize;
-    let mut out = String::with_capacity(digits.len() + scale + 3);
+    let scale = us(scale);
+    let mut out = String::with_capacity(digits.len().max(scale) + 3);
     if neg && digits.bytes().any(|b| b != b'0') {
         out.push('-');
     }
@@ -87,85 +92,45 @@ fn place_point(neg: bool, digits: &str, scale: u32) -> String {
         out.push_str(f);
     } else {
         out.push_str("0.");
-        for _ in 0..(scale - digits.len()) {
-            out.push('0');
-        }
+        out.extend(std::iter::repeat_n('0', scale - digits.len()));
         out.push_str(digits);
     }
     out
 }
 
 /// Connect `Decimal` bytes (big-endian two's-complement unscaled value) → plain decimal text.
-/// Empty input is zero.
-pub fn unscaled_bytes_to_decimal(bytes: &[u8], scale: u32) -> String {
-    let (neg, mag) = twos_to_magnitude(bytes);
-    let digits = magnitude_to_digits(&mag);
-    place_point(neg, &digits, scale)
-}
-
-/// Decimal digits (ASCII, no sign) → magnitude big-endian base 256 (no leading zeros).
-fn digits_to_magnitude(digits: &str) -> Vec<u8> {
-    let digits = digits.trim_start_matches('0');
-    if digits.len() <= 38 {
-        let v: u128 = if digits.is_empty() {
-            0
-        } else {
-            digits.parse().expect("validated digits")
-        };
-        let b = v.to_be_bytes();
-        let first = b.iter().position(|&x| x != 0).unwrap_or(b.len());
-        return b[first..].to_vec();
+/// Empty input is zero. Errors (naming the limit) when the scale or the value does not fit
+/// PostgreSQL `numeric` (see the module docs); time is subquadratic in the input length and
+/// the input length is bounded by [`MAX_UNSCALED_BYTES`] before any conversion.
+pub fn unscaled_bytes_to_decimal(bytes: &[u8], scale: u32) -> Result<String, String> {
+    check_scale(scale)?;
+    let bytes = strip_sign_bytes(bytes);
+    if bytes.len() > MAX_UNSCALED_BYTES {
+        return Err(format!(
+            "unscaled value of {} bytes has more than the {MAX_UNSCALED_DIGITS} digits \
+             PostgreSQL numeric holds (at most {MAX_UNSCALED_BYTES} bytes)",
+            bytes.len()
+        ));
     }
-    let mut mag: Vec<u8> = Vec::new(); // little-endian while building
-    for d in digits.bytes() {
-        let mut carry = (d - b'0') as u32;
-        for byte in mag.iter_mut() {
-            let v = *byte as u32 * 10 + carry;
-            *byte = v as u8;
-            carry = v >> 8;
-        }
-        while carry > 0 {
-            mag.push(carry as u8);
-            carry >>= 8;
-        }
+    let (neg, digits) = twos_to_digits(bytes);
+    let int_digits = if digits == "0" {
+        0
+    } else {
+        digits.len().saturating_sub(us(scale))
+    };
+    if int_digits > MAX_INT_DIGITS {
+        return Err(format!(
+            "{int_digits} digits before the decimal point: PostgreSQL numeric holds at most \
+             {MAX_INT_DIGITS}"
+        ));
     }
-    mag.reverse();
-    mag
+    Ok(place_point(neg, &digits, scale))
 }
 
 /// (negative, magnitude) → minimal big-endian two's complement (`BigInteger.toByteArray`).
 pub fn magnitude_to_twos(neg: bool, mag: &[u8]) -> Vec<u8> {
-    let first = mag.iter().position(|&b| b != 0).unwrap_or(mag.len());
-    let mag = &mag[first..];
-    if mag.is_empty() {
-        return vec![0];
-    }
-    if !neg {
-        let mut v = Vec::with_capacity(mag.len() + 1);
-        if mag[0] & 0x80 != 0 {
-            v.push(0);
-        }
-        v.extend_from_slice(mag);
-        return v;
-    }
-    let mut v = Vec::with_capacity(mag.len() + 1);
-    v.push(0);
-    v.extend_from_slice(mag);
-    for b in v.iter_mut() {
-        *b = !*b;
-    }
-    for b in v.iter_mut().rev() {
-        let (x, carry) = b.overflowing_add(1);
-        *b = x;
-        if !carry {
-            break;
-        }
-    }
-    // Strip redundant sign bytes.
-    while v.len() > 1 && v[0] == 0xFF && v[1] & 0x80 != 0 {
-        v.remove(0);
-    }
-    v
+    let sign = if neg { Sign::Minus } else { Sign::Plus };
+    BigInt::from_bytes_be(sign, mag).to_signed_bytes_be()
 }
 
 /// A parsed plain/scientific decimal: sign, all significant digits and the power of ten of
@@ -177,7 +142,8 @@ pub struct ParsedDecimal {
     pub exp: i64,
 }
 
-/// Parses `-12.340`, `+5`, `.5`, `1E+3`, `1.5e-2`. Returns `None` for anything else.
+/// Parses `-12.340`, `+5`, `.5`, `1E+3`, `1.5e-2`. Returns `None` for anything else
+/// (including an exponent outside `i64`). Linear in the input; never expands the exponent.
 pub fn parse_decimal(s: &str) -> Option<ParsedDecimal> {
     let s = s.trim();
     let (neg, rest) = match s.as_bytes().first()? {
@@ -205,27 +171,43 @@ pub fn parse_decimal(s: &str) -> Option<ParsedDecimal> {
     Some(ParsedDecimal {
         neg,
         digits,
-        exp: exp - fp.len() as i64,
+        exp: exp.checked_sub(i64::try_from(fp.len()).ok()?)?,
     })
 }
 
 impl ParsedDecimal {
+    /// The digits without leading zeros (empty for zero).
+    fn significant(&self) -> &str {
+        self.digits.trim_start_matches('0')
+    }
+
     /// Unscaled digits at `scale` (pads with zeros; extra digits are rounded half-up, as
-    /// MySQL does when storing into a DECIMAL of that scale).
-    pub fn digits_at_scale(&self, scale: u32) -> String {
-        let shift = self.exp + scale as i64;
+    /// MySQL does when storing into a DECIMAL of that scale). `None` when the result would
+    /// have more than [`MAX_UNSCALED_DIGITS`] digits (nothing that long is allocated).
+    pub fn digits_at_scale(&self, scale: u32) -> Option<String> {
+        let sig = self.significant();
+        if sig.is_empty() {
+            return Some("0".into());
+        }
+        let shift = self.exp.checked_add(i64::from(scale))?;
         if shift >= 0 {
-            let mut d = self.digits.clone();
-            for _ in 0..shift {
-                d.push('0');
+            let pad = usize::try_from(shift).ok()?;
+            if sig.len().checked_add(pad)? > MAX_UNSCALED_DIGITS {
+                return None;
             }
-            return d;
+            let mut d = String::with_capacity(sig.len() + pad);
+            d.push_str(sig);
+            d.extend(std::iter::repeat_n('0', pad));
+            return Some(d);
         }
-        let drop = (-shift) as usize;
-        if drop > self.digits.len() {
-            return "0".into();
+        let drop = usize::try_from(shift.unsigned_abs()).unwrap_or(usize::MAX);
+        if drop > sig.len() {
+            return Some("0".into());
         }
-        let (keep, dropped) = self.digits.split_at(self.digits.len() - drop);
+        let (keep, dropped) = sig.split_at(sig.len() - drop);
+        if keep.len() > MAX_UNSCALED_DIGITS {
+            return None;
+        }
         let mut keep: Vec<u8> = if keep.is_empty() {
             b"0".to_vec()
         } else {
@@ -247,30 +229,67 @@ impl ParsedDecimal {
                 }
             }
         }
-        String::from_utf8(keep).expect("ascii")
+        String::from_utf8(keep).ok()
     }
 
-    /// Plain notation with exactly `max(0, -exp)` fractional digits (`BigDecimal.toPlainString`).
-    pub fn to_plain(&self) -> String {
-        let scale = if self.exp < 0 { (-self.exp) as u32 } else { 0 };
-        let digits = self.digits_at_scale(scale);
+    /// Plain notation with exactly `max(0, -exp)` fractional digits (`BigDecimal.toPlainString`),
+    /// or an error when that does not fit PostgreSQL `numeric` (more than [`MAX_SCALE`]
+    /// fractional or [`MAX_INT_DIGITS`] integer digits). Nothing over the limits is allocated.
+    pub fn to_plain(&self) -> Result<String, String> {
+        let scale = if self.exp < 0 {
+            u32::try_from(self.exp.unsigned_abs())
+                .ok()
+                .filter(|s| *s <= MAX_SCALE)
+                .ok_or_else(|| {
+                    format!(
+                        "{} digits after the decimal point: PostgreSQL numeric holds at most \
+                         {MAX_SCALE}",
+                        self.exp.unsigned_abs()
+                    )
+                })?
+        } else {
+            0
+        };
+        let sig_len = self.significant().len();
+        // Integer digits = significant digits + exponent (when positive).
+        let int_digits = i128::try_from(sig_len).unwrap_or(i128::MAX) + i128::from(self.exp);
+        if sig_len > 0 && int_digits > MAX_INT_DIGITS as i128 {
+            return Err(format!(
+                "{int_digits} digits before the decimal point: PostgreSQL numeric holds at most \
+                 {MAX_INT_DIGITS}"
+            ));
+        }
+        let digits = self
+            .digits_at_scale(scale)
+            .ok_or_else(|| format!("more than {MAX_UNSCALED_DIGITS} digits"))?;
         let trimmed = digits.trim_start_matches('0');
         let digits = if trimmed.is_empty() { "0" } else { trimmed };
-        place_point(self.neg, digits, scale)
+        Ok(place_point(self.neg, digits, scale))
     }
 }
 
-/// Plain decimal text → Connect `Decimal` bytes at `scale`.
+/// Plain decimal text → Connect `Decimal` bytes at `scale`. `None` when the text is not a
+/// number or the value does not fit the limits of the module docs.
 pub fn decimal_to_unscaled_bytes(text: &str, scale: u32) -> Option<Vec<u8>> {
+    check_scale(scale).ok()?;
     let p = parse_decimal(text)?;
-    let digits = p.digits_at_scale(scale);
-    let mag = digits_to_magnitude(&digits);
-    Some(magnitude_to_twos(p.neg, &mag))
+    let digits = p.digits_at_scale(scale)?;
+    let mag = BigUint::parse_bytes(digits.as_bytes(), 10)?;
+    let sign = if p.neg { Sign::Minus } else { Sign::Plus };
+    Some(BigInt::from_biguint(sign, mag).to_signed_bytes_be())
 }
 
-/// Normalises decimal text to plain notation (exponents expanded, scale kept).
+/// Normalises decimal text to plain notation (exponents expanded, scale kept); an error says
+/// why the text is not a number or does not fit PostgreSQL `numeric`.
+pub fn plain_decimal_checked(text: &str) -> Result<String, String> {
+    parse_decimal(text)
+        .ok_or_else(|| "not a decimal number".to_string())?
+        .to_plain()
+}
+
+/// [`plain_decimal_checked`] without the reason.
 pub fn plain_decimal(text: &str) -> Option<String> {
-    parse_decimal(text).map(|p| p.to_plain())
+    plain_decimal_checked(text).ok()
 }
 
 /// `u64` → Connect `Decimal` bytes (scale 0): what `bigint.unsigned.handling.mode=precise` writes.
@@ -288,7 +307,7 @@ pub fn bits_from_le(bytes: &[u8]) -> Option<u64> {
             }
             continue;
         }
-        v |= (b as u64) << (8 * i);
+        v |= u64::from(b) << (8 * i);
     }
     Some(v)
 }
@@ -366,12 +385,21 @@ fn fraction_us(f: &str) -> Option<i64> {
     }
     let mut us = 0i64;
     for i in 0..6 {
-        us = us * 10 + f.as_bytes().get(i).map(|b| (b - b'0') as i64).unwrap_or(0);
+        us = us * 10
+            + f.as_bytes()
+                .get(i)
+                .map(|b| i64::from(b - b'0'))
+                .unwrap_or(0);
     }
     Some(us)
 }
 
-/// `YYYY-MM-DD` → days since the epoch.
+/// Largest year (either sign) the calendar parsers accept; PostgreSQL's own range is narrower
+/// (dates to 5874897 AD, timestamps to 294276 AD) and is checked where values are written.
+pub const MAX_YEAR: i64 = 9_999_999;
+
+/// `YYYY-MM-DD` → days since the epoch. `None` for a day the month does not have (no
+/// `02-31` → `03-03` normalisation) or a year beyond [`MAX_YEAR`].
 pub fn parse_date(s: &str) -> Option<i64> {
     let s = s.trim();
     let (neg, body) = match s.strip_prefix('-') {
@@ -380,12 +408,23 @@ pub fn parse_date(s: &str) -> Option<i64> {
     };
     let mut it = body.splitn(3, '-');
     let y = parse_uint(it.next()?)?;
-    let m = parse_uint(it.next()?)? as u32;
-    let d = parse_uint(it.next()?)? as u32;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    let m = u32::try_from(parse_uint(it.next()?)?).ok()?;
+    let d = u32::try_from(parse_uint(it.next()?)?).ok()?;
+    if y > MAX_YEAR || !(1..=12).contains(&m) || d < 1 {
         return None;
     }
-    Some(days_from_civil(if neg { -y } else { y }, m, d))
+    let y = if neg { -y } else { y };
+    let leap = y.rem_euclid(4) == 0 && (y.rem_euclid(100) != 0 || y.rem_euclid(400) == 0);
+    let month_days = match m {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if d > month_days {
+        return None;
+    }
+    Some(days_from_civil(y, m, d))
 }
 
 /// `HH:MM[:SS[.ffffff]]` (hours may exceed 24, leading `-` allowed: MySQL TIME) → µs.
@@ -409,7 +448,11 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if it.next().is_some() || m > 59 || sec > 59 {
         return None;
     }
-    let us = ((h * 60 + m) * 60 + sec) * 1_000_000 + frac;
+    let us = h
+        .checked_mul(3600)?
+        .checked_add(m * 60 + sec)?
+        .checked_mul(1_000_000)?
+        .checked_add(frac)?;
     Some(if neg { -us } else { us })
 }
 
@@ -431,9 +474,13 @@ pub fn parse_datetime(s: &str) -> Option<(i64, Option<i64>)> {
         let z = &z[1..];
         let (zh, zm) = match z.split_once(':') {
             Some((a, b)) => (parse_uint(a)?, parse_uint(b)?),
-            None if z.len() == 4 => (parse_uint(&z[..2])?, parse_uint(&z[2..])?),
+            None if z.len() == 4 => (parse_uint(z.get(..2)?)?, parse_uint(z.get(2..)?)?),
             None => (parse_uint(z)?, 0),
         };
+        // java.time.ZoneOffset's range: ±18:00.
+        if zh > 18 || zm > 59 {
+            return None;
+        }
         (t, Some(sign * (zh * 3600 + zm * 60)))
     } else {
         (rest, None)
@@ -446,14 +493,14 @@ pub fn parse_datetime(s: &str) -> Option<(i64, Option<i64>)> {
     if !(0..86_400_000_000).contains(&tod) {
         return None;
     }
-    Some((days * 86_400_000_000 + tod, offset))
+    Some((days.checked_mul(86_400_000_000)?.checked_add(tod)?, offset))
 }
 
 /// ISO-8601 instant (`2038-01-19T03:14:07.999Z`, `…+09:00`) → µs since the epoch, UTC.
 /// A value without a zone is read as UTC.
 pub fn parse_zoned(s: &str) -> Option<i64> {
     let (local, off) = parse_datetime(s)?;
-    Some(local - off.unwrap_or(0) * 1_000_000)
+    local.checked_sub(off.unwrap_or(0) * 1_000_000)
 }
 
 /// Java's `Double.toString` / `Float.toString` spelling from Rust's shortest round-trip digits
@@ -551,17 +598,17 @@ mod tests {
     #[test]
     fn decimals_from_golden_bytes() {
         assert_eq!(
-            unscaled_bytes_to_decimal(&b64("SZYC0g=="), 2),
+            unscaled_bytes_to_decimal(&b64("SZYC0g=="), 2).unwrap(),
             "12345678.90"
         );
         assert_eq!(
-            unscaled_bytes_to_decimal(&b64("AY7pD/bDc+DuDATVFQ=="), 10),
+            unscaled_bytes_to_decimal(&b64("AY7pD/bDc+DuDATVFQ=="), 10).unwrap(),
             "12345678901234567890.0123456789"
         );
-        assert_eq!(unscaled_bytes_to_decimal(&b64("/w=="), 2), "-0.01");
-        assert_eq!(unscaled_bytes_to_decimal(&b64("AA=="), 2), "0.00");
+        assert_eq!(unscaled_bytes_to_decimal(&b64("/w=="), 2).unwrap(), "-0.01");
+        assert_eq!(unscaled_bytes_to_decimal(&b64("AA=="), 2).unwrap(), "0.00");
         assert_eq!(
-            unscaled_bytes_to_decimal(&b64("AP//////////"), 0),
+            unscaled_bytes_to_decimal(&b64("AP//////////"), 0).unwrap(),
             "18446744073709551615"
         );
     }
@@ -582,7 +629,7 @@ mod tests {
             ),
         ] {
             let b = decimal_to_unscaled_bytes(s, scale).unwrap();
-            assert_eq!(unscaled_bytes_to_decimal(&b, scale), s, "{s}");
+            assert_eq!(unscaled_bytes_to_decimal(&b, scale).unwrap(), s, "{s}");
         }
         assert_eq!(decimal_to_unscaled_bytes("-0.01", 2).unwrap(), vec![0xFF]);
         assert_eq!(decimal_to_unscaled_bytes("0", 2).unwrap(), vec![0]);

@@ -59,7 +59,7 @@ fn as_i128(v: &J) -> Option<i128> {
     }
     // 1.0 / 1e3 spelled as a float but integral.
     let p = num::parse_decimal(t)?;
-    let plain = p.to_plain();
+    let plain = p.to_plain().ok()?;
     let (ip, fp) = plain.split_once('.').unwrap_or((&plain, ""));
     if fp.bytes().all(|b| b == b'0') {
         ip.parse().ok()
@@ -89,29 +89,30 @@ pub fn resolve(v: &J, kind: &ColumnKind) -> Result<Value, ResolveError> {
         K::Int { bits, unsigned } => {
             let i = match (v, as_i128(v)) {
                 (_, Some(i)) => i,
-                (J::Bool(b), _) => *b as i128,
+                (J::Bool(b), _) => i128::from(*b),
                 (J::String(s), None) if *unsigned && *bits == 64 => {
-                    // precise mode: base64 Decimal(20,0)
+                    // precise mode: base64 Decimal(20,0) — at most 9 bytes.
                     let bytes = b64()
                         .decode(s.as_bytes())
-                        .map_err(|_| err(kind, v, "expected an integer"))?;
+                        .ok()
+                        .filter(|b| b.len() <= 16)
+                        .ok_or_else(|| err(kind, v, "expected an integer"))?;
                     num::unscaled_bytes_to_decimal(&bytes, 0)
-                        .parse::<i128>()
-                        .map_err(|_| err(kind, v, "expected an integer"))?
+                        .ok()
+                        .and_then(|d| d.parse::<i128>().ok())
+                        .ok_or_else(|| err(kind, v, "expected an integer"))?
                 }
                 _ => return Err(err(kind, v, "expected an integer")),
             };
-            let bits = (*bits).clamp(8, 64) as u32;
+            let bits = (*bits).clamp(8, 64);
             if *unsigned {
-                let max: i128 = if bits == 64 {
-                    u64::MAX as i128
-                } else {
-                    (1i128 << bits) - 1
-                };
-                let i = if bits == 64 && i < 0 && i >= i64::MIN as i128 {
-                    (i as i64 as u64) as i128 // Debezium long mode wraps BIGINT UNSIGNED
-                } else {
-                    i
+                let max: i128 = (1i128 << bits) - 1;
+                let i = match i64::try_from(i) {
+                    // Debezium long mode wraps BIGINT UNSIGNED: -1 is 18446744073709551615.
+                    Ok(neg) if bits == 64 && neg < 0 => {
+                        i128::from(neg.unsigned_abs().wrapping_neg())
+                    }
+                    _ => i,
                 };
                 if !(0..=max).contains(&i) {
                     return Err(err(
@@ -120,10 +121,12 @@ pub fn resolve(v: &J, kind: &ColumnKind) -> Result<Value, ResolveError> {
                         format!("out of range for {bits}-bit unsigned"),
                     ));
                 }
+                let u = u64::try_from(i)
+                    .map_err(|_| err(kind, v, format!("out of range for {bits}-bit unsigned")))?;
                 if bits == 64 {
-                    Value::UInt(i as u64)
+                    Value::UInt(u)
                 } else {
-                    Value::Int(i as i64)
+                    Value::Int(i64::try_from(u).map_err(|_| err(kind, v, "out of range"))?)
                 }
             } else {
                 let lo = -(1i128 << (bits - 1));
@@ -131,7 +134,7 @@ pub fn resolve(v: &J, kind: &ColumnKind) -> Result<Value, ResolveError> {
                 if !(lo..=hi).contains(&i) {
                     return Err(err(kind, v, format!("out of range for {bits}-bit signed")));
                 }
-                Value::Int(i as i64)
+                Value::Int(i64::try_from(i).map_err(|_| err(kind, v, "out of range"))?)
             }
         }
         K::Float => Value::Float(
@@ -146,7 +149,7 @@ pub fn resolve(v: &J, kind: &ColumnKind) -> Result<Value, ResolveError> {
         ),
         K::Decimal { scale, .. } => {
             if let Some(t) = numeric_text(v) {
-                let plain = num::plain_decimal(t).ok_or_else(|| err(kind, v, "bad number"))?;
+                let plain = num::plain_decimal_checked(t).map_err(|p| err(kind, v, p))?;
                 return Ok(Value::Decimal(plain));
             }
             match v {
@@ -161,27 +164,46 @@ pub fn resolve(v: &J, kind: &ColumnKind) -> Result<Value, ResolveError> {
                             "base64 decimal bytes but the column's scale is unknown",
                         )
                     })?;
-                    Value::Decimal(num::unscaled_bytes_to_decimal(&bytes, scale))
+                    Value::Decimal(
+                        num::unscaled_bytes_to_decimal(&bytes, scale)
+                            .map_err(|p| err(kind, v, p))?,
+                    )
                 }
                 J::Object(m) if m.contains_key("scale") && m.contains_key("value") => {
                     let sc = m["scale"]
                         .as_u64()
-                        .filter(|s| *s <= 1000)
-                        .ok_or_else(|| err(kind, v, "bad VariableScaleDecimal scale"))?;
+                        .and_then(|s| u32::try_from(s).ok())
+                        .filter(|s| *s <= num::MAX_SCALE)
+                        .ok_or_else(|| {
+                            err(
+                                kind,
+                                v,
+                                format!(
+                                    "VariableScaleDecimal scale must be in 0..={} (PostgreSQL numeric)",
+                                    num::MAX_SCALE
+                                ),
+                            )
+                        })?;
                     let bytes = m["value"]
                         .as_str()
                         .and_then(|s| b64().decode(s.as_bytes()).ok())
                         .ok_or_else(|| err(kind, v, "bad VariableScaleDecimal value"))?;
-                    Value::Decimal(num::unscaled_bytes_to_decimal(&bytes, sc as u32))
+                    Value::Decimal(
+                        num::unscaled_bytes_to_decimal(&bytes, sc).map_err(|p| err(kind, v, p))?,
+                    )
                 }
                 _ => return Err(err(kind, v, "expected a decimal")),
             }
         }
-        K::String { .. } | K::Enum { .. } | K::Set { .. } => Value::String(match v {
-            J::String(s) => s.clone(),
-            J::Number(n) => n.as_str().to_owned(),
-            other => other.to_string(),
-        }),
+        K::String { .. } | K::Enum { .. } | K::Set { .. } => {
+            let s = match v {
+                J::String(s) => s.clone(),
+                J::Number(n) => n.as_str().to_owned(),
+                other => other.to_string(),
+            };
+            crate::connect::check_labels(kind, &s).map_err(|p| err(kind, v, p))?;
+            Value::String(s)
+        }
         K::Bytes { .. } => match v {
             J::String(s) => Value::Bytes(
                 b64()
@@ -191,12 +213,11 @@ pub fn resolve(v: &J, kind: &ColumnKind) -> Result<Value, ResolveError> {
             _ => return Err(err(kind, v, "expected base64 text")),
         },
         K::Bits { .. } => match v {
-            J::Bool(b) => Value::Bits(*b as u64),
+            J::Bool(b) => Value::Bits(u64::from(*b)),
             J::Number(_) => Value::Bits(
                 as_i128(v)
-                    .filter(|i| (0..=u64::MAX as i128).contains(i))
-                    .ok_or_else(|| err(kind, v, "expected a non-negative integer"))?
-                    as u64,
+                    .and_then(|i| u64::try_from(i).ok())
+                    .ok_or_else(|| err(kind, v, "expected a non-negative integer"))?,
             ),
             J::String(s) => {
                 let bytes = b64()
@@ -233,7 +254,7 @@ pub fn resolve(v: &J, kind: &ColumnKind) -> Result<Value, ResolveError> {
         K::DateTime { fsp } => match v {
             J::String(s) if s.contains('-') && num::parse_decimal(s).is_none() => Value::DateTime(
                 num::parse_datetime(s)
-                    .map(|(us, off)| us - off.unwrap_or(0) * 1_000_000)
+                    .and_then(|(us, off)| us.checked_sub(off.unwrap_or(0) * 1_000_000))
                     .ok_or_else(|| err(kind, v, "expected YYYY-MM-DD HH:MM:SS"))?,
             ),
             _ => {
@@ -273,8 +294,10 @@ pub fn resolve(v: &J, kind: &ColumnKind) -> Result<Value, ResolveError> {
 }
 
 /// Type and value for a JSON value when no type is known at all:
-/// bool → Bool, integer → `Int{64}` (or `Int{64, unsigned}` above `i64::MAX`), other number →
-/// Double, string → String, object/array → Json (its text), null → (Unknown, Null).
+/// bool → Bool, integer → `Int{64}` (or `Int{64, unsigned}` above `i64::MAX`, unconstrained
+/// `Decimal` above `u64::MAX`), other number → Double (unconstrained `Decimal` when it is
+/// beyond `f64`, text when it is beyond PostgreSQL `numeric` too), string → String,
+/// object/array → Json (its text), null → (Unknown, Null).
 /// A base64 DECIMAL without schema stays a String here (see the module docs).
 pub fn infer(v: &J) -> (ColumnKind, Value) {
     match v {
@@ -298,10 +321,27 @@ pub fn infer(v: &J) -> (ColumnKind, Value) {
                     Value::UInt(u),
                 )
             } else {
-                (
-                    ColumnKind::Double,
-                    Value::Double(n.as_str().parse::<f64>().unwrap_or(f64::NAN)),
-                )
+                let t = n.as_str();
+                let integral = t.bytes().all(|b| b.is_ascii_digit() || b == b'-');
+                match t.parse::<f64>() {
+                    Ok(d) if d.is_finite() && !integral => (ColumnKind::Double, Value::Double(d)),
+                    // An integer beyond 64 bits or a number beyond f64 (1e999): kept exact as
+                    // numeric, or as text when even numeric cannot hold it — never rounded,
+                    // never infinite.
+                    _ => match num::plain_decimal(t) {
+                        Some(plain) => (
+                            ColumnKind::Decimal {
+                                precision: None,
+                                scale: None,
+                            },
+                            Value::Decimal(plain),
+                        ),
+                        None => (
+                            ColumnKind::String { max_len: None },
+                            Value::String(t.to_owned()),
+                        ),
+                    },
+                }
             }
         }
         J::String(s) => (
