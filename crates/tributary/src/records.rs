@@ -3,13 +3,97 @@
 //! array, …), a JSON *string* holding the serialized JSON, or `null` (a tombstone value).
 //! kcat `-J` lines (`payload` instead of `value`, key/payload as strings) are accepted too.
 //!
-//! Bad lines are errors naming the file and line; nothing is skipped silently.
+//! Bad lines are errors naming the file and line; nothing is skipped silently. Coordinates are
+//! checked, never cast: `partition` must be in `0..=i32::MAX` and `offset` in
+//! `0..i64::MAX` (the checkpoint stores `offset + 1`). One line is at most
+//! [`MAX_LINE_BYTES`] (64 MiB, the decoder's record limit
+//! [`tributary_codec::MAX_RECORD_BYTES`] too); [`Lines`] stops reading a longer line at the
+//! limit instead of buffering it whole.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use tributary_model::RawRecord;
+
+/// Longest input line accepted (bytes, without the newline).
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+
+/// The non-empty-or-empty lines of a JSONL input with their 1-based numbers, each at most
+/// [`MAX_LINE_BYTES`]: a longer line is an error naming `file:line` (read no further than
+/// the limit), as is a line that is not UTF-8. Iteration ends after the first error.
+pub struct Lines<R> {
+    r: R,
+    name: String,
+    n: usize,
+    done: bool,
+}
+
+impl<R: BufRead> Lines<R> {
+    /// `name` is the file name used in errors.
+    pub fn new(r: R, name: impl std::fmt::Display) -> Self {
+        Lines {
+            r,
+            name: name.to_string(),
+            n: 0,
+            done: false,
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for Lines<R> {
+    /// (line number, line without its `\n` / `\r\n`).
+    type Item = Result<(usize, String)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::Read;
+        if self.done {
+            return None;
+        }
+        self.n += 1;
+        let mut buf = Vec::new();
+        let limit = u64::try_from(MAX_LINE_BYTES)
+            .unwrap_or(u64::MAX)
+            .saturating_add(2);
+        let read = (&mut self.r).take(limit).read_until(b'\n', &mut buf);
+        let fail = |this: &mut Self, e: anyhow::Error| {
+            this.done = true;
+            Some(Err(e))
+        };
+        match read {
+            Err(e) => {
+                let e = anyhow::Error::new(e).context(format!("{}:{}: reading", self.name, self.n));
+                return fail(self, e);
+            }
+            Ok(0) => {
+                self.done = true;
+                return None;
+            }
+            Ok(_) => {}
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        if buf.len() > MAX_LINE_BYTES {
+            let e = anyhow::anyhow!(
+                "{}:{}: line longer than {MAX_LINE_BYTES} bytes (the limit of one record)",
+                self.name,
+                self.n
+            );
+            return fail(self, e);
+        }
+        match String::from_utf8(buf) {
+            Ok(s) => Some(Ok((self.n, s))),
+            Err(e) => {
+                let e = anyhow::anyhow!("{}:{}: not UTF-8: {e}", self.name, self.n);
+                fail(self, e)
+            }
+        }
+    }
+}
 
 /// One line, borrowed: key and value stay raw JSON text (no parse → re-serialize round trip).
 #[derive(serde::Deserialize)]
@@ -49,11 +133,23 @@ pub fn parse_line(line: &str, where_: impl std::fmt::Display) -> Result<RawRecor
         .into_owned();
     let partition = l
         .partition
-        .with_context(|| format!("{where_}: missing integer field \"partition\""))?
-        as i32;
+        .with_context(|| format!("{where_}: missing integer field \"partition\""))?;
+    let partition = i32::try_from(partition)
+        .ok()
+        .filter(|p| *p >= 0)
+        .with_context(|| {
+            format!(
+                "{where_}: partition {partition} is outside 0..={}",
+                i32::MAX
+            )
+        })?;
     let offset = l
         .offset
         .with_context(|| format!("{where_}: missing integer field \"offset\""))?;
+    // The checkpoint stores `offset + 1`: i64::MAX itself would wrap it.
+    if !(0..i64::MAX).contains(&offset) {
+        bail!("{where_}: offset {offset} is outside 0..{}", i64::MAX);
+    }
     // `value` (ours) or kcat -J's `payload`; a present `"value": null` is a tombstone.
     let value = match (l.value, l.payload) {
         (Some(v), _) => Some(v),
@@ -74,18 +170,13 @@ pub fn parse_line(line: &str, where_: impl std::fmt::Display) -> Result<RawRecor
 pub fn read_file(path: &Path) -> Result<Vec<RawRecord>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::with_capacity(1 << 20, f)
-        .lines()
-        .enumerate()
-    {
-        let line = line.with_context(|| format!("{}:{}: reading", path.display(), i + 1))?;
+    let r = std::io::BufReader::with_capacity(1 << 20, f);
+    for item in Lines::new(r, path.display()) {
+        let (n, line) = item?;
         if line.trim().is_empty() {
             continue;
         }
-        out.push(parse_line(
-            &line,
-            format_args!("{}:{}", path.display(), i + 1),
-        )?);
+        out.push(parse_line(&line, format_args!("{}:{n}", path.display()))?);
     }
     Ok(out)
 }
@@ -149,10 +240,58 @@ mod tests {
             .to_string();
         assert!(e.contains("f.jsonl:9") && e.contains("topic"), "{e}");
         assert!(parse_line("nope", "f:1").is_err());
+        // Coordinates are checked, not cast (issue #10: 4294967297 became partition 1).
+        for (p, o, what) in [
+            ("4294967297", "0", "partition 4294967297"),
+            ("-1", "0", "partition -1"),
+            ("0", "-5", "offset -5"),
+            ("0", "9223372036854775807", "offset 9223372036854775807"),
+        ] {
+            let l =
+                format!(r#"{{"topic":"t","partition":{p},"offset":{o},"key":null,"value":null}}"#);
+            let e = format!("{:#}", parse_line(&l, "f.jsonl:3").unwrap_err());
+            assert!(e.contains("f.jsonl:3") && e.contains(what), "{e}");
+        }
+        let l = r#"{"topic":"t","partition":2147483647,"offset":9223372036854775806,"value":null}"#;
+        let r = parse_line(l, "x").unwrap();
+        assert_eq!((r.partition, r.offset), (i32::MAX, i64::MAX - 1));
         let mut out = Vec::new();
         write_line(&mut out, "t", 0, 1, Some(br#"{"id":1}"#), None).unwrap();
         let back = parse_line(std::str::from_utf8(&out).unwrap().trim(), "w").unwrap();
         assert_eq!(back.key.as_deref(), Some(&br#"{"id":1}"#[..]));
         assert_eq!(back.value, None);
+    }
+
+    /// A line over [`MAX_LINE_BYTES`] is an error naming file:line, read no further than the
+    /// limit (an endless line cannot exhaust memory).
+    #[test]
+    fn long_lines_are_refused() {
+        struct Endless(usize);
+        impl std::io::Read for Endless {
+            fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+                b.fill(b'x');
+                self.0 += b.len();
+                assert!(self.0 < 2 * MAX_LINE_BYTES, "read past the limit");
+                Ok(b.len())
+            }
+        }
+        let first = b"{\"a\":1}\r\n".to_vec();
+        let r = std::io::BufReader::new(std::io::Read::chain(&first[..], Endless(0)));
+        let mut lines = Lines::new(r, "big.jsonl");
+        assert_eq!(lines.next().unwrap().unwrap(), (1, "{\"a\":1}".to_string()));
+        let e = lines.next().unwrap().unwrap_err().to_string();
+        assert!(
+            e.contains("big.jsonl:2") && e.contains("longer than"),
+            "{e}"
+        );
+        assert!(lines.next().is_none());
+        // Exactly at the limit is fine; non-UTF-8 is an error with its line.
+        let mut ok = vec![b'y'; MAX_LINE_BYTES];
+        ok.push(b'\n');
+        ok.extend_from_slice(b"\xff\n");
+        let mut lines = Lines::new(&ok[..], "f");
+        assert_eq!(lines.next().unwrap().unwrap().1.len(), MAX_LINE_BYTES);
+        let e = lines.next().unwrap().unwrap_err().to_string();
+        assert!(e.contains("f:2") && e.contains("UTF-8"), "{e}");
     }
 }

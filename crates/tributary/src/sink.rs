@@ -252,7 +252,6 @@ pub async fn replay(
     files: &[std::path::PathBuf],
     batch_size: usize,
 ) -> Result<ApplyStats> {
-    use std::io::BufRead;
     let batch_size = batch_size.max(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Batch, usize)>>(1);
     let files = files.to_vec();
@@ -266,21 +265,21 @@ pub async fn replay(
                 for f in &files {
                     let file = std::fs::File::open(f)
                         .with_context(|| format!("opening {}", f.display()))?;
-                    let mut lines = std::io::BufReader::with_capacity(1 << 20, file)
-                        .lines()
-                        .enumerate();
+                    let mut lines = crate::records::Lines::new(
+                        std::io::BufReader::with_capacity(1 << 20, file),
+                        f.display(),
+                    );
                     let mut chunk: Vec<RawRecord> = Vec::with_capacity(batch_size);
                     loop {
                         chunk.clear();
-                        for (i, line) in lines.by_ref() {
-                            let line = line
-                                .with_context(|| format!("{}:{}: reading", f.display(), i + 1))?;
+                        for item in lines.by_ref() {
+                            let (n, line) = item?;
                             if line.trim().is_empty() {
                                 continue;
                             }
                             chunk.push(crate::records::parse_line(
                                 &line,
-                                format_args!("{}:{}", f.display(), i + 1),
+                                format_args!("{}:{n}", f.display()),
                             )?);
                             if chunk.len() == batch_size {
                                 break;
