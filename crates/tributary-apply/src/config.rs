@@ -259,6 +259,21 @@ pub struct Layout {
     pub history_meta: HistoryMeta,
 }
 
+impl Layout {
+    /// Whether `name` is one of the metadata columns of this table's current or history
+    /// table (a source column of that name is mapped, see `names.rs`).
+    pub fn is_reserved(&self, name: &str) -> bool {
+        let cm = &self.current_meta;
+        let hm = &self.history_meta;
+        cm.written().any(|(c, _)| c == name)
+            || hm.written().any(|(c, _)| c == name)
+            || hm.change_type == name
+            || hm.event_id == name
+            || hm.valid_to.as_deref() == Some(name)
+            || hm.applied_at.as_deref() == Some(name)
+    }
+}
+
 fn off_if_empty(c: &mut Option<String>) {
     if c.as_deref() == Some("") {
         *c = None;
@@ -299,7 +314,11 @@ impl HistoryMeta {
 impl ApplyConfig {
     pub fn layout(&self, t: &TableId) -> Layout {
         let m = self.tables.get(&t.to_string());
-        let sub = |pat: &str| pat.replace("{db}", &t.db).replace("{table}", &t.table);
+        // Names PostgreSQL cannot hold as they are (> 63 bytes, empty, NUL) follow the one
+        // mapping rule of `names.rs`.
+        let sub = |pat: &str| {
+            crate::names::pg_relation_name(&pat.replace("{db}", &t.db).replace("{table}", &t.table))
+        };
         Layout {
             schema: sub(m.and_then(|m| m.schema.as_deref()).unwrap_or(&self.schema)),
             current: sub(m
@@ -327,7 +346,14 @@ pub fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// Quote an SQL string literal.
+/// Quote an SQL string literal. A string holding a backslash is written as an escape string
+/// (`E'…'`, backslashes doubled), which PostgreSQL reads the same whatever the session's
+/// `standard_conforming_strings` (the sessions also force it on, see `connect`).
 pub fn lit(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+    let q = s.replace('\'', "''");
+    if q.contains('\\') {
+        format!("E'{}'", q.replace('\\', "\\\\"))
+    } else {
+        format!("'{q}'")
+    }
 }

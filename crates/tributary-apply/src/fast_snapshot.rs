@@ -34,11 +34,10 @@ use bytes::{BufMut, BytesMut};
 use tributary_model::{ChangeEvent, Op, TableId, Value};
 
 use crate::config::{ident, CurrentCol, HistoryCol};
-use crate::table::{encode_image, put_i32, put_i64, put_text, TargetTable};
+use crate::table::{
+    encode_image, put_i32, put_i64, put_text, SourceMeta, TargetTable, PG_EPOCH_US,
+};
 use crate::{copy_header, copy_in, copy_trailer, pg_err, ApplyError, PgSink};
-
-/// Microseconds between the Unix and the PostgreSQL epoch (2000-01-01).
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
 impl TargetTable {
     fn scd2(&self) -> bool {
@@ -132,7 +131,7 @@ fn int_key_range(t: &TargetTable, events: &[&ChangeEvent]) -> Option<(i128, i128
     let [k] = t.key[..] else { return None };
     let mut range: Option<(i128, i128)> = None;
     for ev in events {
-        let (_, map) = t.mapping(ev);
+        let (_, map) = t.mapping(ev).ok()?;
         let v = ev.row_image()?.get(map[k]?)?;
         let x = match v {
             Value::Int(i) => *i as i128,
@@ -275,7 +274,7 @@ fn encode_streams(
     copy_header(&mut hist);
     let null = |b: &mut BytesMut| b.put_i32(-1);
     for ev in events {
-        let (_, map) = t.mapping(ev);
+        let (_, map) = t.mapping(ev).ok()?;
         let s = &ev.source;
         let image = ev.row_image();
         // current: the row, then what the staged path's upsert writes
@@ -294,8 +293,8 @@ fn encode_streams(
         put_text(&mut hist, "SNAPSHOT");
         hist.put_i32(16);
         hist.put_slice(&crate::identity::event_id(ev));
-        let ts_ms = if s.ts_ms > 0 { s.ts_ms } else { ev.ts_ms };
-        let ts = (ts_ms > 0).then(|| ts_ms * 1000 - PG_EPOCH_US);
+        let meta = SourceMeta::of(ev).ok()?;
+        let ts = meta.ts_pg_us;
         let k = ev.kafka.as_ref();
         for (_, which) in &hmeta {
             let b = &mut hist;
@@ -306,8 +305,8 @@ fn encode_streams(
                 },
                 HistoryCol::SourceFile if s.file.is_empty() => null(b),
                 HistoryCol::SourceFile => put_text(b, &s.file),
-                HistoryCol::SourcePos => put_i64(b, s.pos as i64),
-                HistoryCol::SourceRow => put_i32(b, s.row as i32),
+                HistoryCol::SourcePos => put_i64(b, meta.pos),
+                HistoryCol::SourceRow => put_i32(b, meta.row),
                 HistoryCol::SourceGtid => match &s.gtid {
                     Some(g) => put_text(b, g),
                     None => null(b),

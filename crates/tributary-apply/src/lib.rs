@@ -47,6 +47,7 @@
 pub mod config;
 mod fast_snapshot;
 pub mod identity;
+pub mod names;
 mod parallel;
 pub mod pgtype;
 mod table;
@@ -93,7 +94,16 @@ impl ApplyError {
 /// Classify a tokio-postgres error.
 pub(crate) fn pg_err(context: &str, e: tokio_postgres::Error) -> ApplyError {
     let transient = match e.code() {
-        None => true, // I/O, closed connection, protocol: the server or network went away
+        // No SQLSTATE: the connection went away (I/O, closed, timeout) — or the client could
+        // not encode what it was asked to send (e.g. a NUL byte in a statement), which no
+        // retry fixes. tokio-postgres does not expose its error kind, only its text.
+        None => {
+            let m = e.to_string();
+            e.is_closed()
+                || m.starts_with("error communicating with the server")
+                || m.starts_with("error connecting to server")
+                || m.starts_with("timeout")
+        }
         Some(c) => {
             let s = c.code();
             s.starts_with("08") // connection exception
@@ -178,6 +188,11 @@ impl<'a> Part<'a> {
 }
 
 /// Connect to PostgreSQL (no TLS; put the sink next to the warehouse or use a local proxy).
+///
+/// Every session reads string literals the standard way whatever the server's or the
+/// database's setting (`standard_conforming_strings = off` makes a backslash an escape
+/// character: a record's backslash could otherwise end a literal), and keeps PostgreSQL's
+/// NOTICEs (`IF NOT EXISTS` on every start) out of the log.
 pub async fn connect(url: &str) -> Result<Client, ApplyError> {
     let (client, conn) = tokio_postgres::connect(url, NoTls)
         .await
@@ -187,6 +202,10 @@ pub async fn connect(url: &str) -> Result<Client, ApplyError> {
             debug!("PostgreSQL connection ended: {e}");
         }
     });
+    client
+        .batch_execute("SET standard_conforming_strings = on; SET client_min_messages = warning")
+        .await
+        .map_err(|e| pg_err("setting up the PostgreSQL session", e))?;
     Ok(client)
 }
 
@@ -272,6 +291,13 @@ impl PgSink {
                resolved_at timestamptz);
              CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_coords
                ON {cs}.dead_letters (pipeline, topic, kafka_partition, kafka_offset);
+             CREATE TABLE IF NOT EXISTS {cs}.columns (
+               source text NOT NULL,
+               source_column bytea NOT NULL,
+               source_name text NOT NULL,
+               target_column text NOT NULL,
+               reason text NOT NULL,
+               PRIMARY KEY (source, source_column));
              CREATE TABLE IF NOT EXISTS {cs}.tables (
                source text PRIMARY KEY,
                target_schema text NOT NULL,
@@ -410,7 +436,18 @@ impl PgSink {
             by_table.entry(&ev.schema.id).or_default().push(*ev);
         }
         for (tid, events) in by_table {
-            self.ensure_table(tid, &events).await?;
+            // A table that cannot be created or evolved (any definite DDL error) does not
+            // stop the others: its events are dead-lettered with the reason and the
+            // statement, and a later `dlq retry` (after fixing the cause) applies them.
+            if let Err(reason) = self.ensure_table_or_refuse(tid, &events).await? {
+                if self.cfg.on_error == OnError::Stop {
+                    return Err(ApplyError::Definite(reason));
+                }
+                for ev in &events {
+                    dead.push(self.dead_letter(ev, "ddl", &reason));
+                }
+                continue;
+            }
             if !one_by_one {
                 let s = self.apply_table(tid, &events, &mut dead).await?;
                 stats.applied += s.applied;
@@ -436,7 +473,7 @@ impl PgSink {
                                     tid, i
                                 )));
                             }
-                            dead.push(dead_letter_for(ev, "apply", &reason));
+                            dead.push(self.dead_letter(ev, "apply", &reason));
                         }
                         Err(e) => return Err(e),
                     }
@@ -459,6 +496,48 @@ impl PgSink {
             .await
             .map_err(|e| pg_err("COMMIT", e))?;
         Ok(stats)
+    }
+
+    /// Ensure `tid`'s target tables under a savepoint: `Ok(Err(reason))` when a definite
+    /// error refused them (the savepoint is rolled back, the transaction goes on).
+    async fn ensure_table_or_refuse(
+        &mut self,
+        tid: &TableId,
+        events: &[&ChangeEvent],
+    ) -> Result<Result<(), String>, ApplyError> {
+        if !self.needs_ddl_check(tid, events) {
+            return Ok(Ok(()));
+        }
+        self.savepoint("tributary_ddl").await?;
+        match self.ensure_table(tid, events).await {
+            Ok(()) => {
+                self.end_savepoint("tributary_ddl", true).await?;
+                Ok(Ok(()))
+            }
+            Err(ApplyError::Definite(reason)) => {
+                self.end_savepoint("tributary_ddl", false).await?;
+                // Whatever this table's rolled-back DDL did is gone; forget it.
+                self.tables.remove(tid);
+                self.staging.clear();
+                warn!("{tid}: warehouse tables refused ({reason}); its records are dead-lettered");
+                Ok(Err(format!(
+                    "{tid}: cannot create or evolve the warehouse tables: {reason}"
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A dead letter for an event that failed at `stage`, carrying the event re-encoded as a
+    /// Debezium record (key and value) so `dlq retry` can apply it again.
+    pub(crate) fn dead_letter(&self, ev: &ChangeEvent, stage: &str, reason: &str) -> DeadLetter {
+        let mut dl = dead_letter_for(ev, stage, reason);
+        if let Some(enc) = &self.dead_letter_encoder {
+            let (k, v) = enc(ev);
+            dl.key = k;
+            dl.value = v;
+        }
+        dl
     }
 
     async fn write_dead_letters(
@@ -606,10 +685,13 @@ pub fn dead_letter_for(ev: &ChangeEvent, stage: &str, reason: &str) -> DeadLette
             stage: stage.into(),
             reason: reason.into(),
         },
+        // One (topic, partition, offset) per change: the event identity folded to 63 bits
+        // (positions and row numbers alone collide: a snapshot row 1000 and the next
+        // position's first row once did).
         None => DeadLetter {
             topic: format!("{}.{}", ev.source.name, ev.schema.id),
             partition: -1,
-            offset: ev.source.order_key().wrapping_mul(1000) + ev.source.row as i64,
+            offset: (xxhash_rust::xxh3::xxh3_64(&identity::event_id(ev)) >> 1) as i64,
             key: None,
             value: None,
             stage: stage.into(),

@@ -8,11 +8,10 @@ use bytes::{BufMut, BytesMut};
 use tracing::info;
 use tributary_model::{ChangeEvent, ColumnKind, DeadLetter, Op, TableId, TableSchema, Value};
 
-use crate::config::{ident, lit, CurrentCol, HistoryCol, Layout};
+use crate::config::{ident, CurrentCol, HistoryCol, Layout};
+use crate::names::{self, Mapped};
 use crate::pgtype::{encode_field, sql_literal, PgType};
-use crate::{
-    copy_header, copy_in, copy_trailer, dead_letter_for, pg_err, ApplyError, OnError, PgSink,
-};
+use crate::{copy_header, copy_in, copy_trailer, pg_err, ApplyError, OnError, PgSink};
 
 /// A source column as it exists in the target tables.
 #[derive(Debug, Clone)]
@@ -56,6 +55,9 @@ pub struct TableStats {
 /// upserts in the replay benchmark).
 const CURRENT_FILLFACTOR: u32 = 80;
 
+/// Event schemas whose column mapping a target table keeps (see `ensure_table`).
+const MAX_CACHED_SCHEMAS: usize = 256;
+
 const STAGE_META: &str = "_seq int4, _event_id uuid, _op text, _order int8, _src_file text, \
      _src_pos int8, _src_row int4, _src_gtid text, _src_ts timestamptz, _k_topic text, \
      _k_part int4, _k_off int8";
@@ -66,11 +68,10 @@ impl TargetTable {
     fn is_keyless(&self) -> bool {
         self.key.is_empty()
     }
-    /// Map an event schema's columns onto the target columns (cached by schema object).
+    /// Map an event schema's columns onto the target columns (cached by schema object; the
+    /// cache is bounded by `ensure_table`, which empties it only *before* mapping a batch's
+    /// schemas, so a mapping is never dropped while its batch is applied).
     fn add_mapping(&mut self, schema: &Arc<TableSchema>) {
-        if self.mappings.len() > 256 {
-            self.mappings.clear();
-        }
         // target column → index in this schema's row images
         let m = self
             .cols
@@ -83,16 +84,22 @@ impl TargetTable {
     fn col_index(&self, source: &str) -> Option<usize> {
         self.cols.iter().position(|c| c.source == source)
     }
-    fn target_name(layout: &Layout, source: &str) -> String {
-        layout
-            .rename
-            .get(source)
-            .cloned()
-            .unwrap_or_else(|| source.to_string())
+    /// The warehouse name of a source column: the configured rename, else the one mapping
+    /// rule of `names.rs` (metadata column names reserved).
+    fn target_name(layout: &Layout, source: &str) -> (String, Mapped) {
+        match layout.rename.get(source) {
+            Some(t) => (t.clone(), Mapped::Config),
+            None => names::pg_ident(source, |n| layout.is_reserved(n)),
+        }
     }
     /// The event's schema → target column mapping (made by `ensure_table`).
-    pub(crate) fn mapping(&self, ev: &ChangeEvent) -> &(Arc<TableSchema>, Vec<Option<usize>>) {
-        &self.mappings[&(Arc::as_ptr(&ev.schema) as usize)]
+    pub(crate) fn mapping(
+        &self,
+        ev: &ChangeEvent,
+    ) -> Result<&(Arc<TableSchema>, Vec<Option<usize>>), String> {
+        self.mappings
+            .get(&(Arc::as_ptr(&ev.schema) as usize))
+            .ok_or_else(|| format!("{}: event schema not mapped (internal error)", ev.schema.id))
     }
     pub(crate) fn q_current(&self) -> String {
         format!(
@@ -262,24 +269,29 @@ impl PgSink {
         Some(out)
     }
 
+    /// Whether `ensure_table` has anything to look at: a table or an event schema not known
+    /// to this session yet.
+    pub(crate) fn needs_ddl_check(&self, tid: &TableId, events: &[&ChangeEvent]) -> bool {
+        match self.tables.get(tid) {
+            None => true,
+            Some(t) => events
+                .iter()
+                .any(|e| !t.mappings.contains_key(&(Arc::as_ptr(&e.schema) as usize))),
+        }
+    }
+
     /// Make sure the target tables of `tid` exist and have every column the events carry.
     pub(crate) async fn ensure_table(
         &mut self,
         tid: &TableId,
         events: &[&ChangeEvent],
     ) -> Result<(), ApplyError> {
-        let need_check = match self.tables.get(tid) {
-            None => true,
-            Some(t) => events
-                .iter()
-                .any(|e| !t.mappings.contains_key(&(Arc::as_ptr(&e.schema) as usize))),
-        };
-        if !need_check {
+        if !self.needs_ddl_check(tid, events) {
             return Ok(());
         }
         if !self.tables.contains_key(tid) {
             let layout = self.cfg.layout(tid);
-            let t = self.load_target(layout).await?;
+            let t = self.load_target(tid, layout).await?;
             if let Some(t) = t {
                 self.tables.insert(tid.clone(), t);
             }
@@ -312,8 +324,15 @@ impl PgSink {
         if !missing.is_empty() {
             self.create_or_evolve(tid, &missing, &key_sources).await?;
         }
-        // Mappings for every event schema in this batch.
-        let t = self.tables.get_mut(tid).expect("table loaded or created");
+        // Mappings for every event schema in this batch. The cache is bounded here, before
+        // this batch's schemas are mapped (a process can see thousands of schema versions
+        // of one table: every DDL makes one).
+        let t = self.tables.get_mut(tid).ok_or_else(|| {
+            ApplyError::Definite(format!("target tables for {tid} missing after creation"))
+        })?;
+        if t.mappings.len() + events.len().min(MAX_CACHED_SCHEMAS) > MAX_CACHED_SCHEMAS {
+            t.mappings.clear();
+        }
         for ev in events {
             let ptr = Arc::as_ptr(&ev.schema) as usize;
             if t.mappings.contains_key(&ptr) {
@@ -325,7 +344,11 @@ impl PgSink {
     }
 
     /// Load an existing target (current table is the source of truth for column types).
-    async fn load_target(&self, layout: Layout) -> Result<Option<TargetTable>, ApplyError> {
+    async fn load_target(
+        &self,
+        tid: &TableId,
+        layout: Layout,
+    ) -> Result<Option<TargetTable>, ApplyError> {
         let cols = load_columns(&self.client, &layout.schema, &layout.current).await?;
         if cols.is_empty() {
             return Ok(None);
@@ -370,10 +393,29 @@ impl PgSink {
         }
         let pk = load_pk(&self.client, &layout.schema, &layout.current).await?;
         let meta: HashSet<&str> = layout.current_meta.written().map(|(c, _)| c).collect();
+        // Warehouse name → source name: what `names.rs` recorded for this table, then the
+        // configured renames; any other column has its source's name.
+        let cs = ident(&self.cfg.control_schema);
+        let recorded = self
+            .client
+            .query(
+                &format!("SELECT target_column, source_column FROM {cs}.columns WHERE source = $1"),
+                &[&tid.to_string()],
+            )
+            .await
+            .map_err(|e| pg_err("reading the column name mapping", e))?;
+        let recorded: Vec<(String, String)> = recorded
+            .iter()
+            .map(|r| {
+                let bytes: Vec<u8> = r.get(1);
+                (r.get(0), String::from_utf8_lossy(&bytes).into_owned())
+            })
+            .collect();
         let reverse: HashMap<&str, &str> = layout
             .rename
             .iter()
             .map(|(s, t)| (t.as_str(), s.as_str()))
+            .chain(recorded.iter().map(|(t, s)| (t.as_str(), s.as_str())))
             .collect();
         let mut tcols = Vec::new();
         for (name, ty, default) in &cols {
@@ -433,7 +475,49 @@ impl PgSink {
             )
             .await
             .map_err(|e| pg_err("taking DDL lock", e))?;
-        let existing = self.load_target(layout.clone()).await?;
+        let existing = self.load_target(tid, layout.clone()).await?;
+        // Every new column's warehouse name: distinct from each other, from the columns the
+        // target has, and from its metadata columns — or the table is refused (definite).
+        let mut taken: HashMap<String, String> = existing
+            .iter()
+            .flat_map(|t| t.cols.iter().map(|c| (c.target.clone(), c.source.clone())))
+            .collect();
+        let mut mapped: Vec<(String, String, Mapped)> = Vec::new();
+        for (name, ..) in missing {
+            if existing
+                .as_ref()
+                .is_some_and(|t| t.col_index(name).is_some())
+            {
+                continue;
+            }
+            let (target, why) = TargetTable::target_name(&layout, name);
+            if layout.is_reserved(&target) && why != Mapped::Same {
+                return Err(ApplyError::Definite(format!(
+                    "{tid}: column {:?} would be written to {target:?}, a metadata column of the \
+                     warehouse tables; rename it in [sink.tables.\"{tid}\"] rename",
+                    names::printable(name)
+                )));
+            }
+            if let Some(other) = taken.insert(target.clone(), name.clone()) {
+                return Err(ApplyError::Definite(format!(
+                    "{tid}: columns {:?} and {:?} both map to the warehouse column {target:?}; \
+                     give one a name with [sink.tables.\"{tid}\"] rename",
+                    names::printable(&other),
+                    names::printable(name)
+                )));
+            }
+            mapped.push((name.clone(), target, why));
+        }
+        let target_of: HashMap<&str, &str> = mapped
+            .iter()
+            .map(|(s, t, _)| (s.as_str(), t.as_str()))
+            .collect();
+        let target_name = |source: &str| -> String {
+            target_of
+                .get(source)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| TargetTable::target_name(&layout, source).0)
+        };
         let q_cur = format!("{}.{}", ident(&layout.schema), ident(&layout.current));
         let q_hist = format!("{}.{}", ident(&layout.schema), ident(&layout.history));
         let mut ddl = String::new();
@@ -448,7 +532,7 @@ impl PgSink {
                 for (name, ty, default, is_key) in missing {
                     // The DEFAULT matters for changes captured before the column existed (see
                     // TCol::default), e.g. a batch spanning an ALTER TABLE … ADD COLUMN.
-                    let tn = ident(&TargetTable::target_name(&layout, name));
+                    let tn = ident(&target_name(name));
                     let nn = if *is_key { " NOT NULL" } else { "" };
                     let dflt = default
                         .as_ref()
@@ -467,10 +551,8 @@ impl PgSink {
                 }
                 order_columns(&mut cur_cols, &layout.column_order);
                 if !keyless {
-                    let keys: Vec<String> = key_sources
-                        .iter()
-                        .map(|k| ident(&TargetTable::target_name(&layout, k)))
-                        .collect();
+                    let keys: Vec<String> =
+                        key_sources.iter().map(|k| ident(&target_name(k))).collect();
                     cur_cols.push(format!("PRIMARY KEY ({})", keys.join(", ")));
                 }
                 hist_cols.push(format!("{} text NOT NULL", ident(&hm.change_type)));
@@ -497,27 +579,14 @@ impl PgSink {
                     hist_cols.join(",\n  ")
                 ));
                 if with_scd2 {
-                    let keys: Vec<String> = key_sources
-                        .iter()
-                        .map(|k| ident(&TargetTable::target_name(&layout, k)))
-                        .collect();
+                    let keys: Vec<String> =
+                        key_sources.iter().map(|k| ident(&target_name(k))).collect();
                     ddl.push_str(&format!(
                         "CREATE INDEX ON {q_hist} ({}) WHERE {} IS NULL;\n",
                         keys.join(", "),
                         ident(hm.valid_to.as_ref().unwrap())
                     ));
                 }
-                let cs = ident(&self.cfg.control_schema);
-                ddl.push_str(&format!(
-                    "INSERT INTO {cs}.tables (source, target_schema, current_table, history_table, keyless)
-                     VALUES ({}, {}, {}, {}, {keyless}) ON CONFLICT (source) DO UPDATE
-                     SET target_schema = EXCLUDED.target_schema, current_table = EXCLUDED.current_table,
-                         history_table = EXCLUDED.history_table, keyless = EXCLUDED.keyless;\n",
-                    lit(&tid.to_string()),
-                    lit(&layout.schema),
-                    lit(&layout.current),
-                    lit(&layout.history)
-                ));
                 info!("creating warehouse tables for {tid}: {q_cur}, {q_hist}");
             }
             Some(t) => {
@@ -525,7 +594,7 @@ impl PgSink {
                     if t.col_index(name).is_some() {
                         continue;
                     }
-                    let tn = ident(&TargetTable::target_name(&layout, name));
+                    let tn = ident(&target_name(name));
                     // The source DEFAULT fills rows that existed before the ALTER, exactly as
                     // the source did; history rows of the past get NULL (not observed).
                     let dflt = default
@@ -545,12 +614,66 @@ impl PgSink {
             self.client
                 .batch_execute(&ddl)
                 .await
-                .map_err(|e| pg_err(&format!("creating/evolving tables for {tid}"), e))?;
+                .map_err(|e| pg_err(&format!("creating/evolving tables for {tid}"), e))
+                .map_err(|e| with_statement(e, &ddl))?;
         }
-        let t = self.load_target(layout).await?.ok_or_else(|| {
+        self.record_names(
+            tid,
+            &layout,
+            existing.is_none(),
+            key_sources.is_empty(),
+            &mapped,
+        )
+        .await?;
+        let t = self.load_target(tid, layout).await?.ok_or_else(|| {
             ApplyError::Definite(format!("target tables for {tid} missing after creation"))
         })?;
         self.tables.insert(tid.clone(), t);
+        Ok(())
+    }
+
+    /// Record in the control schema where a source table's rows land and every column whose
+    /// warehouse name differs from its source name (bind parameters: names are input).
+    async fn record_names(
+        &self,
+        tid: &TableId,
+        layout: &Layout,
+        created: bool,
+        keyless: bool,
+        mapped: &[(String, String, Mapped)],
+    ) -> Result<(), ApplyError> {
+        let cs = ident(&self.cfg.control_schema);
+        let source = tid.to_string();
+        if created {
+            self.client
+                .execute(
+                    &format!(
+                        "INSERT INTO {cs}.tables (source, target_schema, current_table, history_table, keyless)
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source) DO UPDATE
+                         SET target_schema = EXCLUDED.target_schema, current_table = EXCLUDED.current_table,
+                             history_table = EXCLUDED.history_table, keyless = EXCLUDED.keyless"
+                    ),
+                    &[&source, &layout.schema, &layout.current, &layout.history, &keyless],
+                )
+                .await
+                .map_err(|e| pg_err("recording the table in the control schema", e))?;
+        }
+        for (name, target, why) in mapped {
+            if *why == Mapped::Same {
+                continue;
+            }
+            self.client
+                .execute(
+                    &format!(
+                        "INSERT INTO {cs}.columns (source, source_column, source_name, target_column, reason)
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (source, source_column) DO UPDATE
+                         SET target_column = EXCLUDED.target_column, reason = EXCLUDED.reason"
+                    ),
+                    &[&source, &name.as_bytes(), &names::printable(name), target, &why.as_str()],
+                )
+                .await
+                .map_err(|e| pg_err("recording the column name mapping", e))?;
+        }
         Ok(())
     }
 
@@ -585,9 +708,9 @@ impl PgSink {
             if !seen_ids.insert(id) {
                 continue; // the same change twice in one batch
             }
-            let (_, map) = t.mapping(ev);
             let row_start = buf.len();
             let res = (|| -> Result<(), String> {
+                let (_, map) = t.mapping(ev)?;
                 if keyless && ev.op == Op::Update && ev.before.is_none() {
                     return Err("keyless table: an update without its before image cannot be matched \
                                 to a row (ExtractNewRecordState drops the before image; consume the \
@@ -595,25 +718,27 @@ impl PgSink {
                         .into());
                 }
                 let nfields = 12 + ncols + if keyless { ncols } else { 0 };
-                buf.put_i16(nfields as i16);
+                let meta = SourceMeta::of(ev)?;
+                buf.put_i16(i16::try_from(nfields).map_err(|_| "too many columns".to_string())?);
                 let s = &ev.source;
-                put_i32(&mut buf, seq as i32);
+                put_i32(
+                    &mut buf,
+                    i32::try_from(seq).map_err(|_| "batch too large".to_string())?,
+                );
                 buf.put_i32(16);
                 buf.put_slice(&id);
                 put_text(&mut buf, ev.op.debezium_code());
                 put_i64(&mut buf, s.order_key());
                 put_text(&mut buf, &s.file);
-                put_i64(&mut buf, s.pos as i64);
-                put_i32(&mut buf, s.row as i32);
+                put_i64(&mut buf, meta.pos);
+                put_i32(&mut buf, meta.row);
                 match &s.gtid {
                     Some(g) => put_text(&mut buf, g),
                     None => buf.put_i32(-1),
                 }
-                let ts_ms = if s.ts_ms > 0 { s.ts_ms } else { ev.ts_ms };
-                if ts_ms > 0 {
-                    put_i64(&mut buf, ts_ms * 1000 - 946_684_800_000_000);
-                } else {
-                    buf.put_i32(-1);
+                match meta.ts_pg_us {
+                    Some(us) => put_i64(&mut buf, us),
+                    None => buf.put_i32(-1),
                 }
                 match &ev.kafka {
                     Some(k) => {
@@ -646,13 +771,7 @@ impl PgSink {
                     if self.cfg.on_error == OnError::Stop {
                         return Err(ApplyError::Definite(reason));
                     }
-                    let mut dl = dead_letter_for(ev, "apply", &reason);
-                    if let Some(enc) = &self.dead_letter_encoder {
-                        let (k, v) = enc(ev);
-                        dl.key = k;
-                        dl.value = v;
-                    }
-                    dead.push(dl);
+                    dead.push(self.dead_letter(ev, "apply", &reason));
                 }
             }
         }
@@ -948,15 +1067,17 @@ impl PgSink {
                         .collect::<Vec<_>>()
                         .join(" AND ")
                 };
-                let rvals: Vec<String> = ivals
-                    .iter()
-                    .map(|v| {
-                        if v.starts_with('c') || v.starts_with('_') {
-                            format!("r.{v}")
-                        } else {
-                            v.clone()
+                // The same values as `ivals`, read from the loop's record `r`.
+                let rvals: Vec<String> = (0..ncols)
+                    .map(|i| format!("r.c{i}"))
+                    .chain(cm.written().map(|(_, which)| {
+                        match which {
+                            CurrentCol::Op => "r._op",
+                            CurrentCol::SourcePos => "r._order",
+                            CurrentCol::UpdatedAt => "now()",
                         }
-                    })
+                        .to_string()
+                    }))
                     .collect();
                 // A snapshot is the whole table as of its position: its first row (ordinal 1)
                 // replaces every row that an earlier position produced (a re-snapshot of a
@@ -968,8 +1089,8 @@ impl PgSink {
                     ),
                     None => format!("DELETE FROM {q_cur};"),
                 };
-                let sql = format!(
-                    "DO $tributary$ DECLARE r record; BEGIN
+                let body = format!(
+                    "DECLARE r record; BEGIN
                        FOR r IN SELECT * FROM {stage} WHERE _new ORDER BY _seq LOOP
                          IF r._op = 'r' AND r._src_row = 1 THEN
                            {resnap}
@@ -981,11 +1102,17 @@ impl PgSink {
                            INSERT INTO {q_cur} ({ic}) VALUES ({rv});
                          END IF;
                        END LOOP;
-                     END $tributary$",
+                     END",
                     beq = eq("b"),
                     ic = icols.join(", "),
                     rv = rvals.join(", "),
                 );
+                // Identifiers are input: the dollar-quote tag must not occur in the body.
+                let tag = (0u32..)
+                    .map(|n| format!("$tributary_{n}$"))
+                    .find(|t| !body.contains(t.as_str()))
+                    .expect("some tag is free");
+                let sql = format!("DO {tag} {body} {tag}");
                 self.client
                     .batch_execute(&sql)
                     .await
@@ -1047,6 +1174,20 @@ pub(crate) fn encode_column(
     .map_err(|e| e.to_string())
 }
 
+/// A failed DDL's error with the statement that failed (so the dead letter says what to fix).
+fn with_statement(e: ApplyError, ddl: &str) -> ApplyError {
+    match e {
+        ApplyError::Definite(m) => {
+            let mut stmt: String = ddl.chars().take(2000).collect();
+            if stmt.len() < ddl.len() {
+                stmt.push_str(" …");
+            }
+            ApplyError::Definite(format!("{m}; statement: {stmt}"))
+        }
+        e => e,
+    }
+}
+
 /// Reorder column definitions (`"name" type …`) by `order` (stable; unlisted keep their
 /// relative order after the listed ones).
 fn order_columns(defs: &mut [String], order: &[String]) {
@@ -1079,6 +1220,41 @@ fn default_clause(v: &Value, ty: &PgType, column: &str) -> Option<String> {
             tracing::warn!("not copying source DEFAULT of column {column}: {e}");
             None
         }
+    }
+}
+
+/// PostgreSQL's epoch (2000-01-01) in Unix microseconds.
+pub(crate) const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+/// An event's source coordinates as the warehouse columns hold them, converted with checks:
+/// a position, row number or timestamp from a record that does not fit its column is an
+/// error naming it, never a wrapped number.
+pub(crate) struct SourceMeta {
+    /// Source commit time, microseconds since PostgreSQL's epoch (None = unknown).
+    pub ts_pg_us: Option<i64>,
+    pub pos: i64,
+    pub row: i32,
+}
+
+impl SourceMeta {
+    pub(crate) fn of(ev: &ChangeEvent) -> Result<SourceMeta, String> {
+        let s = &ev.source;
+        let ts_ms = if s.ts_ms > 0 { s.ts_ms } else { ev.ts_ms };
+        let ts_pg_us = if ts_ms > 0 {
+            Some(
+                ts_ms
+                    .checked_mul(1000)
+                    .and_then(|us| us.checked_sub(PG_EPOCH_US))
+                    .ok_or_else(|| format!("source ts_ms {ts_ms} is out of range"))?,
+            )
+        } else {
+            None
+        };
+        let pos = i64::try_from(s.pos)
+            .map_err(|_| format!("source pos {} is out of range (max {})", s.pos, i64::MAX))?;
+        let row = i32::try_from(s.row)
+            .map_err(|_| format!("source row {} is out of range (max {})", s.row, i32::MAX))?;
+        Ok(SourceMeta { ts_pg_us, pos, row })
     }
 }
 

@@ -25,7 +25,9 @@ fn batch(offset: i64, id: i64) -> Batch {
 }
 
 /// A history table whose `_event_id` is not unique cannot refuse a change applied before:
-/// the sink refuses the table instead of applying into it (with the index, it applies).
+/// the sink refuses the table instead of applying into it — with `on_error = "stop"` as an
+/// error, by default by dead-lettering that table's records (with the fix in the reason) —
+/// and with the index, it applies.
 #[tokio::test]
 async fn a_history_table_without_a_unique_event_id_is_refused() {
     let db = PgDb::new("precond_a").unwrap();
@@ -39,16 +41,30 @@ async fn a_history_table_without_a_unique_event_id_is_refused() {
          DROP TABLE shop.items_history; ALTER TABLE shop.h2 RENAME TO items_history;",
     )
     .unwrap();
-    let mut sink = PgSink::connect(&db.url, ApplyConfig::default())
-        .await
-        .unwrap();
+    let stop = ApplyConfig {
+        on_error: tributary_apply::OnError::Stop,
+        ..Default::default()
+    };
+    let mut sink = PgSink::connect(&db.url, stop).await.unwrap();
     let err = sink.apply(&batch(1, 2)).await.unwrap_err();
     assert!(
         matches!(&err, ApplyError::Definite(m) if m.contains("no unique index on _event_id")),
         "{err}"
     );
+    let mut sink = PgSink::connect(&db.url, ApplyConfig::default())
+        .await
+        .unwrap();
+    let s = sink.apply(&batch(1, 2)).await.unwrap();
+    assert_eq!((s.applied, s.dead_lettered), (0, 1));
     let n = db.query("SELECT count(*) FROM shop.items_history").unwrap();
     assert_eq!(n.trim(), "0", "nothing applied into the unprotected table");
+    let reason = db
+        .query("SELECT stage, reason FROM tributary.dead_letters")
+        .unwrap();
+    assert!(
+        reason.starts_with("ddl\t") && reason.contains("CREATE UNIQUE INDEX"),
+        "{reason}"
+    );
 
     db.query("CREATE UNIQUE INDEX ON shop.items_history (_event_id)")
         .unwrap();
