@@ -295,7 +295,8 @@ fn decode_only(dir: &Path, events: u64) {
     let t0 = Instant::now();
     let mut n = 0;
     for chunk in recs.chunks(10_000) {
-        let b = tributary::sink::decode_records(&mut d, chunk, "bench", true).unwrap();
+        let b = tributary::sink::decode_records(&mut d, chunk, "bench", true, &Default::default())
+            .unwrap();
         n += b.events.len();
     }
     assert_eq!(n as u64, w.events);

@@ -70,12 +70,54 @@ impl Default for SourceConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Clone)]
 pub struct SinkConfig {
     pub url: Option<String>,
-    #[serde(flatten)]
+    /// A record is applied only when its topic is the one Debezium names for its table
+    /// (`<prefix>.<db>.<table>`, Debezium's character replacement included); others are
+    /// dead-lettered (stage `route`). `false` for topics renamed by a router SMT.
+    pub require_table_topic: bool,
     pub apply: ApplyConfig,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            url: None,
+            require_table_topic: true,
+            apply: ApplyConfig::default(),
+        }
+    }
+}
+
+/// `[sink]` is the sink's own keys plus the apply layout's: read by hand because serde's
+/// `flatten` would accept (and ignore) any misspelled key.
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut t = toml::Table::deserialize(d)?;
+        let mut out = SinkConfig::default();
+        if let Some(v) = t.remove("url") {
+            out.url = Some(
+                v.try_into()
+                    .map_err(|e| D::Error::custom(format!("url: {e}")))?,
+            );
+        }
+        if let Some(v) = t.remove("require_table_topic") {
+            out.require_table_topic = v
+                .try_into()
+                .map_err(|e| D::Error::custom(format!("require_table_topic: {e}")))?;
+        }
+        out.apply = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                D::Error::custom(e.message().replace(
+                    "expected one of ",
+                    "expected one of `url`, `require_table_topic`, ",
+                ))
+            })?;
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +176,7 @@ impl Config {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("reading config file {}", p.display()))?;
                 toml::from_str::<Config>(&text)
+                    .map_err(|e| anyhow::anyhow!("{}", with_suggestion(&e.to_string())))
                     .with_context(|| format!("invalid config file {}", p.display()))?
             }
             None => Config::default(),
@@ -204,6 +247,34 @@ impl Config {
     }
 }
 
+/// A misspelled key's error with the nearest valid key: serde says "unknown field `on_eror`,
+/// expected one of `a`, `b`, …"; this adds "did you mean `on_error`?".
+pub fn with_suggestion(msg: &str) -> String {
+    let Some(start) = msg.find("unknown field `") else {
+        return msg.to_string();
+    };
+    let rest = &msg[start + "unknown field `".len()..];
+    let Some(end) = rest.find('`') else {
+        return msg.to_string();
+    };
+    let bad = &rest[..end];
+    let Some(list) = rest.find("expected one of ").map(|i| &rest[i..]) else {
+        return msg.to_string();
+    };
+    let best = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| (strsim::damerau_levenshtein(bad, k), k))
+        .min();
+    match best {
+        Some((d, k)) if d <= bad.len().max(3) / 2 + 1 => {
+            format!("{} (did you mean `{k}`?)", msg.trim_end())
+        }
+        _ => msg.to_string(),
+    }
+}
+
 /// Hide the password of a `scheme://user:password@host` URL (and `password=` parameters).
 pub fn redact(url: &str) -> String {
     let mut out = url.to_string();
@@ -242,6 +313,33 @@ mod tests {
             redact("host=h password=x user=u"),
             "host=h password=*** user=u"
         );
+    }
+
+    #[test]
+    fn misspelled_keys_are_errors_with_the_nearest_key() {
+        for (text, want) in [
+            ("[sink]\non_eror = \"stop\"\n", "did you mean `on_error`?"),
+            ("[sink]\nurll = \"x\"\n", "did you mean `url`?"),
+            (
+                "[source]\ndatabses = [\"a\"]\n",
+                "did you mean `databases`?",
+            ),
+            ("[pipeline]\nbatch_sise = 5\n", "did you mean `batch_size`?"),
+            (
+                "[sink.tables.\"a.b\"]\nrenmae = { x = \"y\" }\n",
+                "did you mean `rename`?",
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("c.toml");
+            std::fs::write(&p, text).unwrap();
+            let e = format!("{:#}", Config::load(Some(&p)).unwrap_err());
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+        let c: Config = toml::from_str("[sink]\nurl = \"u\"\non_error = \"stop\"\n").unwrap();
+        assert_eq!(c.sink.url.as_deref(), Some("u"));
+        assert_eq!(c.sink.apply.on_error, tributary_apply::OnError::Stop);
+        assert!(c.sink.require_table_topic);
     }
 
     #[test]

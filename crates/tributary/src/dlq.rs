@@ -79,14 +79,39 @@ pub async fn retry(cfg: &Config, only: Option<i64>) -> Result<u64> {
             value: r.get(6),
         };
         if !sinks.contains_key(&pipeline) {
-            let s = RecordSink::connect(url, cfg.sink.apply.clone(), pipeline.clone()).await?;
+            let mut s = RecordSink::connect(url, cfg.sink.apply.clone(), pipeline.clone()).await?;
+            s.routing = crate::sink::Routing::from_config(cfg);
             sinks.insert(pipeline.clone(), s);
         }
         let sink = sinks.get_mut(&pipeline).unwrap();
         let mut batch = sink.decode(std::slice::from_ref(&rec))?;
         batch.checkpoint = None;
-        let stats = apply_retrying(&mut sink.pg, &batch).await?;
-        if stats.dead_lettered == 0 {
+        // Resolved only when the change is now in the warehouse (applied, or found applied
+        // before), or the record legitimately carries none (a tombstone, a schema change).
+        // A dead letter stored without its bytes cannot be applied: it stays waiting.
+        let carries_nothing = rec.value.is_none() && rec.key.is_none();
+        let no_change = batch.events.is_empty() && batch.dead_letters.is_empty();
+        let stats = if carries_nothing {
+            Default::default()
+        } else {
+            apply_retrying(&mut sink.pg, &batch).await?
+        };
+        let resolved = stats.dead_lettered == 0
+            && !carries_nothing
+            && (stats.applied + stats.duplicates > 0 || no_change);
+        if carries_nothing {
+            admin
+                .execute(
+                    &format!(
+                        "UPDATE {cs}.dead_letters SET last_retry_at = now(), retry_count = retry_count + 1,
+                         reason = 'no record bytes stored: cannot be applied again (' || reason || ')'
+                         WHERE id = $1 AND reason NOT LIKE 'no record bytes stored%'"
+                    ),
+                    &[&id],
+                )
+                .await?;
+        }
+        if resolved {
             admin
                 .execute(
                     &format!(

@@ -106,7 +106,9 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
     let mut source = KafkaSource::new(cc, store).context("creating Kafka consumer")?;
     source.set_bounded(until_caught_up);
     let stop_on_error = sink.pg.config().on_error == tributary_apply::OnError::Stop;
-    let mut decoder = DecodeAhead::start(sink.pipeline.clone(), stop_on_error)?;
+    sink.routing = crate::sink::Routing::from_config(cfg);
+    let mut decoder =
+        DecodeAhead::start(sink.pipeline.clone(), stop_on_error, sink.routing.clone())?;
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
     let wait = Duration::from_millis(cfg.pipeline.batch_wait_ms.clamp(10, 1000));
@@ -226,7 +228,11 @@ struct DecodeAhead {
 }
 
 impl DecodeAhead {
-    fn start(pipeline: String, stop_on_error: bool) -> Result<DecodeAhead> {
+    fn start(
+        pipeline: String,
+        stop_on_error: bool,
+        routing: crate::sink::Routing,
+    ) -> Result<DecodeAhead> {
         let (tx, raw_rx) = std::sync::mpsc::sync_channel::<Vec<RawRecord>>(1);
         let (done_tx, rx) = tokio::sync::mpsc::channel(1);
         std::thread::Builder::new()
@@ -234,8 +240,13 @@ impl DecodeAhead {
             .spawn(move || {
                 let mut decoder = Decoder::new();
                 for recs in raw_rx {
-                    let b =
-                        crate::sink::decode_records(&mut decoder, &recs, &pipeline, stop_on_error);
+                    let b = crate::sink::decode_records(
+                        &mut decoder,
+                        &recs,
+                        &pipeline,
+                        stop_on_error,
+                        &routing,
+                    );
                     if done_tx.blocking_send((recs, b)).is_err() {
                         return;
                     }

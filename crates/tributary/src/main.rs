@@ -305,6 +305,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
             tracing::info!("replaying {} file(s) into {}", files.len(), redact(url));
             let mut sink =
                 tributary::sink::RecordSink::connect(url, cfg.sink.apply.clone(), pipeline).await?;
+            sink.routing = tributary::sink::Routing::from_config(&cfg);
             let s = tributary::sink::replay(&mut sink, &files, cfg.pipeline.batch_size).await?;
             println!(
                 "applied {} change(s), {} already applied, {} dead-lettered",

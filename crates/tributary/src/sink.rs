@@ -15,9 +15,92 @@ use anyhow::{Context, Result};
 use tracing::{info, warn};
 use tributary_apply::{ApplyError, ApplyStats, OnError, ParallelSink, PgSink, Sink};
 use tributary_codec::decode::{Decoded, Decoder};
-use tributary_model::{Batch, Checkpoint, DeadLetter, RawRecord};
+use tributary_model::{Batch, Checkpoint, DeadLetter, RawRecord, TableId};
 
 use crate::metrics as m;
+
+/// Which records a sink may apply. A record names its own table (`source.db`/`table`); it is
+/// applied only when that table is one the configuration captures (`databases`,
+/// `include_tables`, `exclude_tables` — as in direct mode) and, unless switched off, when it
+/// arrived on the topic Debezium names for that table. Anything else is dead-lettered with
+/// stage `route`: a record on `dbserver1.bankdb.bank_accounts` cannot create `hr.salaries`.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    pub databases: Vec<String>,
+    pub include_tables: Vec<String>,
+    pub exclude_tables: Vec<String>,
+    pub require_table_topic: bool,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            databases: vec![],
+            include_tables: vec![],
+            exclude_tables: vec![],
+            require_table_topic: true,
+        }
+    }
+}
+
+/// Debezium's topic name for a part (`TopicNamingStrategy`): characters other than
+/// `[A-Za-z0-9._-]` become `_`.
+fn topic_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Routing {
+    pub fn from_config(cfg: &crate::config::Config) -> Routing {
+        Routing {
+            databases: cfg.source.databases.clone(),
+            include_tables: cfg.source.include_tables.clone(),
+            exclude_tables: cfg.source.exclude_tables.clone(),
+            require_table_topic: cfg.sink.require_table_topic,
+        }
+    }
+
+    /// Why a record for table `t` that arrived on `topic` must not be applied (None = fine).
+    pub fn refuse(&self, topic: &str, t: &TableId) -> Option<String> {
+        let full = t.to_string();
+        if !self.databases.is_empty() && !self.databases.iter().any(|d| *d == t.db) {
+            return Some(format!(
+                "record for {full}: database {:?} is not in the configured databases {:?}",
+                t.db, self.databases
+            ));
+        }
+        if !self.include_tables.is_empty() && !self.include_tables.iter().any(|x| *x == full) {
+            return Some(format!(
+                "record for {full}: table not in the configured include_tables"
+            ));
+        }
+        if self.exclude_tables.iter().any(|x| *x == full) {
+            return Some(format!("record for {full}: table is in exclude_tables"));
+        }
+        if self.require_table_topic {
+            let ok = [
+                format!("{}.{}", t.db, t.table),
+                format!("{}.{}", topic_part(&t.db), topic_part(&t.table)),
+            ]
+            .iter()
+            .any(|suffix| topic == suffix || topic.ends_with(&format!(".{suffix}")));
+            if !ok {
+                return Some(format!(
+                    "record for {full} arrived on topic {topic:?}, which is not that table's topic \
+                     (<prefix>.{full}); set [sink] require_table_topic = false if a router renames topics"
+                ));
+            }
+        }
+        None
+    }
+}
 
 /// Decodes and applies raw Debezium records.
 pub struct RecordSink {
@@ -26,6 +109,8 @@ pub struct RecordSink {
     /// idle while a batch is decoded, so both cores are free for it).
     decoders: [Decoder; 2],
     pub pipeline: String,
+    /// Which records may be applied (see [`Routing`]).
+    pub routing: Routing,
     url: String,
 }
 
@@ -85,6 +170,7 @@ pub fn decode_records(
     records: &[RawRecord],
     pipeline: &str,
     stop_on_error: bool,
+    routing: &Routing,
 ) -> Result<Batch> {
     let mut batch = Batch {
         pipeline: pipeline.to_string(),
@@ -92,12 +178,35 @@ pub fn decode_records(
     };
     batch.events.reserve(records.len());
     let mut next: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    let mut allowed: Option<(String, usize)> = None;
     for r in records {
-        let e = next
-            .entry((r.topic.as_str(), r.partition))
-            .or_insert(r.offset + 1);
-        *e = (*e).max(r.offset + 1);
-        match decoder.decode(r) {
+        let after = r.offset.saturating_add(1);
+        let e = next.entry((r.topic.as_str(), r.partition)).or_insert(after);
+        *e = (*e).max(after);
+        let decoded = decoder
+            .decode(r)
+            .map_err(|e| e.to_string())
+            .and_then(|d| match d {
+                Decoded::Change(ev) => {
+                    // Consecutive records of one topic and table shape: checked once.
+                    let shape = std::sync::Arc::as_ptr(&ev.schema) as usize;
+                    if allowed
+                        .as_ref()
+                        .is_some_and(|(t, s)| *s == shape && t == &r.topic)
+                    {
+                        return Ok(Decoded::Change(ev));
+                    }
+                    match routing.refuse(&r.topic, &ev.schema.id) {
+                        Some(why) => Err(why),
+                        None => {
+                            allowed = Some((r.topic.clone(), shape));
+                            Ok(Decoded::Change(ev))
+                        }
+                    }
+                }
+                other => Ok(other),
+            });
+        match decoded {
             Ok(Decoded::Change(ev)) => {
                 // The decoder sets `ev.kafka` from the record's coordinates.
                 debug_assert!(ev.kafka.as_ref().is_some_and(|k| k.offset == r.offset));
@@ -112,14 +221,19 @@ pub fn decode_records(
                 if stop_on_error {
                     anyhow::bail!("{e} (on_error = \"stop\")");
                 }
+                let stage = if e.starts_with("record for ") {
+                    "route"
+                } else {
+                    "decode"
+                };
                 batch.dead_letters.push(DeadLetter {
                     topic: r.topic.clone(),
                     partition: r.partition,
                     offset: r.offset,
                     key: r.key.clone(),
                     value: r.value.clone(),
-                    stage: "decode".into(),
-                    reason: e.to_string(),
+                    stage: stage.into(),
+                    reason: e,
                 });
             }
         }
@@ -182,6 +296,7 @@ impl RecordSink {
             pg,
             decoders: [Decoder::new(), Decoder::new()],
             pipeline,
+            routing: Routing::default(),
             url: url.to_string(),
         })
     }
@@ -195,14 +310,14 @@ impl RecordSink {
         let stop = self.pg.config().on_error == OnError::Stop;
         let [d0, d1] = &mut self.decoders;
         if records.len() < 2_000 {
-            return decode_records(d0, records, &self.pipeline, stop);
+            return decode_records(d0, records, &self.pipeline, stop, &self.routing);
         }
         // Contiguous halves, concatenated in order: per-partition order is kept.
         let (a, b) = records.split_at(records.len() / 2);
-        let pipeline = &self.pipeline;
+        let (pipeline, routing) = (&self.pipeline, &self.routing);
         let (ra, rb) = std::thread::scope(|sc| {
-            let hb = sc.spawn(|| decode_records(d1, b, pipeline, stop));
-            let ra = decode_records(d0, a, pipeline, stop);
+            let hb = sc.spawn(|| decode_records(d1, b, pipeline, stop, routing));
+            let ra = decode_records(d0, a, pipeline, stop, routing);
             (ra, hb.join().expect("decode thread panicked"))
         });
         let (mut first, second) = (ra?, rb?);
@@ -257,6 +372,7 @@ pub async fn replay(
     let files = files.to_vec();
     let pipeline = sink.pipeline.clone();
     let stop = sink.pg.config().on_error == OnError::Stop;
+    let routing = sink.routing.clone();
     let reader = std::thread::Builder::new()
         .name("replay-decode".into())
         .spawn(move || {
@@ -288,7 +404,7 @@ pub async fn replay(
                         if chunk.is_empty() {
                             break;
                         }
-                        let b = decode_records(&mut decoder, &chunk, &pipeline, stop)?;
+                        let b = decode_records(&mut decoder, &chunk, &pipeline, stop, &routing)?;
                         if tx.blocking_send(Ok((b, chunk.len()))).is_err() {
                             return Ok(()); // the applier stopped
                         }
