@@ -26,6 +26,8 @@ pub struct CaptureOpts {
     pub state: Option<PathBuf>,
     pub brokers: Option<String>,
     pub partitions: i32,
+    /// Replication factor of topics capture creates (`[publish] replication_factor`).
+    pub replication_factor: i16,
     pub encode: EncodeOptions,
     pub until_caught_up: bool,
 }
@@ -174,6 +176,7 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
     } else {
         let mut pc = ProducerConfig::new(o.brokers.clone().unwrap());
         pc.partitions_for_new_topics = o.partitions.max(1);
+        pc.replication_factor = o.replication_factor;
         producer = Some(KafkaSink::new(pc).context("creating Kafka producer")?);
     }
     let mut known_topics: std::collections::HashSet<String> = Default::default();

@@ -156,6 +156,8 @@ pub struct PipelineConfig {
     pub batch_wait_ms: u64,
     /// Prometheus metrics + health endpoint (`/metrics`, `/health`), e.g. `127.0.0.1:9464`.
     pub metrics_addr: Option<String>,
+    /// How long a PostgreSQL outage is retried before the pipeline stops with the error.
+    pub max_outage_secs: u64,
 }
 
 impl Default for PipelineConfig {
@@ -164,6 +166,7 @@ impl Default for PipelineConfig {
             batch_size: 10_000,
             batch_wait_ms: 200,
             metrics_addr: None,
+            max_outage_secs: 600,
         }
     }
 }

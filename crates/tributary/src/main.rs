@@ -70,6 +70,7 @@ struct Common {
 impl Common {
     fn load(&self) -> Result<Config> {
         let mut c = Config::load(self.config.as_deref())?;
+        tributary::sink::set_max_outage(std::time::Duration::from_secs(c.pipeline.max_outage_secs));
         if let Some(v) = &self.mysql_url {
             c.source.url = Some(v.clone());
         }
@@ -139,9 +140,9 @@ enum Cmd {
         /// Where capture keeps its resumable binlog position (default: next to the output).
         #[arg(long)]
         state: Option<PathBuf>,
-        /// Partitions for topics capture creates.
-        #[arg(long, default_value_t = 1)]
-        partitions: i32,
+        /// Partitions for topics capture creates (default: `[publish] partitions`, else 1).
+        #[arg(long)]
+        partitions: Option<i32>,
         /// Emit ExtractNewRecordState records (the seed's format: `__deleted` "true"/"false",
         /// delete.tombstone.handling.mode=rewrite) instead of envelopes.
         #[arg(long)]
@@ -327,18 +328,21 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
             until_caught_up,
         } => {
             let cfg = common.load()?;
+            // `[publish]` gives the defaults; flags override them.
+            let publish = cfg.publish.clone().unwrap_or_default();
             let opts = tributary::capture_cmd::CaptureOpts {
                 output,
-                state,
+                state: state.or(publish.state_file.clone().map(PathBuf::from)),
                 brokers: common
                     .kafka_brokers
                     .clone()
                     .or(cfg.publish.as_ref().map(|p| p.brokers.clone())),
-                partitions,
+                partitions: partitions.unwrap_or(publish.partitions),
+                replication_factor: publish.replication_factor,
                 encode: tributary::capture_cmd::encode_options(
                     &cfg.source.name,
-                    !no_schemas,
-                    unwrap.then_some(unwrap_fields),
+                    !no_schemas && publish.schemas,
+                    (unwrap || publish.unwrap).then_some(unwrap_fields),
                     &decimal_handling,
                     &bigint_unsigned_handling,
                     &binary_handling,

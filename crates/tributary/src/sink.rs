@@ -138,13 +138,34 @@ pub fn drop_behind<T: Send + 'static>(v: T) {
     }
 }
 
+/// How long a PostgreSQL outage is waited out before the pipeline gives up with the error
+/// (`[pipeline] max_outage_secs`, default 600): a supervisor restarting the process sees the
+/// failure instead of a process retrying forever.
+static MAX_OUTAGE_SECS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(600);
+
+pub fn set_max_outage(d: Duration) {
+    MAX_OUTAGE_SECS.store(d.as_secs().max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+fn max_outage() -> Duration {
+    Duration::from_secs(MAX_OUTAGE_SECS.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// Apply `batch`, retrying while PostgreSQL is unavailable (reconnecting in between, backoff
-/// 100 ms → 10 s). Definite errors are returned at once.
+/// 100 ms → 10 s) for at most [`set_max_outage`]; the reason is on `/health` meanwhile.
+/// Definite errors are returned at once.
 pub async fn apply_retrying(pg: &mut impl Sink, batch: &Batch) -> Result<ApplyStats, ApplyError> {
     let mut delay = Duration::from_millis(100);
     let started = Instant::now();
     loop {
         match pg.apply(batch).await {
+            Err(e) if e.is_transient() && started.elapsed() >= max_outage() => {
+                m::set_error(&e.to_string());
+                return Err(ApplyError::Transient(format!(
+                    "{e} — still failing after {:?} ([pipeline] max_outage_secs); giving up",
+                    started.elapsed()
+                )));
+            }
             Err(e) if e.is_transient() => {
                 m::counter_retries();
                 m::set_error(&e.to_string());
