@@ -48,15 +48,80 @@ pub fn capture_config(cfg: &Config) -> Result<CaptureConfig> {
     })
 }
 
-/// Start the source, retrying while the server is unreachable.
+/// Every database and table the configuration names must exist on the source: a typo would
+/// otherwise capture nothing, silently.
+async fn check_configured_tables_exist(cc: &CaptureConfig) -> Result<()> {
+    use mysql_async::prelude::*;
+    if cc.databases.is_empty() && cc.include_tables.is_empty() {
+        return Ok(());
+    }
+    let opts = mysql_async::Opts::from_url(&cc.url)
+        .map_err(|e| anyhow::anyhow!("invalid MySQL URL {}: {e}", redact(&cc.url)))?;
+    let mut conn = mysql_async::Conn::new(opts)
+        .await
+        .with_context(|| format!("connecting to {}", redact(&cc.url)))?;
+    let dbs: Vec<String> = conn
+        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+        .await
+        .context("listing the source's databases")?;
+    let tables: Vec<(String, String)> = conn
+        .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE'")
+        .await
+        .context("listing the source's tables")?;
+    let _ = conn.disconnect().await;
+    for d in &cc.databases {
+        if !dbs.contains(d) {
+            anyhow::bail!(
+                "[source] databases names {d:?}, which does not exist on {} (databases there: {})",
+                redact(&cc.url),
+                dbs.join(", ")
+            );
+        }
+    }
+    for t in &cc.include_tables {
+        if !tables.iter().any(|(d, n)| format!("{d}.{n}") == *t) {
+            anyhow::bail!(
+                "[source] include_tables names {t:?}, which is not a table on {} (write it as db.table)",
+                redact(&cc.url)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Start the source, retrying while the server is unreachable for at most
+/// `[pipeline] max_outage_secs`.
 pub async fn start_source(
     cc: &CaptureConfig,
     resume: Option<tributary_model::BinlogCheckpoint>,
 ) -> Result<MySqlSource> {
     let mut delay = Duration::from_millis(200);
+    let started = std::time::Instant::now();
+    let mut checked = false;
     loop {
+        if !checked {
+            match check_configured_tables_exist(cc).await {
+                Ok(()) => checked = true,
+                Err(e) if e.chain().any(|c| c.is::<mysql_async::Error>()) => {
+                    // Unreachable: the start below reports and retries it.
+                }
+                Err(e) => return Err(e),
+            }
+        }
         match MySqlSource::start(cc.clone(), resume.clone()).await {
-            Ok(s) => return Ok(s),
+            Ok(s) => {
+                if !checked {
+                    check_configured_tables_exist(cc).await?;
+                }
+                return Ok(s);
+            }
+            Err(e) if e.is_transient() && started.elapsed() >= crate::sink::max_outage() => {
+                return Err(e).context(format!(
+                    "source {} unreachable for {:?} ([pipeline] max_outage_secs)",
+                    redact(&cc.url),
+                    started.elapsed()
+                ));
+            }
             Err(e) if e.is_transient() => {
                 warn!(
                     "source {} unavailable: {e}; retrying in {delay:?}",

@@ -147,7 +147,7 @@ pub fn set_max_outage(d: Duration) {
     MAX_OUTAGE_SECS.store(d.as_secs().max(1), std::sync::atomic::Ordering::Relaxed);
 }
 
-fn max_outage() -> Duration {
+pub fn max_outage() -> Duration {
     Duration::from_secs(MAX_OUTAGE_SECS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
