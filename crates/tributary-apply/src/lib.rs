@@ -158,6 +158,8 @@ pub struct PgSink {
     /// their statistics were last gathered at (0 = never).
     staging: HashMap<String, u64>,
     control_ready: bool,
+    /// A transaction is open across batches (a source transaction larger than a batch).
+    in_txn: bool,
     /// Turns an event that failed in apply into dead-letter key/value bytes (the pipeline sets
     /// a Debezium encoder, so `dlq retry` can decode the record again).
     pub dead_letter_encoder: Option<DeadLetterEncoder>,
@@ -174,6 +176,9 @@ pub(crate) struct Part<'a> {
     pub events: Vec<&'a ChangeEvent>,
     pub dead_letters: &'a [DeadLetter],
     pub checkpoint: Option<&'a Checkpoint>,
+    /// The source transaction goes on in the next part: do not commit (see
+    /// [`Batch::continues`]).
+    pub continues: bool,
 }
 
 impl<'a> Part<'a> {
@@ -183,6 +188,7 @@ impl<'a> Part<'a> {
             events: batch.events.iter().collect(),
             dead_letters: &batch.dead_letters,
             checkpoint: batch.checkpoint.as_ref(),
+            continues: batch.continues,
         }
     }
 }
@@ -220,6 +226,7 @@ impl PgSink {
             tables: HashMap::new(),
             staging: HashMap::new(),
             control_ready: false,
+            in_txn: false,
             dead_letter_encoder: None,
         };
         s.ensure_control().await?;
@@ -241,6 +248,7 @@ impl PgSink {
         self.staging.clear();
         self.tables.clear();
         self.control_ready = false;
+        self.in_txn = false;
         self.ensure_control().await
     }
 
@@ -352,26 +360,79 @@ impl PgSink {
         }))
     }
 
-    /// Apply a batch in one transaction. See the crate docs.
+    /// Apply a batch in one transaction. See the crate docs. A batch that
+    /// [`continues`](Batch::continues) its source transaction leaves the transaction open;
+    /// the batch that ends the source transaction commits all of it with its checkpoint.
     pub async fn apply(&mut self, batch: &Batch) -> Result<ApplyStats, ApplyError> {
+        if batch.restarts_txn {
+            self.abandon_open_transaction().await;
+        }
         self.apply_part(&Part::whole(batch)).await
+    }
+
+    /// Roll back a transaction left open by batches that continue a source transaction (the
+    /// source re-reads that transaction from its start).
+    pub async fn abandon_open_transaction(&mut self) {
+        if self.in_txn {
+            warn!("rolling back a partly applied source transaction: the source reads it again");
+            self.rollback().await;
+        }
+    }
+
+    /// Whether batches of an unfinished source transaction are applied but not committed.
+    pub fn in_open_transaction(&self) -> bool {
+        self.in_txn
     }
 
     pub(crate) async fn apply_part(&mut self, batch: &Part<'_>) -> Result<ApplyStats, ApplyError> {
         self.ensure_control().await?;
         let started = Instant::now();
+        // A part that starts a transaction is undone with ROLLBACK on a definite error; one
+        // that continues an open transaction (earlier parts of the same source transaction
+        // are in it and no longer in memory) is undone alone, with a savepoint.
+        let continuing = self.in_txn;
+        let opened = if continuing {
+            self.savepoint("tributary_part").await
+        } else {
+            self.begin().await
+        };
+        if let Err(e) = opened {
+            self.rollback().await;
+            return Err(e);
+        }
         let res = self.apply_once(batch, false).await;
         let res = match res {
             Err(ApplyError::Definite(msg)) if !batch.events.is_empty() => {
-                self.rollback().await;
-                if self.cfg.on_error == OnError::Stop && batch.events.len() == 1 {
-                    return Err(ApplyError::Definite(msg));
+                let undone = if continuing {
+                    let r = self.end_savepoint("tributary_part", false).await;
+                    // DDL of the undone part is gone too.
+                    self.staging.clear();
+                    self.tables.clear();
+                    r
+                } else {
+                    self.rollback().await;
+                    Ok(())
+                };
+                if self.cfg.on_error == OnError::Stop && batch.events.len() == 1 || undone.is_err()
+                {
+                    self.rollback().await;
+                    return Err(undone.err().unwrap_or(ApplyError::Definite(msg)));
                 }
                 warn!(
                     "batch of {} events failed ({msg}); re-applying one event at a time to isolate the bad ones",
                     batch.events.len()
                 );
-                self.apply_once(batch, true).await
+                match if continuing {
+                    Ok(())
+                } else {
+                    self.begin().await
+                } {
+                    Ok(()) => self.apply_once(batch, true).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(s) if continuing && self.in_txn => {
+                self.end_savepoint("tributary_part", true).await.map(|()| s)
             }
             other => other,
         };
@@ -411,13 +472,25 @@ impl PgSink {
             .map_err(|e| pg_err("ending savepoint", e))
     }
 
+    async fn begin(&mut self) -> Result<(), ApplyError> {
+        self.client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| pg_err("BEGIN", e))?;
+        self.in_txn = true;
+        Ok(())
+    }
+
     async fn rollback(&mut self) {
+        self.in_txn = false;
         let _ = self.client.batch_execute("ROLLBACK").await;
         self.staging.clear();
         // Table shapes may have been evolved inside the rolled-back transaction.
         self.tables.clear();
     }
 
+    /// Apply a part inside the open transaction (`BEGIN` or a savepoint done by the caller),
+    /// then its dead letters and checkpoint, then `COMMIT` unless the part continues.
     async fn apply_once(
         &mut self,
         batch: &Part<'_>,
@@ -425,10 +498,6 @@ impl PgSink {
     ) -> Result<ApplyStats, ApplyError> {
         let mut stats = ApplyStats::default();
         let mut dead: Vec<DeadLetter> = batch.dead_letters.to_vec();
-        self.client
-            .batch_execute("BEGIN")
-            .await
-            .map_err(|e| pg_err("BEGIN", e))?;
 
         // Group by table, keeping stream order inside each table.
         let mut by_table: BTreeMap<&TableId, Vec<&ChangeEvent>> = BTreeMap::new();
@@ -491,10 +560,13 @@ impl PgSink {
         if let Some(cp) = batch.checkpoint {
             self.write_checkpoint(batch.pipeline, cp).await?;
         }
-        self.client
-            .batch_execute("COMMIT")
-            .await
-            .map_err(|e| pg_err("COMMIT", e))?;
+        if !batch.continues {
+            self.in_txn = false;
+            self.client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| pg_err("COMMIT", e))?;
+        }
         Ok(stats)
     }
 

@@ -108,6 +108,8 @@ impl ParallelSink {
         // With on_error = "stop" a failing lane must not leave the other lanes' changes
         // committed while the pipeline stands still: such batches stay in one transaction.
         let splittable = n > 1
+            && !batch.continues
+            && !self.lanes[0].in_open_transaction()
             && self.config().on_error != crate::OnError::Stop
             && batch.events.len() >= MIN_SPLIT
             && matches!(batch.checkpoint, None | Some(Checkpoint::Kafka(_)));
@@ -126,6 +128,7 @@ impl ParallelSink {
                 events: Vec::with_capacity(batch.events.len() / n + 64),
                 dead_letters: if i == 0 { &batch.dead_letters } else { &[] },
                 checkpoint: None,
+                continues: false,
             })
             .collect();
         for (ev, &lane) in batch.events.iter().zip(&assignment) {

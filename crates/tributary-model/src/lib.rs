@@ -425,6 +425,14 @@ pub struct Batch {
     /// Name of the pipeline / source whose checkpoint this is (`kafka:<group>` or
     /// `mysql:<server>`), the checkpoint table's key.
     pub pipeline: String,
+    /// Part of one source transaction that goes on in the next batch (a transaction larger
+    /// than the batch size, direct mode): the sink keeps its PostgreSQL transaction open and
+    /// commits it with the batch that ends the source transaction. Such a batch has no
+    /// checkpoint. Memory stays bounded by the batch size, atomicity is kept.
+    pub continues: bool,
+    /// The source was restarted inside a transaction it had already handed out in part and
+    /// reads it again from its start: the sink first rolls back what it holds of it.
+    pub restarts_txn: bool,
 }
 
 /// Errors are split by what the caller must do: retry the same work later (`Transient`) or

@@ -20,7 +20,6 @@ use tributary_model::{Checkpoint, ErrorClass};
 
 use crate::config::{redact, Config};
 use crate::metrics as m;
-use crate::sink::apply_retrying;
 
 /// Capture settings from the pipeline config.
 pub fn capture_config(cfg: &Config) -> Result<CaptureConfig> {
@@ -200,42 +199,11 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
 
     // Capture runs one batch ahead of the apply: while PostgreSQL commits batch N, the
     // source reads and decodes batch N+1 (at most three batches in memory: the one being
-    // applied, one queued, one being read). The
-    // position in PostgreSQL stays the only resume point, so reading ahead changes nothing
-    // about exactly-once: what was read but not committed is read again after a restart.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(
-        tributary_model::Batch,
-        Option<tributary_capture::SnapshotProgress>,
-    )>(1);
+    // applied, one queued, one being read). The position in PostgreSQL stays the only
+    // resume point, so reading ahead changes nothing about exactly-once: what was read but
+    // not committed is read again after a restart.
     let batch_size = cfg.pipeline.batch_size;
-    let fetcher = tokio::spawn(async move {
-        loop {
-            match src.next_batch(batch_size).await {
-                Ok(b) => {
-                    let p = src.snapshot_progress();
-                    if tx.send((b, p)).await.is_err() {
-                        return Ok(()); // the applier stopped
-                    }
-                }
-                Err(e) if e.is_transient() => {
-                    // The source reconnects by itself; this is only reached if it gave up a round.
-                    warn!("source: {e}; retrying");
-                    m::set_error(&e.to_string());
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(anyhow::Error::new(e).context("capture failed")),
-            }
-        }
-    });
-
-    // Stop the capture task however this function returns.
-    struct AbortOnDrop(tokio::task::AbortHandle);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    let _stop_capture = AbortOnDrop(fetcher.abort_handle());
+    let mut fetcher = Fetcher::spawn(src, batch_size);
 
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
@@ -244,16 +212,10 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
     let mut last_log = Instant::now();
     loop {
         let (batch, progress) = tokio::select! {
-            b = rx.recv() => match b {
+            b = fetcher.rx.recv() => match b {
                 Some(b) => b,
-                None => {
-                    // The fetcher ended: it failed.
-                    return match fetcher.await {
-                        Ok(Err(e)) => Err(e),
-                        Ok(Ok(())) => Err(anyhow::anyhow!("capture stopped unexpectedly")),
-                        Err(e) => Err(anyhow::anyhow!("capture task failed: {e}")),
-                    };
-                }
+                // The fetcher ended: it failed.
+                None => return Err(fetcher.failure().await),
             },
             _ = &mut shutdown => {
                 info!("signal received: stopping after the last committed batch");
@@ -262,10 +224,32 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         };
         let t0 = Instant::now();
         let n = batch.events.len();
-        if n > 0 || batch.checkpoint.is_some() {
-            let stats = apply_retrying(&mut pg, &batch).await?;
-            events += n as u64;
-            m::record_batch(n, &stats, t0.elapsed());
+        if n > 0 || batch.checkpoint.is_some() || batch.restarts_txn {
+            match pg.apply(&batch).await {
+                Ok(stats) => {
+                    events += n as u64;
+                    m::record_batch(n, &stats, t0.elapsed());
+                }
+                Err(e) if e.is_transient() => {
+                    // PostgreSQL went away: what it had not committed is gone — and with
+                    // `synchronous_commit = off` a crash also loses commits it had
+                    // acknowledged, so the position in memory may be ahead of the
+                    // warehouse. The stored position is the truth: reconnect, read it, and
+                    // restart the source there (never go on from memory: that leaves a gap).
+                    m::counter_retries();
+                    m::set_error(&e.to_string());
+                    warn!(
+                        "applying batch: {e}; reconnecting, then resuming from the stored position"
+                    );
+                    fetcher.stop().await;
+                    let resume = reload_position(&mut pg, &pipeline).await?;
+                    info!("resuming from the stored position {}", describe(&resume));
+                    let src = start_source(&cc, resume).await?;
+                    fetcher = Fetcher::spawn(src, batch_size);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
         } else {
             m::mark_ok();
         }
@@ -289,5 +273,115 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
             break;
         }
     }
+    fetcher.stop().await;
     Ok(())
+}
+
+fn describe(p: &Option<tributary_model::BinlogCheckpoint>) -> String {
+    match p {
+        Some(r) => format!(
+            "{}:{}{}",
+            r.file,
+            r.pos,
+            if r.snapshot.is_some() {
+                " (snapshot in progress)"
+            } else {
+                ""
+            }
+        ),
+        None => "(none: a new snapshot)".into(),
+    }
+}
+
+/// Reconnect to PostgreSQL (for at most `[pipeline] max_outage_secs`) and read the stored
+/// position of `pipeline`.
+async fn reload_position(
+    pg: &mut tributary_apply::PgSink,
+    pipeline: &str,
+) -> Result<Option<tributary_model::BinlogCheckpoint>> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let res = match pg.reconnect().await {
+            Ok(()) => pg.load_binlog_checkpoint(pipeline).await,
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(p) => return Ok(p),
+            Err(e) if e.is_transient() && started.elapsed() < crate::sink::max_outage() => {
+                m::set_error(&e.to_string());
+                warn!(
+                    "PostgreSQL: {e}; retrying in {delay:?} (down for {:?})",
+                    started.elapsed()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "PostgreSQL unavailable for {:?} ([pipeline] max_outage_secs)",
+                    started.elapsed()
+                )))
+            }
+        }
+    }
+}
+
+/// The capture task: reads batches one ahead of the apply.
+struct Fetcher {
+    rx: tokio::sync::mpsc::Receiver<(
+        tributary_model::Batch,
+        Option<tributary_capture::SnapshotProgress>,
+    )>,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Fetcher {
+    fn spawn(mut src: MySqlSource, batch_size: usize) -> Fetcher {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            loop {
+                match src.next_batch(batch_size).await {
+                    Ok(b) => {
+                        let p = src.snapshot_progress();
+                        if tx.send((b, p)).await.is_err() {
+                            src.close().await;
+                            return Ok(()); // the applier stopped
+                        }
+                    }
+                    Err(e) if e.is_transient() => {
+                        // The source reconnects by itself; this is only reached if it gave
+                        // up a round.
+                        warn!("source: {e}; retrying");
+                        m::set_error(&e.to_string());
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(anyhow::Error::new(e).context("capture failed")),
+                }
+            }
+        });
+        Fetcher { rx, task }
+    }
+
+    /// Why the task ended (it only ends on its own by failing).
+    async fn failure(&mut self) -> anyhow::Error {
+        match (&mut self.task).await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => anyhow::anyhow!("capture stopped unexpectedly"),
+            Err(e) => anyhow::anyhow!("capture task failed: {e}"),
+        }
+    }
+
+    /// Stop the task (its source connection is dropped with it).
+    async fn stop(&mut self) {
+        self.rx.close();
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
