@@ -89,6 +89,30 @@ fn hashed(name: &str) -> String {
     format!("{prefix}_{h:08x}")
 }
 
+/// The recorded source column → warehouse column names of source table `source`
+/// (`<db>.<table>`): only columns whose names differ (see the module docs).
+pub async fn load_column_names(
+    client: &tokio_postgres::Client,
+    control_schema: &str,
+    source: &str,
+) -> Result<std::collections::HashMap<String, String>, crate::ApplyError> {
+    let cs = crate::config::ident(control_schema);
+    let rows = client
+        .query(
+            &format!("SELECT source_column, target_column FROM {cs}.columns WHERE source = $1"),
+            &[&source],
+        )
+        .await
+        .map_err(|e| crate::pg_err("reading the column name mapping", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let bytes: Vec<u8> = r.get(0);
+            (String::from_utf8_lossy(&bytes).into_owned(), r.get(1))
+        })
+        .collect())
+}
+
 /// A source name as a human reads it in the control table (NUL shown as `\0`).
 pub fn printable(name: &str) -> String {
     name.replace('\0', "\\0")

@@ -229,7 +229,9 @@ pub async fn verify(cfg: &Config) -> Result<bool> {
     let cs = ident(&cfg.sink.apply.control_schema);
     let tables = pg
         .query(
-            &format!("SELECT source, keyless FROM {cs}.tables ORDER BY 1"),
+            &format!(
+                "SELECT source, keyless, target_schema, current_table FROM {cs}.tables ORDER BY 1"
+            ),
             &[],
         )
         .await?;
@@ -242,8 +244,13 @@ pub async fn verify(cfg: &Config) -> Result<bool> {
         };
         let tid = tributary_model::TableId::new(db, table);
         let layout = cfg.sink.apply.layout(&tid);
-        let q_cur = format!("{}.{}", ident(&layout.schema), ident(&layout.current));
-        let mq = format!("`{}`.`{}`", db.replace('`', "``"), table.replace('`', "``"));
+        // Where tributary wrote the table, and what it called its columns, as recorded.
+        let (schema, current): (String, String) = (t.get(2), t.get(3));
+        let q_cur = format!("{}.{}", ident(&schema), ident(&current));
+        let mapped =
+            tributary_apply::names::load_column_names(&pg, &cfg.sink.apply.control_schema, &source)
+                .await?;
+        let mq = format!("{}.{}", mysql_ident(db), mysql_ident(table));
         let src_count: Option<u64> =
             match my.query_first(format!("SELECT COUNT(*) FROM {mq}")).await {
                 Ok(c) => c,
@@ -269,11 +276,16 @@ pub async fn verify(cfg: &Config) -> Result<bool> {
                 )
                 .await?;
             if !pk.is_empty() {
-                let mcols: Vec<String> =
-                    pk.iter().map(|c| format!("CAST(`{c}` AS CHAR)")).collect();
+                let mcols: Vec<String> = pk
+                    .iter()
+                    .map(|c| format!("CAST({} AS CHAR)", mysql_ident(c)))
+                    .collect();
                 let pcols: Vec<String> = pk
                     .iter()
-                    .map(|c| format!("{}::text", ident(layout.rename.get(c).unwrap_or(c))))
+                    .map(|c| {
+                        let target = mapped.get(c).or(layout.rename.get(c)).unwrap_or(c);
+                        format!("{}::text", ident(target))
+                    })
                     .collect();
                 let mut a: Vec<String> = my
                     .query_map(
@@ -323,4 +335,9 @@ pub async fn verify(cfg: &Config) -> Result<bool> {
     }
     let _ = my.disconnect().await;
     Ok(all_ok)
+}
+
+/// A MySQL identifier in back-ticks (back-ticks in it doubled).
+fn mysql_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
 }
