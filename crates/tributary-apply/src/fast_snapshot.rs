@@ -111,10 +111,13 @@ impl PgSink {
             }
             Err(ApplyError::Definite(msg)) => {
                 self.end_savepoint("tributary_fast_snapshot", false).await?;
-                // A duplicate (23505) or a re-inserted key is expected now and then (a resumed
-                // snapshot re-reading its last chunk, a re-snapshot); anything else would fail
-                // every batch the same way.
-                let duplicate = msg.contains("23505") || msg.contains("open history version");
+                // A duplicate (unique violation) or a re-inserted key is expected now and then
+                // (a resumed snapshot re-reading its last chunk, a re-snapshot); anything else
+                // would fail every batch the same way.
+                let duplicate = msg.sqlstate.as_deref()
+                    == Some(tokio_postgres::error::SqlState::UNIQUE_VIOLATION.code())
+                    // no SQLSTATE: our own open-version check above
+                    || msg.sqlstate.is_none();
                 tracing::debug!(table = %tid, "snapshot fast path not taken: {msg}");
                 if !duplicate {
                     self.tables.get_mut(tid).expect("ensured").fast_snapshot = Some(false);

@@ -68,15 +68,51 @@ pub use parallel::ParallelSink;
 pub use pgtype::PgType;
 use table::TargetTable;
 
+/// What failed, and PostgreSQL's SQLSTATE when it reported one (the class of an error is
+/// decided from the SQLSTATE, never from message text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub sqlstate: Option<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::ops::Deref for Failure {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            message,
+            sqlstate: None,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
 /// Errors of the apply stage.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// PostgreSQL unreachable, connection lost, serialization failure, deadlock: retry.
     #[error("PostgreSQL unavailable: {0}")]
-    Transient(String),
+    Transient(Failure),
     /// A problem retrying cannot fix.
     #[error("{0}")]
-    Definite(String),
+    Definite(Failure),
 }
 
 impl ErrorClass for ApplyError {
@@ -88,6 +124,18 @@ impl ErrorClass for ApplyError {
 impl ApplyError {
     pub fn is_transient(&self) -> bool {
         ErrorClass::is_transient(self)
+    }
+
+    /// PostgreSQL's SQLSTATE of the error, when it came from the server.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            ApplyError::Transient(f) | ApplyError::Definite(f) => f.sqlstate.as_deref(),
+        }
+    }
+
+    /// A definite error with `message` (no SQLSTATE).
+    pub fn definite(message: impl Into<String>) -> Self {
+        ApplyError::Definite(Failure::from(message.into()))
     }
 }
 
@@ -127,11 +175,14 @@ pub(crate) fn pg_err(context: &str, e: tokio_postgres::Error) -> ApplyError {
         }
         None => e.to_string(),
     };
-    let msg = format!("{context}: {detail}");
+    let f = Failure {
+        message: format!("{context}: {detail}"),
+        sqlstate: e.code().map(|c| c.code().to_string()),
+    };
     if transient {
-        ApplyError::Transient(msg)
+        ApplyError::Transient(f)
     } else {
-        ApplyError::Definite(msg)
+        ApplyError::Definite(f)
     }
 }
 
@@ -260,7 +311,7 @@ impl PgSink {
         let sc = match self.cfg.synchronous_commit.as_str() {
             v @ ("on" | "off" | "local" | "remote_write" | "remote_apply") => v,
             other => {
-                return Err(ApplyError::Definite(format!(
+                return Err(ApplyError::definite(format!(
                     "synchronous_commit = {other:?}: expected on, off, local, remote_write or remote_apply"
                 )))
             }
@@ -537,7 +588,7 @@ impl PgSink {
                             // The staging table may have been created in the rolled-back part.
                             self.staging.clear();
                             if self.cfg.on_error == OnError::Stop {
-                                return Err(ApplyError::Definite(format!(
+                                return Err(ApplyError::definite(format!(
                                     "{} event {} of batch: {reason}",
                                     tid, i
                                 )));
@@ -551,7 +602,7 @@ impl PgSink {
         }
         if !dead.is_empty() && self.cfg.on_error == OnError::Stop {
             let d = &dead[0];
-            return Err(ApplyError::Definite(format!(
+            return Err(ApplyError::definite(format!(
                 "refusing {}[{}]@{}: {} ({}) — on_error = \"stop\"",
                 d.topic, d.partition, d.offset, d.reason, d.stage
             )));
@@ -576,7 +627,7 @@ impl PgSink {
         &mut self,
         tid: &TableId,
         events: &[&ChangeEvent],
-    ) -> Result<Result<(), String>, ApplyError> {
+    ) -> Result<Result<(), Failure>, ApplyError> {
         if !self.needs_ddl_check(tid, events) {
             return Ok(Ok(()));
         }
@@ -592,9 +643,13 @@ impl PgSink {
                 self.tables.remove(tid);
                 self.staging.clear();
                 warn!("{tid}: warehouse tables refused ({reason}); its records are dead-lettered");
-                Ok(Err(format!(
-                    "{tid}: cannot create or evolve the warehouse tables: {reason}"
-                )))
+                Ok(Err(Failure {
+                    message: format!(
+                        "{tid}: cannot create or evolve the warehouse tables: {}",
+                        reason.message
+                    ),
+                    sqlstate: reason.sqlstate,
+                }))
             }
             Err(e) => Err(e),
         }

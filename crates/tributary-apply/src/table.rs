@@ -328,7 +328,7 @@ impl PgSink {
         // this batch's schemas are mapped (a process can see thousands of schema versions
         // of one table: every DDL makes one).
         let t = self.tables.get_mut(tid).ok_or_else(|| {
-            ApplyError::Definite(format!("target tables for {tid} missing after creation"))
+            ApplyError::definite(format!("target tables for {tid} missing after creation"))
         })?;
         if t.mappings.len() + events.len().min(MAX_CACHED_SCHEMAS) > MAX_CACHED_SCHEMAS {
             t.mappings.clear();
@@ -355,7 +355,7 @@ impl PgSink {
         }
         let hist = load_columns(&self.client, &layout.schema, &layout.history).await?;
         if hist.is_empty() {
-            return Err(ApplyError::Definite(format!(
+            return Err(ApplyError::definite(format!(
                 "{}.{} exists but its history table {}.{} does not; create it or drop the current table",
                 layout.schema, layout.current, layout.schema, layout.history
             )));
@@ -380,7 +380,7 @@ impl PgSink {
             .await
             .map_err(|e| pg_err("reading history indexes", e))?;
         if !unique_id.get::<_, bool>(0) {
-            return Err(ApplyError::Definite(format!(
+            return Err(ApplyError::definite(format!(
                 "{s}.{h} has no unique index on {id}: tributary needs it to refuse changes it already \
                  applied; create it with CREATE UNIQUE INDEX ON {qs}.{qh} ({qid})",
                 s = layout.schema,
@@ -492,14 +492,14 @@ impl PgSink {
             }
             let (target, why) = TargetTable::target_name(&layout, name);
             if layout.is_reserved(&target) && why != Mapped::Same {
-                return Err(ApplyError::Definite(format!(
+                return Err(ApplyError::definite(format!(
                     "{tid}: column {:?} would be written to {target:?}, a metadata column of the \
                      warehouse tables; rename it in [sink.tables.\"{tid}\"] rename",
                     names::printable(name)
                 )));
             }
             if let Some(other) = taken.insert(target.clone(), name.clone()) {
-                return Err(ApplyError::Definite(format!(
+                return Err(ApplyError::definite(format!(
                     "{tid}: columns {:?} and {:?} both map to the warehouse column {target:?}; \
                      give one a name with [sink.tables.\"{tid}\"] rename",
                     names::printable(&other),
@@ -626,7 +626,7 @@ impl PgSink {
         )
         .await?;
         let t = self.load_target(tid, layout).await?.ok_or_else(|| {
-            ApplyError::Definite(format!("target tables for {tid} missing after creation"))
+            ApplyError::definite(format!("target tables for {tid} missing after creation"))
         })?;
         self.tables.insert(tid.clone(), t);
         Ok(())
@@ -769,7 +769,7 @@ impl PgSink {
                     buf.truncate(row_start);
                     let reason = format!("{tid}: {reason}");
                     if self.cfg.on_error == OnError::Stop {
-                        return Err(ApplyError::Definite(reason));
+                        return Err(ApplyError::definite(reason));
                     }
                     dead.push(self.dead_letter(ev, "apply", &reason));
                 }
@@ -1177,12 +1177,13 @@ pub(crate) fn encode_column(
 /// A failed DDL's error with the statement that failed (so the dead letter says what to fix).
 fn with_statement(e: ApplyError, ddl: &str) -> ApplyError {
     match e {
-        ApplyError::Definite(m) => {
+        ApplyError::Definite(mut f) => {
             let mut stmt: String = ddl.chars().take(2000).collect();
             if stmt.len() < ddl.len() {
                 stmt.push_str(" …");
             }
-            ApplyError::Definite(format!("{m}; statement: {stmt}"))
+            f.message = format!("{}; statement: {stmt}", f.message);
+            ApplyError::Definite(f)
         }
         e => e,
     }

@@ -398,6 +398,15 @@ async fn a_table_that_cannot_be_created_is_dead_lettered_alone() {
     assert!(dl.contains("54011"), "SQLSTATE in the reason: {dl}");
     assert!(dl.contains("CREATE TABLE"), "statement in the reason: {dl}");
     assert!(dl.trim_end().ends_with("\tt"), "bytes kept: {dl}");
+    // With on_error = "stop" the same failure stops, typed: its SQLSTATE is kept.
+    let stop = ApplyConfig {
+        on_error: tributary_apply::OnError::Stop,
+        ..Default::default()
+    };
+    let mut stopping = PgSink::connect(&db.url, stop).await.unwrap();
+    let err = stopping.apply(&batch(&recs[..1])).await.unwrap_err();
+    assert!(!err.is_transient());
+    assert_eq!(err.sqlstate(), Some("54011"), "{err}");
     let cp = db
         .query("SELECT string_agg(topic || ':' || next_offset, ',' ORDER BY topic) FROM tributary.checkpoints WHERE pipeline = 'hostile'")
         .unwrap();

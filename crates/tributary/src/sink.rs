@@ -161,10 +161,14 @@ pub async fn apply_retrying(pg: &mut impl Sink, batch: &Batch) -> Result<ApplySt
         match pg.apply(batch).await {
             Err(e) if e.is_transient() && started.elapsed() >= max_outage() => {
                 m::set_error(&e.to_string());
-                return Err(ApplyError::Transient(format!(
-                    "{e} — still failing after {:?} ([pipeline] max_outage_secs); giving up",
-                    started.elapsed()
-                )));
+                let sqlstate = e.sqlstate().map(String::from);
+                return Err(ApplyError::Transient(tributary_apply::Failure {
+                    message: format!(
+                        "{e} — still failing after {:?} ([pipeline] max_outage_secs); giving up",
+                        started.elapsed()
+                    ),
+                    sqlstate,
+                }));
             }
             Err(e) if e.is_transient() => {
                 m::counter_retries();
