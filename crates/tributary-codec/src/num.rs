@@ -398,10 +398,17 @@ fn fraction_us(f: &str) -> Option<i64> {
 /// (dates to 5874897 AD, timestamps to 294276 AD) and is checked where values are written.
 pub const MAX_YEAR: i64 = 9_999_999;
 
+/// Longest date/time text the calendar parsers look at (`-9999999-12-31T23:59:59.999999999+18:00`
+/// is 40 bytes); anything longer is not a date and is refused without scanning it.
+const MAX_CALENDAR_TEXT: usize = 64;
+
 /// `YYYY-MM-DD` → days since the epoch. `None` for a day the month does not have (no
 /// `02-31` → `03-03` normalisation) or a year beyond [`MAX_YEAR`].
 pub fn parse_date(s: &str) -> Option<i64> {
     let s = s.trim();
+    if s.len() > MAX_CALENDAR_TEXT {
+        return None;
+    }
     let (neg, body) = match s.strip_prefix('-') {
         Some(b) => (true, b),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
@@ -430,6 +437,9 @@ pub fn parse_date(s: &str) -> Option<i64> {
 /// `HH:MM[:SS[.ffffff]]` (hours may exceed 24, leading `-` allowed: MySQL TIME) → µs.
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
+    if s.len() > MAX_CALENDAR_TEXT {
+        return None;
+    }
     let (neg, body) = match s.strip_prefix('-') {
         Some(b) => (true, b),
         None => (false, s),
@@ -460,6 +470,9 @@ pub fn parse_time(s: &str) -> Option<i64> {
 /// clock, offset seconds if a zone was given). A bare date is midnight.
 pub fn parse_datetime(s: &str) -> Option<(i64, Option<i64>)> {
     let s = s.trim();
+    if s.len() > MAX_CALENDAR_TEXT {
+        return None;
+    }
     let split = s.find(['T', 't', ' ']);
     let (date, rest) = match split {
         Some(i) => (&s[..i], &s[i + 1..]),
