@@ -199,11 +199,22 @@ pub struct Problem {
     pub fatal: bool,
 }
 
+/// A setting that breaks other capture tools silently and that tributary handles (said by
+/// `check` so nobody "fixes" it needlessly, and so its absence from `problems` is explained).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handled {
+    pub setting: String,
+    pub found: String,
+    /// Why capture is correct with it.
+    pub how: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckReport {
     pub flavor: Flavor,
     pub version: String,
     pub problems: Vec<Problem>,
+    pub handled: Vec<Handled>,
 }
 
 impl CheckReport {
@@ -220,7 +231,10 @@ impl fmt::Display for CheckReport {
         };
         writeln!(f, "{flavor} {}", self.version)?;
         if self.problems.is_empty() {
-            return writeln!(f, "all binlog settings OK for capture");
+            writeln!(f, "all binlog settings OK for capture")?;
+        }
+        for h in &self.handled {
+            writeln!(f, "OK    {}: {} — handled: {}", h.setting, h.found, h.how)?;
         }
         for p in &self.problems {
             writeln!(
@@ -363,10 +377,36 @@ pub async fn check(url: &str, server_id: u32) -> Result<CheckReport, CaptureErro
             );
         }
     }
+    // Settings that make binlog event headers carry position 0; capture counts positions from
+    // the bytes it reads (stream.rs), so they are safe — reported as such.
+    let mut handled = Vec::new();
+    if let Some(v) = var(&mut conn, "binlog_legacy_event_pos").await? {
+        if v.eq_ignore_ascii_case("OFF") || v == "0" {
+            handled.push(Handled {
+                setting: "binlog_legacy_event_pos".into(),
+                found: v,
+                how: "event headers inside transactions carry log_pos 0; tributary counts \
+                      binlog positions from the bytes it reads and never uses that field"
+                    .into(),
+            });
+        }
+    }
+    if let Some(v) = var(&mut conn, "binlog_transaction_compression").await? {
+        if v.eq_ignore_ascii_case("ON") || v == "1" {
+            handled.push(Handled {
+                setting: "binlog_transaction_compression".into(),
+                found: v,
+                how: "events inside a compressed transaction carry log_pos 0; tributary gives \
+                      them the position of the compressed payload and numbers their rows in order"
+                    .into(),
+            });
+        }
+    }
     let _ = conn.disconnect().await;
     Ok(CheckReport {
         flavor,
         version,
         problems,
+        handled,
     })
 }

