@@ -290,7 +290,7 @@ impl Decoder {
             .and_then(J::as_str)
             .filter(|s| !s.is_empty());
         let tid = table_id(rec, src_db, src_table)?;
-        let ts_ms = opt_i64(map.get("ts_ms"), At(&path, "ts_ms"))?.unwrap_or(0);
+        let ts_ms = opt_ts_ms(map.get("ts_ms"), At(&path, "ts_ms"))?.unwrap_or(0);
         let transaction = parse_tx(map.get("transaction"), At(&path, "transaction"))?;
         let before = map.get_mut("before").map(J::take).unwrap_or(J::Null);
         let after = map.get_mut("after").map(J::take).unwrap_or(J::Null);
@@ -382,7 +382,7 @@ impl Decoder {
         let table = s("__table").or_else(|| s("__source_table"));
         let tid = table_id(rec, db, table)?;
         let source = flat_source(&get, &path, prefix)?;
-        let ts_ms = opt_i64(meta("__ts_ms"), At(&path, "__ts_ms"))?.unwrap_or(0);
+        let ts_ms = opt_ts_ms(meta("__ts_ms"), At(&path, "__ts_ms"))?.unwrap_or(0);
         let key = key_info(rec)?;
         let cached = match schema {
             Some(raw) => self.connect_schema(raw, &key, &tid, Shape::Flat)?,
@@ -774,6 +774,22 @@ fn opt_i64(v: Option<&J>, path: impl fmt::Display) -> Result<Option<i64>, Fail> 
     }
 }
 
+/// A millisecond timestamp: an integer whose microseconds (`× 1000`, what the warehouse
+/// stores) still fit `i64` — checked here so no later stage multiplies an unchecked value.
+fn opt_ts_ms(v: Option<&J>, path: impl fmt::Display) -> Result<Option<i64>, Fail> {
+    let ms = opt_i64(v, &path)?;
+    if let Some(x) = ms {
+        if x.checked_mul(1000).is_none() {
+            return Err(Fail::new(
+                K::Type,
+                path.to_string(),
+                format!("{x} ms is out of range (its microseconds overflow 64 bits)"),
+            ));
+        }
+    }
+    Ok(ms)
+}
+
 fn opt_string(v: Option<&J>, path: impl fmt::Display) -> Result<Option<String>, Fail> {
     match v {
         None | Some(J::Null) => Ok(None),
@@ -845,7 +861,7 @@ pub(crate) fn parse_source(
         row: to_u32(opt_i64(m.get("row"), p("row"))?, p("row"))?,
         gtid: opt_string(m.get("gtid"), p("gtid"))?,
         server_id: to_u32(opt_i64(m.get("server_id"), p("server_id"))?, p("server_id"))?,
-        ts_ms: opt_i64(m.get("ts_ms"), p("ts_ms"))?.unwrap_or(0),
+        ts_ms: opt_ts_ms(m.get("ts_ms"), p("ts_ms"))?.unwrap_or(0),
         snapshot: snapshot_marker(m.get("snapshot"), p("snapshot"))?,
         thread: to_u64(opt_i64(m.get("thread"), p("thread"))?, p("thread"))?,
         query: opt_string(m.get("query"), p("query"))?,
@@ -876,7 +892,7 @@ fn flat_source<'a>(
             opt_i64(g("__source_server_id"), p("__source_server_id"))?,
             p("__source_server_id"),
         )?,
-        ts_ms: opt_i64(g("__source_ts_ms"), p("__source_ts_ms"))?.unwrap_or(0),
+        ts_ms: opt_ts_ms(g("__source_ts_ms"), p("__source_ts_ms"))?.unwrap_or(0),
         snapshot: snapshot_marker(g("__source_snapshot"), p("__source_snapshot"))?,
         thread: to_u64(
             opt_i64(g("__source_thread"), p("__source_thread"))?,

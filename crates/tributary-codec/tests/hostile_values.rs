@@ -420,3 +420,21 @@ fn deep_nesting_does_not_overflow_the_stack() {
         }
     }
 }
+
+/// `ts_ms` values whose microseconds overflow are refused at decode time, naming the field
+/// (they were multiplied by 1000 later without a check).
+#[test]
+fn timestamps_that_overflow_microseconds_are_refused() {
+    let mut v = envelope(json!({"type": "int32"}), json!(1));
+    assert!(decode(&rec(&v)).is_ok());
+    v["payload"]["ts_ms"] = json!(i64::MAX);
+    let e = decode(&rec(&v)).unwrap_err();
+    assert_eq!(e.field, "value.payload.ts_ms", "{e}");
+    v["payload"]["ts_ms"] = json!(1);
+    v["payload"]["source"]["ts_ms"] = json!(i64::MIN / 999);
+    let e = decode(&rec(&v)).unwrap_err();
+    assert_eq!(e.field, "value.payload.source.ts_ms", "{e}");
+    let flat = json!({"a": 1, "__db": "shop", "__table": "t", "__source_ts_ms": i64::MAX});
+    let e = decode(&rec(&flat)).unwrap_err();
+    assert_eq!(e.field, "value.__source_ts_ms", "{e}");
+}
