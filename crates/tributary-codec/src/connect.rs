@@ -118,10 +118,12 @@ pub(crate) fn connect_field(f: &J, path: &str) -> Result<(Column, FieldCodec), F
 fn u32_param(f: &J, k: &str) -> Result<Option<u32>, String> {
     match f.get("parameters").and_then(|p| p.get(k)) {
         None | Some(J::Null) => Ok(None),
-        Some(J::String(s)) => s
-            .parse::<u32>()
-            .map(Some)
-            .map_err(|_| format!("parameter {k:?} = {s:?} is not a non-negative integer")),
+        Some(J::String(s)) => s.parse::<u32>().map(Some).map_err(|_| {
+            format!(
+                "parameter {k:?} = {:?} is not a non-negative integer",
+                short(s)
+            )
+        }),
         Some(other) => Err(format!(
             "parameter {k:?} must be a string, got {}",
             crate::error::short_json(other)
@@ -296,15 +298,7 @@ pub(crate) fn check_labels(kind: &ColumnKind, s: &str) -> Result<(), String> {
     }
 }
 
-/// At most 120 characters of `s` for an error message.
-fn short(s: &str) -> String {
-    if s.chars().count() > 120 {
-        let t: String = s.chars().take(117).collect();
-        format!("{t}...")
-    } else {
-        s.to_owned()
-    }
-}
+use crate::error::short_str as short;
 
 fn want_i64(v: &J) -> Result<i64, String> {
     match v {
@@ -418,7 +412,8 @@ pub(crate) fn decode_value(codec: FieldCodec, kind: &ColumnKind, v: J) -> Result
         FieldCodec::Zoned => {
             let s = want_str(v)?;
             Value::Timestamp(
-                num::parse_zoned(&s).ok_or_else(|| format!("invalid ZonedTimestamp {s:?}"))?,
+                num::parse_zoned(&s)
+                    .ok_or_else(|| format!("invalid ZonedTimestamp {:?}", short(&s)))?,
             )
         }
         FieldCodec::Year => {

@@ -55,7 +55,7 @@ use tributary_model::{
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::connect::{connect_field, decode_value, mysql_type_kind, FieldCodec};
-use crate::error::{DecodeError, DecodeErrorKind as K, Fail};
+use crate::error::{short_str, DecodeError, DecodeErrorKind as K, Fail};
 
 /// What one Kafka record decodes to.
 #[derive(Debug, Clone, PartialEq)]
@@ -585,8 +585,8 @@ fn build_table(
         let i = found.ok_or_else(|| {
             Fail::new(
                 K::Schema,
-                format!("key.{k}"),
-                format!("key field {k:?} is not a column of {tid}"),
+                format!("key.{}", short_str(k)),
+                format!("key field {:?} is not a column of {tid}", short_str(k)),
             )
         })?;
         key.push(i);
@@ -653,14 +653,14 @@ fn row_from<S: AsRef<str>>(
             cs.column_index(k).ok_or_else(|| {
                 Fail::new(
                     K::Schema,
-                    format!("{path}.{k}"),
-                    format!("field {k:?} is not in the schema of {}", t.id),
+                    format!("{path}.{}", short_str(k)),
+                    format!("field {:?} is not in the schema of {}", short_str(k), t.id),
                 )
             })?
         };
         out[ci] = match &cs.codecs {
             Some(codecs) => decode_value(codecs[ci], &t.columns[ci].kind, v)
-                .map_err(|p| Fail::new(K::Type, format!("{path}.{k}"), p))?,
+                .map_err(|p| Fail::new(K::Type, format!("{path}.{}", short_str(k)), p))?,
             None if v.is_null() => Value::Null,
             None => Value::Unresolved(v),
         };
@@ -698,7 +698,7 @@ fn parse_op(v: Option<&J>, path: impl fmt::Display) -> Result<Op, Fail> {
             Fail::new(
                 K::UnknownOp,
                 path.to_string(),
-                format!("unknown op {s:?} (expected c, u, d or r)"),
+                format!("unknown op {:?} (expected c, u, d or r)", short_str(s)),
             )
         }),
         Some(other) => Err(Fail::new(
@@ -810,7 +810,7 @@ fn snapshot_marker(v: Option<&J>, path: impl fmt::Display) -> Result<SnapshotMar
             Fail::new(
                 K::Type,
                 path.to_string(),
-                format!("unknown snapshot marker {s:?}"),
+                format!("unknown snapshot marker {:?}", short_str(s)),
             )
         }),
         Some(other) => Err(type_err(&path, "a snapshot marker string", other)),

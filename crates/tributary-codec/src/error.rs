@@ -95,6 +95,17 @@ impl ErrorClass for ResolveError {
     }
 }
 
+/// At most 120 characters of `s` for an error message (a record may be 64 MiB: its text must
+/// not end up whole in a dead letter's reason).
+pub(crate) fn short_str(s: &str) -> String {
+    if s.chars().count() > 120 {
+        let t: String = s.chars().take(117).collect();
+        format!("{t}...")
+    } else {
+        s.to_owned()
+    }
+}
+
 /// Short rendering of a JSON value for error messages.
 pub(crate) fn short_json(v: &serde_json::Value) -> String {
     let s = v.to_string();

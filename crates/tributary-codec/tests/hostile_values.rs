@@ -438,3 +438,23 @@ fn timestamps_that_overflow_microseconds_are_refused() {
     let e = decode(&rec(&flat)).unwrap_err();
     assert_eq!(e.field, "value.__source_ts_ms", "{e}");
 }
+
+/// A dead letter's reason quotes at most a short excerpt of a hostile value or name.
+#[test]
+fn error_messages_stay_short() {
+    let long = "q".repeat(1 << 20);
+    let mut v = envelope(json!({"type": "int32"}), json!(1));
+    v["payload"]["op"] = json!(long);
+    let e = decode(&rec(&v)).unwrap_err();
+    assert!(e.to_string().len() < 400, "{}", e.to_string().len());
+    let v = envelope(
+        json!({"type": "string", "name": "io.debezium.time.ZonedTimestamp"}),
+        json!(long),
+    );
+    let e = decode(&rec(&v)).unwrap_err();
+    assert!(e.to_string().len() < 400, "{}", e.to_string().len());
+    let mut v = envelope(json!({"type": "int32"}), json!(1));
+    v["payload"]["after"] = json!({ long.clone(): 1 });
+    let e = decode(&rec(&v)).unwrap_err();
+    assert!(e.to_string().len() < 600, "{}", e.to_string().len());
+}
