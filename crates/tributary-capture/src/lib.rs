@@ -12,6 +12,15 @@
 //! Types: see `decode` (binlog) and `schema` (snapshot / information_schema); both produce
 //! identical [`Value`](tributary_model::Value)s for identical data. Documented limits:
 //! * zero dates (`0000-00-00`) are captured as NULL with a warning naming table and column;
+//! * text in every character set is decoded by the server's own table (`decode::charset`:
+//!   MySQL's `latin1` is windows-1252, `sjis` 0x8160 is U+301C, …), so the snapshot and the
+//!   stream give the same text for the same bytes; bytes undefined in the column's character set
+//!   (legacy data, a corrupt binlog) are captured as U+FFFD with a warning naming table, column
+//!   and bytes — the snapshot reads them as the server converts them, `?`;
+//! * an ENUM/SET value without a known label, a binlog value out of its type's range and a
+//!   snapshot value that does not parse or fit stop capture with a definite error naming
+//!   table, column and value ([`CaptureError::Decode`] / [`CaptureError::Value`]), never `""`,
+//!   `0` or a wrapped number;
 //! * MariaDB `JSON` is a `LONGTEXT` alias: it is captured as `ColumnKind::String` (exactly
 //!   what Debezium reports for MariaDB); MySQL 8 binary JSON is `ColumnKind::Json`;
 //! * without `binlog_row_metadata=FULL`, names/keys/signedness/ENUM labels come from
@@ -142,6 +151,16 @@ pub enum CaptureError {
     /// The checkpoint passed to `start` is unusable.
     #[error("bad checkpoint: {0}")]
     Checkpoint(String),
+    /// A source value that cannot be captured exactly (a snapshot number that does not parse
+    /// or fit, a date out of range, a value of an unexpected type): definite, never replaced
+    /// by a guess such as 0 or "".
+    #[error("value of {table}.{column} cannot be captured exactly: {reason} (value {value})")]
+    Value {
+        table: String,
+        column: String,
+        value: String,
+        reason: String,
+    },
 }
 
 impl ErrorClass for CaptureError {

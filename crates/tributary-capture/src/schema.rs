@@ -5,7 +5,7 @@ use mysql_async::prelude::*;
 use mysql_async::Value as MyValue;
 use tributary_model::{Column, ColumnKind, TableId, TableSchema, Value};
 
-use crate::decode::{datetime_us, days_from_civil};
+use crate::decode::{date_days, datetime_us};
 use crate::{CaptureError, Flavor};
 use tributary_model::calendar::civil_from_days;
 
@@ -172,7 +172,11 @@ pub(crate) fn parse_enum_list(column_type: &str) -> Vec<String> {
 /// `decode::table_version` so snapshot and streamed events share one schema.
 pub(crate) fn kind_of(c: &InfoColumn) -> ColumnKind {
     let unsigned = c.column_type.to_ascii_lowercase().contains("unsigned");
-    let fsp = c.dt_precision.unwrap_or(0) as u8;
+    // The servers allow at most 6 fractional digits; a larger number cannot come from them and
+    // reads as 6 (every digit kept).
+    let fsp = u8::try_from(c.dt_precision.unwrap_or(0)).map_or(6, |f| f.min(6));
+    // A length or precision that does not fit u32 is unknown (None = unbounded), never wrapped.
+    let u32_of = |x: Option<u64>| x.and_then(|x| u32::try_from(x).ok());
     match c.data_type.as_str() {
         "tinyint" => ColumnKind::Int { bits: 8, unsigned },
         "smallint" => ColumnKind::Int { bits: 16, unsigned },
@@ -180,20 +184,20 @@ pub(crate) fn kind_of(c: &InfoColumn) -> ColumnKind {
         "int" | "integer" => ColumnKind::Int { bits: 32, unsigned },
         "bigint" => ColumnKind::Int { bits: 64, unsigned },
         "decimal" | "numeric" => ColumnKind::Decimal {
-            precision: c.num_precision.map(|x| x as u32),
-            scale: c.num_scale.map(|x| x as u32),
+            precision: u32_of(c.num_precision),
+            scale: u32_of(c.num_scale),
         },
         "float" => ColumnKind::Float,
         "double" | "real" | "double precision" => ColumnKind::Double,
         "bit" => ColumnKind::Bits {
-            len: c.num_precision.unwrap_or(1) as u32,
+            len: u32_of(c.num_precision).unwrap_or(64).min(64),
         },
         "char" | "varchar" => ColumnKind::String {
-            max_len: c.char_max.map(|x| x as u32),
+            max_len: u32_of(c.char_max),
         },
         "tinytext" | "text" | "mediumtext" | "longtext" => ColumnKind::String { max_len: None },
         "binary" | "varbinary" => ColumnKind::Bytes {
-            max_len: c.char_max.map(|x| x as u32),
+            max_len: u32_of(c.char_max),
         },
         "enum" => ColumnKind::Enum {
             allowed: parse_enum_list(&c.column_type),
@@ -238,10 +242,7 @@ pub(crate) fn default_value(kind: &ColumnKind, d: &Option<String>) -> Option<Val
         ColumnKind::Year => Value::Year(d.parse().ok()?),
         ColumnKind::Date => {
             let (y, m, dd) = parse_ymd(d)?;
-            if m == 0 || dd == 0 {
-                return None;
-            }
-            Value::Date(days_from_civil(y as i64, m, dd) as i32)
+            Value::Date(date_days(y, m, dd)?)
         }
         ColumnKind::DateTime { .. } | ColumnKind::Timestamp { .. } => {
             let (date, time) = d.split_once(' ').unwrap_or((d.as_str(), "00:00:00"));
@@ -250,7 +251,7 @@ pub(crate) fn default_value(kind: &ColumnKind, d: &Option<String>) -> Option<Val
                 return None;
             }
             let us = parse_hms_us(time)?;
-            let v = datetime_us(y, m, dd, 0, 0, 0, 0) + us;
+            let v = datetime_us(y, m, dd, 0, 0, 0, 0)?.checked_add(us)?;
             if matches!(kind, ColumnKind::Timestamp { .. }) {
                 // information_schema shows TIMESTAMP defaults in the session zone, which
                 // capture sets to UTC.
@@ -286,7 +287,10 @@ fn parse_hms_us(s: &str) -> Option<i64> {
     let mut us: i64 = 0;
     if !frac.is_empty() {
         let f = format!("{frac:0<6}");
-        us = f[..6].parse().ok()?;
+        us = f.get(..6)?.parse().ok()?;
+    }
+    if !(0..=838).contains(&h) || !(0..60).contains(&m) || !(0..60).contains(&sec) || us < 0 {
+        return None;
     }
     Some((h * 3600 + m * 60 + sec) * 1_000_000 + us)
 }
@@ -360,13 +364,65 @@ pub(crate) fn enrich(
 
 /// Convert a binary-protocol value read by the snapshot into the model value, exactly as the
 /// binlog decoder would produce it for the same data.
-pub(crate) fn from_mysql(v: MyValue, col: &Column, table: &TableId) -> Value {
+///
+/// Text arrives already converted to utf8mb4 by the server (the session character set of
+/// mysql_async), i.e. by the server's own table of the column's character set, which is the
+/// table `decode::charset` reproduces for the binlog. A value that cannot be represented
+/// exactly (a number that does not parse or does not fit, an out-of-range date, a value of an
+/// unexpected protocol type) is a [`CaptureError::Value`] naming table, column and value —
+/// never a 0, an empty string or a NULL in its place.
+pub(crate) fn from_mysql(v: MyValue, col: &Column, table: &TableId) -> Result<Value, CaptureError> {
     use ColumnKind as K;
-    let bytes_str = |b: Vec<u8>| match String::from_utf8(b) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    let err = |value: &dyn std::fmt::Debug, reason: &str| CaptureError::Value {
+        table: table.to_string(),
+        column: col.name.clone(),
+        value: {
+            let mut s = format!("{value:?}");
+            if s.len() > 200 {
+                let mut cut = 200;
+                while !s.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                s.truncate(cut);
+                s.push('…');
+            }
+            s
+        },
+        reason: reason.to_string(),
     };
-    match (v, &col.kind) {
+    let text = |b: Vec<u8>| match String::from_utf8(b) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            // The server sends utf8mb4: invalid UTF-8 here means it sent the column's bytes
+            // unconverted. Same policy as the binlog decoder: U+FFFD and a warning.
+            let b = e.into_bytes();
+            Ok::<String, CaptureError>(crate::decode::text(
+                crate::decode::Cs::Utf8,
+                &b,
+                table,
+                &col.name,
+            ))
+        }
+    };
+    // Parse a number sent as text; the whole text must parse.
+    fn num<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
+        std::str::from_utf8(b).ok()?.trim().parse().ok()
+    }
+    let int_range = |i: i64| match col.kind {
+        K::Int {
+            bits: b @ 8..=32,
+            unsigned: u,
+        } => {
+            let (lo, hi) = if u {
+                (0, (1i64 << b) - 1)
+            } else {
+                (-(1i64 << (b - 1)), (1i64 << (b - 1)) - 1)
+            };
+            (lo..=hi).contains(&i)
+        }
+        _ => true,
+    };
+    Ok(match (v, &col.kind) {
         (MyValue::NULL, _) => Value::Null,
         (
             MyValue::Int(i),
@@ -374,7 +430,9 @@ pub(crate) fn from_mysql(v: MyValue, col: &Column, table: &TableId) -> Value {
                 bits: 64,
                 unsigned: true,
             },
-        ) => Value::UInt(i as u64),
+        ) => Value::UInt(
+            u64::try_from(i).map_err(|_| err(&i, "negative value for BIGINT UNSIGNED"))?,
+        ),
         (
             MyValue::UInt(u),
             K::Int {
@@ -382,41 +440,82 @@ pub(crate) fn from_mysql(v: MyValue, col: &Column, table: &TableId) -> Value {
                 unsigned: true,
             },
         ) => Value::UInt(u),
-        (MyValue::Int(i), K::Int { .. } | K::Bool) => Value::Int(i),
-        (MyValue::UInt(u), K::Int { .. } | K::Bool) => Value::Int(u as i64),
+        (MyValue::Int(i), K::Int { .. } | K::Bool) if int_range(i) => Value::Int(i),
+        (MyValue::UInt(u), K::Int { .. } | K::Bool) if i64::try_from(u).is_ok_and(int_range) => {
+            Value::Int(i64::try_from(u).map_err(|_| err(&u, "integer out of range"))?)
+        }
         (
             MyValue::Bytes(b),
             K::Int {
                 bits: 64,
                 unsigned: true,
             },
-        ) => Value::UInt(bytes_str(b).parse().unwrap_or(0)),
-        (MyValue::Bytes(b), K::Int { .. }) => Value::Int(bytes_str(b).parse().unwrap_or(0)),
-        (MyValue::Bytes(b), K::Decimal { .. }) => Value::Decimal(bytes_str(b)),
-        (MyValue::Float(f), K::Float) => Value::Float(f),
-        (MyValue::Double(d), K::Float) => Value::Float(d as f32),
-        (MyValue::Double(d), K::Double) => Value::Double(d),
-        (MyValue::Float(f), K::Double) => Value::Double(f as f64),
-        (MyValue::Bytes(b), K::Float) => Value::Float(bytes_str(b).parse().unwrap_or(0.0)),
-        (MyValue::Bytes(b), K::Double) => Value::Double(bytes_str(b).parse().unwrap_or(0.0)),
-        (MyValue::Bytes(b), K::Bits { .. }) => {
-            Value::Bits(b.iter().fold(0u64, |a, x| (a << 8) | *x as u64))
+        ) => Value::UInt(
+            num(&b).ok_or_else(|| err(&String::from_utf8_lossy(&b), "not a BIGINT UNSIGNED"))?,
+        ),
+        (MyValue::Bytes(b), K::Int { .. }) => {
+            let i: i64 = num(&b).filter(|i| int_range(*i)).ok_or_else(|| {
+                err(
+                    &String::from_utf8_lossy(&b),
+                    "not an integer of the column's range",
+                )
+            })?;
+            Value::Int(i)
         }
-        (MyValue::Int(i), K::Bits { .. }) => Value::Bits(i as u64),
+        (MyValue::Bytes(b), K::Decimal { .. }) => {
+            let s = String::from_utf8(b).map_err(|e| err(&e.as_bytes(), "DECIMAL is not text"))?;
+            if !is_decimal(&s) {
+                return Err(err(&s, "not a DECIMAL"));
+            }
+            Value::Decimal(s)
+        }
+        (MyValue::Float(f), K::Float) => Value::Float(f),
+        (MyValue::Double(d), K::Float) => {
+            // f32 → f64 → f32 is exact; a double outside f32 cannot come from a FLOAT column.
+            let f = d as f32;
+            if f64::from(f) != d && !d.is_nan() {
+                return Err(err(&d, "DOUBLE value for a FLOAT column is not a float"));
+            }
+            Value::Float(f)
+        }
+        (MyValue::Double(d), K::Double) => Value::Double(d),
+        (MyValue::Float(f), K::Double) => Value::Double(f64::from(f)),
+        (MyValue::Bytes(b), K::Float) => {
+            Value::Float(num(&b).ok_or_else(|| err(&String::from_utf8_lossy(&b), "not a FLOAT"))?)
+        }
+        (MyValue::Bytes(b), K::Double) => {
+            Value::Double(num(&b).ok_or_else(|| err(&String::from_utf8_lossy(&b), "not a DOUBLE"))?)
+        }
+        (MyValue::Bytes(b), K::Bits { .. }) => {
+            if b.len() > 8 {
+                return Err(err(&b, "BIT value longer than 64 bits"));
+            }
+            Value::Bits(b.iter().fold(0u64, |a, x| (a << 8) | u64::from(*x)))
+        }
+        (MyValue::Int(i), K::Bits { .. }) => {
+            Value::Bits(u64::try_from(i).map_err(|_| err(&i, "negative BIT value"))?)
+        }
         (MyValue::UInt(i), K::Bits { .. }) => Value::Bits(i),
         (MyValue::Bytes(b), K::String { .. } | K::Enum { .. } | K::Set { .. }) => {
-            Value::String(bytes_str(b))
+            Value::String(text(b)?)
         }
-        (MyValue::Bytes(b), K::Json) => Value::Json(bytes_str(b)),
+        (MyValue::Bytes(b), K::Json) => Value::Json(text(b)?),
         (MyValue::Bytes(b), K::Bytes { .. }) => Value::Bytes(b),
-        (MyValue::Int(y), K::Year) => Value::Year(y as i32),
-        (MyValue::UInt(y), K::Year) => Value::Year(y as i32),
-        (MyValue::Bytes(b), K::Year) => Value::Year(bytes_str(b).parse().unwrap_or(0)),
+        (MyValue::Int(y), K::Year) => {
+            Value::Year(i32::try_from(y).map_err(|_| err(&y, "YEAR out of range"))?)
+        }
+        (MyValue::UInt(y), K::Year) => {
+            Value::Year(i32::try_from(y).map_err(|_| err(&y, "YEAR out of range"))?)
+        }
+        (MyValue::Bytes(b), K::Year) => {
+            Value::Year(num(&b).ok_or_else(|| err(&String::from_utf8_lossy(&b), "not a YEAR"))?)
+        }
         (MyValue::Date(y, m, d, ..), K::Date) => {
             if m == 0 || d == 0 {
                 zero(table, col)
             } else {
-                Value::Date(days_from_civil(y as i64, m as u32, d as u32) as i32)
+                let days = date_days(u32::from(y), u32::from(m), u32::from(d));
+                Value::Date(days.ok_or_else(|| err(&(y, m, d), "DATE out of range"))?)
             }
         }
         (MyValue::Date(y, m, d, h, mi, s, us), K::DateTime { .. } | K::Timestamp { .. }) => {
@@ -424,8 +523,15 @@ pub(crate) fn from_mysql(v: MyValue, col: &Column, table: &TableId) -> Value {
                 zero(table, col)
             } else {
                 let v = datetime_us(
-                    y as u32, m as u32, d as u32, h as u32, mi as u32, s as u32, us,
-                );
+                    u32::from(y),
+                    u32::from(m),
+                    u32::from(d),
+                    u32::from(h),
+                    u32::from(mi),
+                    u32::from(s),
+                    us,
+                )
+                .ok_or_else(|| err(&(y, m, d, h, mi, s, us), "DATETIME out of range"))?;
                 if matches!(col.kind, K::Timestamp { .. }) {
                     Value::Timestamp(v)
                 } else {
@@ -434,22 +540,32 @@ pub(crate) fn from_mysql(v: MyValue, col: &Column, table: &TableId) -> Value {
             }
         }
         (MyValue::Time(neg, days, h, m, s, us), K::Time { .. }) => {
-            let v = ((days as i64 * 24 + h as i64) * 3600 + m as i64 * 60 + s as i64) * 1_000_000
-                + us as i64;
+            if m > 59 || s > 59 || us >= 1_000_000 {
+                return Err(err(&(neg, days, h, m, s, us), "TIME out of range"));
+            }
+            // days < 2^32, so the product stays far below 2^63.
+            let v =
+                ((i64::from(days) * 24 + i64::from(h)) * 3600 + i64::from(m) * 60 + i64::from(s))
+                    * 1_000_000
+                    + i64::from(us);
             Value::Time(if neg { -v } else { v })
         }
         (other, _) => {
-            tracing::warn!(table = %table, column = %col.name, value = ?other, "unexpected snapshot value type");
-            match other {
-                MyValue::Bytes(b) => Value::String(bytes_str(b)),
-                MyValue::Int(i) => Value::Int(i),
-                MyValue::UInt(u) => Value::UInt(u),
-                MyValue::Double(d) => Value::Double(d),
-                MyValue::Float(f) => Value::Float(f),
-                _ => Value::Null,
-            }
+            return Err(err(
+                &other,
+                "value of an unexpected type or range for the column's type",
+            ))
         }
-    }
+    })
+}
+
+/// `-?digits(.digits)?` — the plain notation the server sends for DECIMAL.
+fn is_decimal(s: &str) -> bool {
+    let s = s.strip_prefix('-').unwrap_or(s);
+    let (i, f) = s.split_once('.').unwrap_or((s, ""));
+    !i.is_empty()
+        && i.bytes().all(|b| b.is_ascii_digit())
+        && (f.is_empty() && !s.ends_with('.') || f.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn zero(table: &TableId, col: &Column) -> Value {
@@ -457,11 +573,27 @@ fn zero(table: &TableId, col: &Column) -> Value {
     Value::Null
 }
 
-/// Model value → parameter for a `WHERE (pk) > (?)` chunk query.
-pub(crate) fn to_param(v: &Value) -> MyValue {
-    match v {
+/// Model value → parameter for a `WHERE (pk) > (?)` chunk query. The value may come from a
+/// stored checkpoint (`last_pk`): one that no MySQL parameter can carry (a date outside
+/// 0..=9999, a TIME beyond u32 days) is a checkpoint error, never a wrapped parameter that
+/// would silently skip or repeat rows.
+pub(crate) fn to_param(v: &Value) -> Result<MyValue, CaptureError> {
+    let bad = || CaptureError::Checkpoint(format!("snapshot key value {v:?} out of range"));
+    let u8_of = |x: i64| u8::try_from(x).map_err(|_| bad());
+    let date = |days: i64| -> Result<(u16, u8, u8), CaptureError> {
+        let (y, m, d) = civil_from_days(days);
+        Ok((
+            u16::try_from(y)
+                .ok()
+                .filter(|y| *y <= 9999)
+                .ok_or_else(bad)?,
+            u8::try_from(m).map_err(|_| bad())?,
+            u8::try_from(d).map_err(|_| bad())?,
+        ))
+    };
+    Ok(match v {
         Value::Null => MyValue::NULL,
-        Value::Bool(b) => MyValue::Int(*b as i64),
+        Value::Bool(b) => MyValue::Int(i64::from(*b)),
         Value::Int(i) => MyValue::Int(*i),
         Value::UInt(u) => MyValue::UInt(*u),
         Value::Float(f) => MyValue::Float(*f),
@@ -471,24 +603,24 @@ pub(crate) fn to_param(v: &Value) -> MyValue {
         }
         Value::Bytes(b) => MyValue::Bytes(b.clone()),
         Value::Bits(b) => MyValue::UInt(*b),
-        Value::Year(y) => MyValue::Int(*y as i64),
+        Value::Year(y) => MyValue::Int(i64::from(*y)),
         Value::Date(d) => {
-            let (y, m, dd) = civil_from_days(*d as i64);
-            MyValue::Date(y as u16, m as u8, dd as u8, 0, 0, 0, 0)
+            let (y, m, dd) = date(i64::from(*d))?;
+            MyValue::Date(y, m, dd, 0, 0, 0, 0)
         }
         Value::DateTime(us) | Value::Timestamp(us) => {
             let days = us.div_euclid(86_400_000_000);
             let rem = us.rem_euclid(86_400_000_000);
-            let (y, m, d) = civil_from_days(days);
+            let (y, m, d) = date(days)?;
             let secs = rem / 1_000_000;
             MyValue::Date(
-                y as u16,
-                m as u8,
-                d as u8,
-                (secs / 3600) as u8,
-                (secs / 60 % 60) as u8,
-                (secs % 60) as u8,
-                (rem % 1_000_000) as u32,
+                y,
+                m,
+                d,
+                u8_of(secs / 3600)?,
+                u8_of(secs / 60 % 60)?,
+                u8_of(secs % 60)?,
+                u32::try_from(rem % 1_000_000).map_err(|_| bad())?,
             )
         }
         Value::Time(us) => {
@@ -496,22 +628,124 @@ pub(crate) fn to_param(v: &Value) -> MyValue {
             let a = us.unsigned_abs();
             let secs = a / 1_000_000;
             let h = secs / 3600;
+            let small = |x: u64| u8::try_from(x).map_err(|_| bad());
             MyValue::Time(
                 neg,
-                (h / 24) as u32,
-                (h % 24) as u8,
-                (secs / 60 % 60) as u8,
-                (secs % 60) as u8,
-                (a % 1_000_000) as u32,
+                u32::try_from(h / 24).map_err(|_| bad())?,
+                small(h % 24)?,
+                small(secs / 60 % 60)?,
+                small(secs % 60)?,
+                u32::try_from(a % 1_000_000).map_err(|_| bad())?,
             )
         }
         Value::Unresolved(j) => MyValue::Bytes(j.to_string().into_bytes()),
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Snapshot values that cannot be represented exactly are errors naming table, column and
+    /// value: they used to become 0 (`parse().unwrap_or(0)`) or wrap (`as`).
+    #[test]
+    fn snapshot_numbers_never_become_zero_or_wrap() {
+        let t = TableId::new("db", "t");
+        let col = |kind| Column::new("n", kind);
+        let int = |bits, unsigned| ColumnKind::Int { bits, unsigned };
+        let bad: Vec<(MyValue, ColumnKind)> = vec![
+            (MyValue::Bytes(b"12abc".to_vec()), int(32, false)),
+            (MyValue::Bytes(b"".to_vec()), int(64, false)),
+            (MyValue::Bytes(b"-1".to_vec()), int(64, true)),
+            (
+                MyValue::Bytes(b"99999999999999999999".to_vec()),
+                int(64, true),
+            ),
+            (MyValue::Bytes(b"300".to_vec()), int(8, false)),
+            (MyValue::Bytes(b"1.5e".to_vec()), ColumnKind::Double),
+            (MyValue::Bytes(b"x".to_vec()), ColumnKind::Float),
+            (
+                MyValue::Bytes(b"12.3.4".to_vec()),
+                ColumnKind::Decimal {
+                    precision: None,
+                    scale: None,
+                },
+            ),
+            (
+                MyValue::Bytes(b"1e5".to_vec()),
+                ColumnKind::Decimal {
+                    precision: None,
+                    scale: None,
+                },
+            ),
+            (MyValue::Bytes(b"20x5".to_vec()), ColumnKind::Year),
+            (MyValue::Int(-1), int(64, true)),
+            (MyValue::UInt(u64::MAX), int(64, false)),
+            (MyValue::UInt(1 << 40), int(32, false)),
+            (MyValue::Int(i64::from(i32::MAX) + 1), int(32, false)),
+            (MyValue::UInt(u64::MAX), ColumnKind::Year),
+            (MyValue::Bytes(vec![1; 9]), ColumnKind::Bits { len: 64 }),
+            (MyValue::Date(10000, 1, 1, 0, 0, 0, 0), ColumnKind::Date),
+            (
+                MyValue::Date(2024, 13, 1, 0, 0, 0, 0),
+                ColumnKind::DateTime { fsp: 0 },
+            ),
+            (
+                MyValue::Date(2024, 1, 1, 0, 0, 0, 0),
+                ColumnKind::Time { fsp: 0 },
+            ),
+        ];
+        for (v, kind) in bad {
+            let shown = format!("{v:?}");
+            match from_mysql(v, &col(kind.clone()), &t) {
+                Err(e @ CaptureError::Value { .. }) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.starts_with("value of db.t.n cannot be captured"),
+                        "{msg}"
+                    );
+                    assert!(!tributary_model::ErrorClass::is_transient(&e));
+                    let CaptureError::Value { value, .. } = e else {
+                        unreachable!()
+                    };
+                    assert!(!value.is_empty());
+                }
+                other => panic!("{shown} as {kind:?}: {other:?}"),
+            }
+        }
+        // What is exact stays exact.
+        let ok = |v, kind| from_mysql(v, &col(kind), &t).unwrap();
+        assert_eq!(
+            ok(MyValue::Bytes(b"-42".to_vec()), int(32, false)),
+            Value::Int(-42)
+        );
+        assert_eq!(
+            ok(
+                MyValue::Bytes(b"18446744073709551615".to_vec()),
+                int(64, true)
+            ),
+            Value::UInt(u64::MAX)
+        );
+        assert_eq!(ok(MyValue::UInt(255), int(8, true)), Value::Int(255));
+        assert_eq!(
+            ok(
+                MyValue::Bytes(b"-0.50".to_vec()),
+                ColumnKind::Decimal {
+                    precision: None,
+                    scale: None
+                }
+            ),
+            Value::Decimal("-0.50".into())
+        );
+        assert_eq!(
+            ok(MyValue::Bytes(b"2.5".to_vec()), ColumnKind::Double),
+            Value::Double(2.5)
+        );
+        assert_eq!(
+            ok(MyValue::Date(2024, 2, 29, 0, 0, 0, 0), ColumnKind::Date),
+            Value::Date(19782)
+        );
+    }
 
     #[test]
     fn enum_lists() {
@@ -525,7 +759,7 @@ mod tests {
     fn civil_round_trip() {
         for d in [-1000, -1, 0, 1, 20349, 50000] {
             let (y, m, dd) = civil_from_days(d);
-            assert_eq!(days_from_civil(y, m, dd), d);
+            assert_eq!(crate::decode::days_from_civil(y, m, dd), d);
         }
     }
 

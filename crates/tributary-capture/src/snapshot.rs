@@ -397,7 +397,7 @@ impl Snapshotter {
                 )
                 .await?
             } else if let Some(pk) = &cur.last_pk {
-                let mut params: Vec<MyValue> = pk.iter().map(to_param).collect();
+                let mut params: Vec<MyValue> = pk.iter().map(to_param).collect::<Result<_, _>>()?;
                 params.push(MyValue::UInt(limit as u64 + 1));
                 conn.exec(&cur.sql, params).await?
             } else {
@@ -421,7 +421,7 @@ impl Snapshotter {
                     .into_iter()
                     .zip(cur.schema.columns.iter())
                     .map(|(v, c)| from_mysql(v, c, &cur.id))
-                    .collect();
+                    .collect::<Result<_, _>>()?;
                 cur.rows_done += 1;
                 self.total_done += 1;
                 self.rows_this_run += 1;
