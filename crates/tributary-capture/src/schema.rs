@@ -565,7 +565,8 @@ fn is_decimal(s: &str) -> bool {
     let (i, f) = s.split_once('.').unwrap_or((s, ""));
     !i.is_empty()
         && i.bytes().all(|b| b.is_ascii_digit())
-        && (f.is_empty() && !s.ends_with('.') || f.bytes().all(|b| b.is_ascii_digit()))
+        && (!f.is_empty() || !s.contains('.'))
+        && f.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn zero(table: &TableId, col: &Column) -> Value {
@@ -673,6 +674,13 @@ mod tests {
             ),
             (
                 MyValue::Bytes(b"1e5".to_vec()),
+                ColumnKind::Decimal {
+                    precision: None,
+                    scale: None,
+                },
+            ),
+            (
+                MyValue::Bytes(b"5.".to_vec()),
                 ColumnKind::Decimal {
                     precision: None,
                     scale: None,
