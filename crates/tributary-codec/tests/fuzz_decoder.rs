@@ -425,26 +425,33 @@ fn short(b: &[u8]) -> String {
     s.chars().take(600).collect()
 }
 
-#[test]
-fn decoder_survives_generated_records() {
-    let seed: u64 = std::env::var("TRIBUTARY_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x7A1B_u64);
-    let cases: usize = std::env::var("TRIBUTARY_FUZZ_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
-    let seeds = seeds();
-    let parsed: Vec<(Option<J>, Option<J>)> = seeds
-        .iter()
-        .map(|r| {
-            let p = |b: &Option<Vec<u8>>| b.as_ref().and_then(|b| serde_json::from_slice(b).ok());
-            (p(&r.key), p(&r.value))
-        })
-        .collect();
-    let kinds = kinds();
-    let mut rng = Rng(seed);
+#[derive(Default)]
+struct Stats {
+    ok: usize,
+    err: usize,
+    resolved: usize,
+    slowest: (Duration, usize),
+    biggest: usize,
+    in_decode: Duration,
+    in_resolve: Duration,
+    bytes_total: usize,
+}
+
+/// One worker's share: `cases` records from its own generator (seeded from `seed` and
+/// `worker`) and its own decoder.
+fn worker(
+    seed: u64,
+    worker: usize,
+    threads: usize,
+    cases: usize,
+    seeds: &[RawRecord],
+    parsed: &[(Option<J>, Option<J>)],
+    kinds: &[ColumnKind],
+) -> Stats {
+    let mut rng = Rng(seed
+        ^ u64::try_from(worker)
+            .unwrap()
+            .wrapping_mul(0xA076_1D64_78BD_642F));
     let mut decoder = Decoder::new();
     let started = Instant::now();
     let (mut ok, mut err, mut slowest) = (0usize, 0usize, (Duration::ZERO, 0usize));
@@ -452,9 +459,11 @@ fn decoder_survives_generated_records() {
     let mut last_structural: Option<Vec<u8>> = None;
     let (mut in_decode, mut in_resolve, mut bytes_total) = (Duration::ZERO, Duration::ZERO, 0usize);
     let mut resolved = 0usize;
-    for case in 0..cases {
-        if case % 20_000 == 0 {
-            eprintln!("{case} records, {:?}", started.elapsed());
+    for i in 0..cases {
+        // Global case number (worker w takes cases w, w + n, w + 2n, …).
+        let case = i * threads + worker;
+        if i % 20_000 == 0 {
+            eprintln!("worker {worker}: {i} records, {:?}", started.elapsed());
         }
         let si = rng.below(seeds.len());
         let mut rec = seeds[si].clone();
@@ -547,7 +556,7 @@ fn decoder_survives_generated_records() {
         }
         assert!(
             took < allowed,
-            "case {case} (seed {seed}) took {took:?} for {size} bytes (allowed {allowed:?}): {}",
+            "case {case} (seed {seed}, {threads} threads) took {took:?} for {size} bytes (allowed {allowed:?}): {}",
             short(rec.value.as_deref().unwrap_or(b"null"))
         );
         match out {
@@ -598,11 +607,70 @@ fn decoder_survives_generated_records() {
             }
         }
     }
+    Stats {
+        ok,
+        err,
+        resolved,
+        slowest,
+        biggest,
+        in_decode,
+        in_resolve,
+        bytes_total,
+    }
+}
+
+#[test]
+fn decoder_survives_generated_records() {
+    let seed: u64 = std::env::var("TRIBUTARY_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x7A1B_u64);
+    let cases: usize = std::env::var("TRIBUTARY_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_CASES);
+    // One worker per core (CI has 2): the run stays well under a minute in a debug build.
+    let threads: usize = std::env::var("TRIBUTARY_FUZZ_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(4)))
+        .max(1);
+    let seeds = seeds();
+    let parsed: Vec<(Option<J>, Option<J>)> = seeds
+        .iter()
+        .map(|r| {
+            let p = |b: &Option<Vec<u8>>| b.as_ref().and_then(|b| serde_json::from_slice(b).ok());
+            (p(&r.key), p(&r.value))
+        })
+        .collect();
+    let kinds = kinds();
+    let started = Instant::now();
+    let per = cases.div_ceil(threads);
+    let stats: Vec<Stats> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..threads)
+            .map(|w| {
+                let (seeds, parsed, kinds) = (&seeds, &parsed, &kinds);
+                let n = per.min(cases.saturating_sub(w * per));
+                sc.spawn(move || worker(seed, w, threads, n, seeds, parsed, kinds))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let total = started.elapsed();
+    let sum = |f: fn(&Stats) -> usize| stats.iter().map(f).sum::<usize>();
+    let (ok, err, resolved) = (sum(|s| s.ok), sum(|s| s.err), sum(|s| s.resolved));
+    let slowest = stats.iter().map(|s| s.slowest).max().unwrap_or_default();
+    let biggest = stats.iter().map(|s| s.biggest).max().unwrap_or(0);
+    let in_decode: Duration = stats.iter().map(|s| s.in_decode).sum();
+    let in_resolve: Duration = stats.iter().map(|s| s.in_resolve).sum();
+    let bytes_total = sum(|s| s.bytes_total);
     eprintln!(
-        "{cases} generated records (seed {seed}): {ok} decoded, {err} refused, {resolved} \
-         schemaless values resolved; {total:?} total, slowest {:?} (case {}), largest {biggest} \
-         bytes",
+        "{cases} generated records (seed {seed}, {threads} threads): {ok} decoded, {err} \
+         refused, {resolved} schemaless values resolved; {total:?} total, slowest {:?} (case \
+         {}), largest {biggest} bytes",
         slowest.0, slowest.1
     );
     eprintln!(
