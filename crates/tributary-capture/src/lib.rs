@@ -31,6 +31,11 @@
 //!   information_schema);
 //! * compressed MariaDB binlog events (`log_bin_compress=ON`) and MySQL partial JSON updates
 //!   are refused by [`check`].
+//! * binlog positions are counted from the stream, never taken from event headers (which carry
+//!   0 on MariaDB ≥ 11.4 with `binlog_legacy_event_pos=OFF` and inside MySQL compressed
+//!   transactions): see `stream`. On such MariaDB servers the binlog is read by tributary's own
+//!   dump connection (it must ask for ANNOTATE_ROWS events), which authenticates with
+//!   `mysql_native_password` (or no password) only.
 
 use std::fmt;
 use std::time::Duration;
