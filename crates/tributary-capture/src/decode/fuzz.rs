@@ -447,3 +447,54 @@ fn hostile_length_prefixes_and_labels() {
     // BIT(80) metadata.
     assert!(run(&dec(T_BIT, 10, 0, Cs::Utf8), text, &[0; 10]).is_err());
 }
+
+/// Binary JSON nested far deeper than MySQL allows (100 levels) must not overflow the stack.
+#[test]
+fn deeply_nested_binary_json_does_not_overflow_the_stack() {
+    // Large arrays (type 3): count u32, size u32, one value entry (type u8, offset u32) pointing
+    // at the next array right after the header (offset 13); the innermost array is empty.
+    let nested = |depth: usize| {
+        let mut doc = vec![0x03u8];
+        for level in 0..depth {
+            let size = u32::try_from((depth - level) * 13 + 8).unwrap();
+            doc.extend_from_slice(&1u32.to_le_bytes());
+            doc.extend_from_slice(&size.to_le_bytes());
+            doc.push(0x03);
+            doc.extend_from_slice(&13u32.to_le_bytes());
+        }
+        doc.extend_from_slice(&0u32.to_le_bytes());
+        doc.extend_from_slice(&8u32.to_le_bytes());
+        doc
+    };
+    assert_eq!(jsonb_to_text(&nested(2)).unwrap(), "[[[]]]");
+    assert_eq!(
+        jsonb_to_text(&nested(99)).unwrap().len(),
+        200,
+        "MySQL's deepest"
+    );
+    assert!(jsonb_to_text(&nested(100)).is_err());
+    // 60 levels of an array whose two entries share one sub-array: 2^60 values if expanded.
+    let mut doc = vec![0x03u8];
+    for level in 0..60usize {
+        let size = u32::try_from((60 - level) * 18 + 8).unwrap();
+        doc.extend_from_slice(&2u32.to_le_bytes());
+        doc.extend_from_slice(&size.to_le_bytes());
+        for _ in 0..2 {
+            doc.push(0x03);
+            doc.extend_from_slice(&18u32.to_le_bytes());
+        }
+    }
+    doc.extend_from_slice(&0u32.to_le_bytes());
+    doc.extend_from_slice(&8u32.to_le_bytes());
+    let t = Instant::now();
+    assert!(jsonb_to_text(&doc).is_err());
+    assert!(t.elapsed() < Duration::from_secs(1));
+    let doc = nested(200_000);
+    let r = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || jsonb_to_text(&doc).map(|s| s.len()))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(r.is_err(), "{r:?}");
+}
