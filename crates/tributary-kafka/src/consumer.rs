@@ -854,6 +854,64 @@ impl KafkaSource {
             .collect()
     }
 
+    /// Seek the given assigned partitions back to `stored` — the positions the offset store
+    /// holds *now* — and drop every record fetched before: for after the store may have
+    /// lost commits it had acknowledged (a PostgreSQL crash with `synchronous_commit = off`
+    /// loses its last commits, so the stored offsets went back; going on from the fetch
+    /// position would skip what was lost, forever). Records of earlier
+    /// [`KafkaSource::next_batch`] calls are fenced by the partitions' new epochs
+    /// ([`ApplyGuard::retain_fetched`] drops them). Partitions revoked meanwhile are skipped.
+    pub fn rewind(&mut self, stored: &[((String, i32), Option<i64>)]) -> Result<(), KafkaError> {
+        let fallback = self.consumer.context().fallback;
+        // The state lock is held from the seek until the new epochs are set: the poll thread
+        // takes records from a partition queue only under it, so no record is buffered under
+        // the old epoch after the seek (librdkafka discards what it fetched before a seek).
+        let mut st = self.shared.state.lock().unwrap();
+        for ((topic, partition), off) in stored {
+            if st.part(topic, *partition).is_none() {
+                continue;
+            }
+            let to = match (off, fallback) {
+                (Some(n), _) => Offset::Offset(*n),
+                (None, _) => Offset::Beginning,
+            };
+            self.consumer
+                .seek(topic, *partition, to, Duration::from_secs(10))
+                .map_err(KafkaError::Client)?;
+            let epoch = self.shared.epochs.fetch_add(1, Ordering::SeqCst) + 1;
+            if let Some(ps) = st.parts.get_mut(topic).and_then(|m| m.get_mut(partition)) {
+                ps.epoch = epoch;
+                ps.applied_next = *off;
+                ps.delivered_next = *off;
+            }
+            let key = (topic.clone(), *partition);
+            match off {
+                Some(n) => {
+                    st.applied.insert(key, *n);
+                }
+                None => {
+                    st.applied.remove(&key);
+                }
+            }
+            tracing::info!(%topic, partition, to = ?to, "kafka partition rewound to the stored offset");
+        }
+        let mut bytes = st.queued_bytes;
+        let parts = std::mem::take(&mut st.parts);
+        st.queue.retain(|(epoch, r)| {
+            let keep = parts
+                .get(&r.topic)
+                .and_then(|m| m.get(&r.partition))
+                .is_some_and(|p| p.epoch == *epoch);
+            if !keep {
+                bytes -= rec_bytes(r);
+            }
+            keep
+        });
+        st.parts = parts;
+        st.queued_bytes = bytes;
+        Ok(())
+    }
+
     /// `(topic, partition, end offset)` captured when each currently assigned partition was
     /// first assigned to this process (only those already known).
     pub fn caught_up_targets(&self) -> Vec<(String, i32, i64)> {

@@ -170,7 +170,24 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                 } else {
                     decoded?
                 };
-                let stats = crate::sink::apply_retrying(&mut sink.pg, &batch).await?;
+                let stats = match tributary_apply::Sink::apply(&mut sink.pg, &batch).await {
+                    Ok(s) => s,
+                    Err(e) if e.is_transient() => {
+                        // PostgreSQL went away: what it had not committed is gone — and after
+                        // a crash with `synchronous_commit = off` also commits it had
+                        // acknowledged. The stored offsets are the truth: reconnect, read
+                        // them, seek back there (the records in flight are fenced off).
+                        m::counter_retries();
+                        m::set_error(&e.to_string());
+                        warn!("applying batch: {e}; reconnecting, then resuming from the stored offsets");
+                        drop(guard);
+                        crate::sink::drop_behind((raw, batch));
+                        rewind_to_stored(&mut sink, &mut source).await?;
+                        in_flight = next;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let took = t0.elapsed();
                 tracing::debug!(
                     records = raw.len(),
@@ -264,4 +281,39 @@ impl DecodeAhead {
     async fn recv(&mut self) -> Result<(Vec<RawRecord>, Result<Batch>)> {
         self.rx.recv().await.context("the decode thread stopped")
     }
+}
+
+/// Reconnect the sink (for at most `[pipeline] max_outage_secs`), read the stored offsets of
+/// the assigned partitions, and seek the consumer back to them.
+async fn rewind_to_stored(sink: &mut RecordSink, source: &mut KafkaSource) -> Result<()> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match tributary_apply::Sink::reconnect(&mut sink.pg).await {
+            Ok(()) => break,
+            Err(e) if e.is_transient() && started.elapsed() < crate::sink::max_outage() => {
+                m::set_error(&e.to_string());
+                warn!(
+                    "PostgreSQL: {e}; retrying in {delay:?} (down for {:?})",
+                    started.elapsed()
+                );
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "PostgreSQL unavailable for {:?} ([pipeline] max_outage_secs)",
+                    started.elapsed()
+                )))
+            }
+        }
+    }
+    let parts = source.assignment();
+    let stored = sink.stored_offsets(&parts).await?;
+    let pairs: Vec<((String, i32), Option<i64>)> = parts.into_iter().zip(stored).collect();
+    info!("rewinding to the stored offsets {pairs:?}");
+    source
+        .rewind(&pairs)
+        .context("seeking to the stored offsets")?;
+    Ok(())
 }

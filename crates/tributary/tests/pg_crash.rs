@@ -232,3 +232,110 @@ fn a_postgres_crash_that_loses_commits_is_read_again() {
         0
     );
 }
+
+/// The same crash under a Kafka sink: the stored offsets go back with the lost commits; the
+/// sink must seek back to them, not go on from its fetch position.
+#[test]
+fn a_postgres_crash_under_the_kafka_sink_is_read_again() {
+    use tributary_testkit::{write_bank_workload, RecordForm, Tansu};
+    let t = Tansu::start().unwrap();
+    let pg = PrivatePg::start();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bank.jsonl");
+    let w = write_bank_workload(&f, 6_000, RecordForm::Envelope).unwrap();
+    // Published in parts over time, while the sink applies and PostgreSQL crashes.
+    let text = std::fs::read_to_string(&f).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let chunks: Vec<PathBuf> = lines
+        .chunks(lines.len() / 8 + 1)
+        .enumerate()
+        .map(|(i, c)| {
+            let p = dir.path().join(format!("part{i}.jsonl"));
+            std::fs::write(&p, c.join("\n") + "\n").unwrap();
+            p
+        })
+        .collect();
+    let publish = |p: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .env("TRIBUTARY_LOG", "warn")
+            .arg("publish")
+            .arg(p)
+            .args(["--kafka-brokers", &t.brokers(), "--partitions", "2"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "publish: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    publish(&chunks[0]);
+    let mut sink = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .env("TRIBUTARY_LOG", "warn")
+            .args([
+                "run",
+                "--source",
+                "kafka",
+                "--kafka-brokers",
+                &t.brokers(),
+                "--topics",
+                "dbserver1.bankdb.bank_accounts",
+                "--group",
+                "crash",
+                "--postgres-url",
+                &pg.url(),
+                "--batch-size",
+                "300",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_history") < 100 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing applied"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (i, c) in chunks.iter().enumerate().skip(1) {
+        publish(c);
+        if i == 3 || i == 6 {
+            pg.crash();
+            std::thread::sleep(Duration::from_secs(2));
+            pg.pg_ctl_start();
+        }
+    }
+    let started = Instant::now();
+    loop {
+        let n = count(&pg, "SELECT count(DISTINCT (_kafka_partition, _kafka_offset)) FROM bankdb.bank_accounts_history");
+        if n == w.events as i64 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{n} of {} changes in history; checkpoints {}",
+            w.events,
+            pg.query("SELECT topic, kafka_partition, next_offset FROM tributary.checkpoints")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    sink.kill().unwrap();
+    let _ = sink.wait();
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_history"),
+        w.events as i64,
+        "every change once"
+    );
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_current"),
+        w.final_rows as i64
+    );
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_current WHERE account <> 'Bank ' || id || ' v2' OR id % 4 = 1"),
+        0
+    );
+}
