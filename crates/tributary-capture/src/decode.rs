@@ -115,6 +115,9 @@ fn string_real_type(meta: &[u8]) -> (u8, u32) {
     }
 }
 
+/// Most columns a table can have (MySQL and MariaDB: 4096); only bounds pre-allocation.
+const MAX_COLUMNS: usize = 4096;
+
 /// Build the table version described by a TableMap event.
 pub(crate) fn table_version(
     tme: &TableMapEvent<'_>,
@@ -122,8 +125,8 @@ pub(crate) fn table_version(
     included: bool,
 ) -> Result<TableVersion, String> {
     let n = usize::try_from(tme.columns_count()).map_err(|_| "column count".to_string())?;
-    let mut types = Vec::with_capacity(n);
-    let mut cols = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n.min(MAX_COLUMNS));
+    let mut cols = Vec::with_capacity(n.min(MAX_COLUMNS));
     // Pass 1: types and metadata.
     for i in 0..n {
         let raw_ty = tme
@@ -224,7 +227,7 @@ pub(crate) fn table_version(
     let mut enum_set_i = 0usize;
     let mut enum_i = 0usize;
     let mut set_i = 0usize;
-    let mut columns = Vec::with_capacity(n);
+    let mut columns = Vec::with_capacity(n.min(MAX_COLUMNS));
     for (i, c) in cols.iter_mut().enumerate() {
         let name = names
             .get(i)
