@@ -244,6 +244,11 @@ fn err(v: &Value, t: &PgType, why: impl Into<String>) -> EncodeError {
 
 const PG_EPOCH_DAYS: i64 = 10_957; // 2000-01-01 - 1970-01-01
 const PG_EPOCH_MICROS: i64 = PG_EPOCH_DAYS * 86_400_000_000;
+/// PostgreSQL's `date` range in days from 2000-01-01: 4714-11-24 BC ..= 5874897-12-31 AD
+/// (`i32::MIN`/`i32::MAX` are `-infinity`/`infinity`, so a value there must never be written).
+const PG_DATE_DAYS: std::ops::Range<i64> = -2_451_545..2_145_031_949;
+/// PostgreSQL's `timestamp` range in µs from 2000-01-01: 4714-11-24 BC .. 294277-01-01 AD.
+const PG_TIMESTAMP_US: std::ops::Range<i64> = -211_813_488_000_000_000..9_223_371_331_200_000_000;
 
 /// Append one field (length prefix + payload, or -1 for NULL) of a binary COPY row.
 pub fn encode_field(buf: &mut BytesMut, v: &Value, t: &PgType) -> Result<(), EncodeError> {
@@ -391,8 +396,10 @@ fn encode_payload(buf: &mut BytesMut, v: &Value, t: &PgType) -> Result<(), Encod
                 Value::DateTime(us) | Value::Timestamp(us) => us.div_euclid(86_400_000_000),
                 _ => return Err(err(v, t, "not a date")),
             };
-            let pg =
-                i32::try_from(days - PG_EPOCH_DAYS).map_err(|_| err(v, t, "date out of range"))?;
+            let pg = Some(days - PG_EPOCH_DAYS)
+                .filter(|d| PG_DATE_DAYS.contains(d))
+                .and_then(|d| i32::try_from(d).ok())
+                .ok_or_else(|| err(v, t, "date outside PostgreSQL's range"))?;
             buf.put_i32(pg);
         }
         PgType::Interval => match v {
@@ -407,19 +414,19 @@ fn encode_payload(buf: &mut BytesMut, v: &Value, t: &PgType) -> Result<(), Encod
             Value::Time(us) if (0..86_400_000_000).contains(us) => buf.put_i64(*us),
             _ => return Err(err(v, t, "not a time of day within 00:00..24:00")),
         },
-        PgType::Timestamp(_) | PgType::Timestamptz(_) => match v {
-            Value::DateTime(us) | Value::Timestamp(us) => buf.put_i64(
-                us.checked_sub(PG_EPOCH_MICROS)
-                    .ok_or_else(|| err(v, t, "timestamp out of range"))?,
-            ),
-            Value::Date(d) => buf.put_i64(
-                i64::from(*d)
+        PgType::Timestamp(_) | PgType::Timestamptz(_) => {
+            let pg = match v {
+                Value::DateTime(us) | Value::Timestamp(us) => us.checked_sub(PG_EPOCH_MICROS),
+                Value::Date(d) => i64::from(*d)
                     .checked_mul(86_400_000_000)
-                    .and_then(|x| x.checked_sub(PG_EPOCH_MICROS))
-                    .ok_or_else(|| err(v, t, "timestamp out of range"))?,
-            ),
-            _ => return Err(err(v, t, "not a timestamp")),
-        },
+                    .and_then(|x| x.checked_sub(PG_EPOCH_MICROS)),
+                _ => return Err(err(v, t, "not a timestamp")),
+            };
+            let pg = pg
+                .filter(|us| PG_TIMESTAMP_US.contains(us))
+                .ok_or_else(|| err(v, t, "timestamp outside PostgreSQL's range"))?;
+            buf.put_i64(pg);
+        }
         PgType::Jsonb | PgType::Json => {
             if let PgType::Jsonb = t {
                 buf.put_u8(1);
@@ -717,6 +724,21 @@ mod tests {
     fn dates_out_of_range_are_refused() {
         let mut b = BytesMut::new();
         assert!(encode_field(&mut b, &Value::Date(i32::MIN), &PgType::Date).is_err());
+        // Within i32 but beyond PostgreSQL's range, or exactly its `infinity` encoding.
+        let pg_infinity = i32::MAX - 10_957;
+        assert!(encode_field(&mut b, &Value::Date(pg_infinity), &PgType::Date).is_err());
+        assert!(encode_field(&mut b, &Value::Date(2_145_031_949 + 10_957), &PgType::Date).is_err());
+        assert!(encode_field(&mut b, &Value::Date(2_145_031_948 + 10_957), &PgType::Date).is_ok());
+        assert!(encode_field(&mut b, &Value::Date(-2_451_545 + 10_957), &PgType::Date).is_ok());
+        assert!(encode_field(&mut b, &Value::Date(-2_451_546 + 10_957), &PgType::Date).is_err());
+        let ts = PgType::Timestamp(None);
+        // 4714-11-24 BC is PostgreSQL's first timestamp (a `Date` beyond it overflows µs).
+        let start = -211_813_488_000_000_000 + 946_684_800_000_000;
+        assert!(encode_field(&mut b, &Value::DateTime(start), &ts).is_ok());
+        assert!(encode_field(&mut b, &Value::DateTime(start - 1), &ts).is_err());
+        assert!(encode_field(&mut b, &Value::Date(i32::MAX), &ts).is_err());
+        // (i64::MAX µs after 1970 is year 294247: within PostgreSQL's range.)
+        assert!(encode_field(&mut b, &Value::DateTime(i64::MAX), &ts).is_ok());
         assert!(
             encode_field(&mut b, &Value::DateTime(i64::MIN), &PgType::Timestamp(None)).is_err()
         );
