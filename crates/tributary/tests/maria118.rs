@@ -380,3 +380,56 @@ fn legacy_event_pos_switched_off_while_streaming() {
         );
     }
 }
+
+/// A rows event larger than one protocol packet (16 MiB) reaches the warehouse intact, and the
+/// positions after it are still counted right.
+#[test]
+fn rows_event_over_16_mib_on_mariadb_118_defaults() {
+    let Some(db) = maria118_or_skip("rows_event_over_16_mib_on_mariadb_118_defaults") else {
+        return;
+    };
+    db.sql("SET GLOBAL max_allowed_packet = 256 * 1024 * 1024")
+        .unwrap();
+    db.sql(
+        "CREATE DATABASE bench; CREATE TABLE bench.big (id INT PRIMARY KEY, b LONGTEXT) ENGINE=InnoDB;
+         INSERT INTO bench.big VALUES (1, 'small');",
+    )
+    .unwrap();
+    let pg = PgDb::new("maria118_big").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &db, &pg);
+    run_until_caught_up(&cfg);
+    // 20 MiB and 17 MiB values: the update's event (before + after image) is ~37 MiB.
+    db.sql(
+        "INSERT INTO bench.big VALUES (2, REPEAT('x', 20 * 1024 * 1024));
+         UPDATE bench.big SET b = CONCAT(REPEAT('y', 17 * 1024 * 1024), 'end') WHERE id = 1;
+         UPDATE bench.big SET b = 'after' WHERE id = 2;
+         INSERT INTO bench.big VALUES (3, 'last');",
+    )
+    .unwrap();
+    run_until_caught_up(&cfg);
+    let source = db
+        .sql("SELECT id, LENGTH(b), MD5(b) FROM bench.big ORDER BY id")
+        .unwrap();
+    let current = pg
+        .query("SELECT id, octet_length(b), md5(b) FROM bench.big_current ORDER BY id")
+        .unwrap();
+    assert_eq!(current, source);
+    assert_eq!(
+        pg.query("SELECT change_type, count(*) FROM bench.big_history GROUP BY 1 ORDER BY 1")
+            .unwrap(),
+        "INSERT\t2\nSNAPSHOT\t1\nUPDATE\t2\n"
+    );
+    let events = rows_event_positions(&db);
+    for l in pg
+        .query("SELECT _source_file, _source_pos FROM bench.big_history WHERE change_type <> 'SNAPSHOT'")
+        .unwrap()
+        .lines()
+    {
+        let (f, p) = l.split_once('\t').unwrap();
+        assert!(
+            events.contains(&(f.to_string(), p.parse().unwrap())),
+            "history position {l} is not a rows event of the binlog"
+        );
+    }
+}

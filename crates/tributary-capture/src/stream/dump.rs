@@ -188,33 +188,11 @@ impl MariaDump {
         self.sock.write_all(&out).await.map_err(conn_err)
     }
 
-    /// Cut one logical packet (joining 16 MiB continuations) from the buffer, if complete.
+    /// Cut one logical packet from the buffer, if complete.
     fn cut(&mut self) -> Option<Vec<u8>> {
-        let mut at = 0usize;
-        let mut parts = 0usize;
-        loop {
-            let h = self.buf.get(at..at + 4)?;
-            let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
-            if self.buf.len() < at + 4 + len {
-                return None;
-            }
-            at += 4 + len;
-            parts += 1;
-            if len < MAX_PACKET {
-                break;
-            }
-        }
-        let mut out = Vec::with_capacity(at - 4 * parts);
-        let mut p = 0usize;
-        while p < at {
-            let len =
-                u32::from_le_bytes([self.buf[p], self.buf[p + 1], self.buf[p + 2], 0]) as usize;
-            out.extend_from_slice(&self.buf[p + 4..p + 4 + len]);
-            self.seq = self.buf[p + 3].wrapping_add(1);
-            p += 4 + len;
-        }
-        self.buf.drain(..at);
-        Some(out)
+        let (p, last_seq) = cut_packet(&mut self.buf)?;
+        self.seq = last_seq.wrapping_add(1);
+        Some(p)
     }
 
     /// The next packet; cancel-safe.
@@ -261,6 +239,36 @@ impl MariaDump {
         }
         Some(Ok(ev))
     }
+}
+
+/// Cut one logical packet (its 16 MiB parts joined) from the front of `buf` when all of it is
+/// there: `(payload, sequence number of its last part)`.
+fn cut_packet(buf: &mut Vec<u8>) -> Option<(Vec<u8>, u8)> {
+    let mut at = 0usize;
+    let mut parts = 0usize;
+    loop {
+        let h = buf.get(at..at + 4)?;
+        let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+        if buf.len() < at + 4 + len {
+            return None;
+        }
+        at += 4 + len;
+        parts += 1;
+        if len < MAX_PACKET {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(at - 4 * parts);
+    let mut p = 0usize;
+    let mut seq = 0u8;
+    while p < at {
+        let len = u32::from_le_bytes([buf[p], buf[p + 1], buf[p + 2], 0]) as usize;
+        out.extend_from_slice(&buf[p + 4..p + 4 + len]);
+        seq = buf[p + 3];
+        p += 4 + len;
+    }
+    buf.drain(..at);
+    Some((out, seq))
 }
 
 /// `(nonce, auth plugin)` of a protocol-10 handshake.
@@ -318,6 +326,41 @@ fn auth_response(plugin: &str, nonce: &[u8], pass: &str) -> Result<Vec<u8>, Capt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frame(len: usize, seq: u8, fill: u8) -> Vec<u8> {
+        let mut f = (len as u32).to_le_bytes()[..3].to_vec();
+        f.push(seq);
+        f.extend(std::iter::repeat(fill).take(len));
+        f
+    }
+
+    #[test]
+    fn packets_of_16_mib_and_more_are_joined_and_cut_only_when_whole() {
+        // A 16 MiB - 1 part, a second full part, a 5-byte last part; then a small packet.
+        let mut wire = frame(MAX_PACKET, 7, 1);
+        wire.extend(frame(MAX_PACKET, 8, 2));
+        wire.extend(frame(5, 9, 3));
+        wire.extend(frame(3, 10, 4));
+        // Arriving in pieces: nothing is cut before the last part is there.
+        let mut buf = wire[..wire.len() - 7 - 6].to_vec();
+        assert_eq!(cut_packet(&mut buf), None);
+        buf.extend_from_slice(&wire[wire.len() - 7 - 6..]);
+        let (p, seq) = cut_packet(&mut buf).unwrap();
+        assert_eq!((p.len(), seq), (2 * MAX_PACKET + 5, 9));
+        assert!(p[..MAX_PACKET].iter().all(|b| *b == 1));
+        assert!(p[MAX_PACKET..2 * MAX_PACKET].iter().all(|b| *b == 2));
+        assert_eq!(&p[2 * MAX_PACKET..], &[3; 5]);
+        assert_eq!(cut_packet(&mut buf), Some((vec![4; 3], 10)));
+        assert!(buf.is_empty());
+        // A packet of exactly 16 MiB - 1 is followed by an empty last part.
+        let mut buf = frame(MAX_PACKET, 0, 5);
+        assert_eq!(cut_packet(&mut buf), None);
+        buf.extend(frame(0, 1, 0));
+        assert_eq!(
+            cut_packet(&mut buf).map(|(p, s)| (p.len(), s)),
+            Some((MAX_PACKET, 1))
+        );
+    }
 
     #[test]
     fn parses_a_mariadb_handshake() {
