@@ -20,6 +20,17 @@
 //!
 //! The oracle is real Debezium 3.6.3 output in `fixtures/golden/`; `tests/golden.rs` decodes
 //! every record and round-trips every data record back to byte-equivalent JSON.
+//!
+//! ## Limits (hostile input, issue #10)
+//! A record (key + value) is at most [`MAX_RECORD_BYTES`] (64 MiB); every decimal fits
+//! PostgreSQL `numeric` (≤ 131,072 digits before the point, ≤ 16,383 after; a declared
+//! precision ≤ 1,000); Connect parameters (`scale`, precision, `length`), coordinates of
+//! `tableChanges` and `ts_ms` values are range-checked, never cast; ENUM/SET values must be
+//! labels of their column. Anything beyond is a [`DecodeError`] naming the field (the sink
+//! dead-letters the record), never a wrapped, rounded or dropped value. Decoding is linear in
+//! the record size (decimal base conversion subquadratic and bounded), and JSON nesting stops
+//! at serde_json's depth limit of 128. `tests/hostile_values.rs` has a test per limit,
+//! `tests/fuzz_decoder.rs` 100,000 generated records.
 
 pub mod compare;
 pub mod connect;
