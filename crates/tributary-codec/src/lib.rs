@@ -24,7 +24,7 @@
 //! ## Limits (hostile input, issue #10)
 //! A record (key + value) is at most [`MAX_RECORD_BYTES`] (64 MiB); every decimal fits
 //! PostgreSQL `numeric` (≤ 131,072 digits before the point, ≤ 16,383 after; a declared
-//! precision ≤ 1,000); Connect parameters (`scale`, precision, `length`), coordinates of
+//! precision ≤ 1,000); Connect parameters (`scale`, precision, `length`), column lengths in
 //! `tableChanges` and `ts_ms` values are range-checked, never cast; ENUM/SET values must be
 //! labels of their column. Anything beyond is a [`DecodeError`] naming the field (the sink
 //! dead-letters the record), never a wrapped, rounded or dropped value. Decoding is linear in
