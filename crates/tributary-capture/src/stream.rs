@@ -89,6 +89,10 @@ pub struct MySqlSource {
     thread: Option<u64>,
     pending: Vec<ChangeEvent>,
     pending_ddl: Vec<SchemaChange>,
+    /// Part of the current transaction was handed out in a batch that `continues`.
+    handed_partial: bool,
+    /// The stream was dropped after `handed_partial`: the next batch `restarts_txn`.
+    restart_txn: bool,
     tables: HashMap<u64, Arc<TableVersion>>,
     versions: HashMap<TableId, Arc<TableVersion>>,
     stream: Option<Dump>,
@@ -145,6 +149,8 @@ impl MySqlSource {
             thread: None,
             pending: vec![],
             pending_ddl: vec![],
+            handed_partial: false,
+            restart_txn: false,
             tables: HashMap::new(),
             versions: HashMap::new(),
             stream: None,
@@ -244,8 +250,12 @@ impl MySqlSource {
     }
 
     /// The next batch: snapshot chunk, or whole binlog transactions (at least one when any is
-    /// available within the heartbeat period; an empty batch otherwise). Never splits a
-    /// transaction; may exceed `max_events` only by the size of the last transaction.
+    /// available within the heartbeat period; an empty batch otherwise). A transaction of
+    /// more than `max_events` changes is handed out in parts of `max_events`: every part
+    /// but the last [`continues`](Batch::continues) and has no checkpoint, so memory is
+    /// bounded by `max_events` whatever the transaction's size (the sink commits the parts
+    /// together). Should the stream be lost inside such a transaction, it is read again
+    /// from its start and the next batch [`restarts_txn`](Batch::restarts_txn).
     pub async fn next_batch(&mut self, max_events: usize) -> Result<Batch, CaptureError> {
         let max = max_events.max(1);
         if let Some(snap) = self.snap.as_mut() {
@@ -270,6 +280,7 @@ impl MySqlSource {
         }
         let mut out = Batch {
             pipeline: self.pipeline.clone(),
+            restarts_txn: std::mem::take(&mut self.restart_txn),
             ..Default::default()
         };
         if self.finished {
@@ -330,6 +341,15 @@ impl MySqlSource {
                         if have_txn {
                             break;
                         }
+                    } else if self.in_txn && self.pending.len() >= max {
+                        if have_txn {
+                            break; // the complete transactions first
+                        }
+                        // A transaction larger than a batch: hand out this part now.
+                        out.events.append(&mut self.pending);
+                        out.continues = true;
+                        self.handed_partial = true;
+                        return Ok(out);
                     }
                 }
             }
@@ -342,6 +362,9 @@ impl MySqlSource {
     /// the last transaction boundary.
     fn drop_stream(&mut self) {
         self.stream = None;
+        if std::mem::take(&mut self.handed_partial) {
+            self.restart_txn = true;
+        }
         self.pending.clear();
         self.pending_ddl.clear();
         self.in_txn = false;
@@ -417,6 +440,7 @@ impl MySqlSource {
     fn commit(&mut self, next: u64, out: &mut Batch) {
         out.events.append(&mut self.pending);
         out.schema_changes.append(&mut self.pending_ddl);
+        self.handed_partial = false;
         self.in_txn = false;
         self.cur_gtid = None;
         self.thread = None;

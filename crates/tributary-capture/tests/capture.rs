@@ -267,20 +267,31 @@ async fn transactions_are_atomic_and_resume_exactly() {
     collect_until(&mut src, &mut ev, 100, 10, |e| e.len() == 1).await;
     db.sql("BEGIN; INSERT INTO t1.a VALUES (1,'x'),(2,'y'); INSERT INTO t1.b VALUES (1,10); UPDATE t1.a SET v='z' WHERE id=1; DELETE FROM t1.a WHERE id=0; COMMIT;")
         .unwrap();
-    // max_events = 2 < transaction size 5: the transaction is still delivered whole.
-    let mut batch;
+    // max_events = 2 < transaction size 5: the transaction arrives in parts of at most 2
+    // that continue it (no checkpoint), then its last part with the checkpoint after it.
+    let mut parts: Vec<tributary_model::Batch> = Vec::new();
     loop {
-        batch = src.next_batch(2).await.unwrap();
-        if !batch.events.is_empty() {
+        let b = src.next_batch(2).await.unwrap();
+        if b.events.is_empty() && !b.continues {
+            continue;
+        }
+        let last = !b.continues;
+        parts.push(b);
+        if last {
             break;
         }
     }
+    let shape: Vec<(usize, bool, bool)> = parts
+        .iter()
+        .map(|b| (b.events.len(), b.continues, b.checkpoint.is_some()))
+        .collect();
     assert_eq!(
-        batch.events.len(),
-        5,
-        "{:?}",
-        batch.events.iter().map(|e| e.op).collect::<Vec<_>>()
+        shape,
+        vec![(2, true, false), (2, true, false), (1, false, true)],
+        "parts (events, continues, checkpoint)"
     );
+    assert!(parts.iter().all(|b| !b.restarts_txn));
+    let batch = parts.pop().unwrap();
     let after_tx = cp(&batch);
     let master = db.sql("SHOW MASTER STATUS").unwrap();
     let mpos: u64 = master.split('\t').nth(1).unwrap().parse().unwrap();
