@@ -650,7 +650,7 @@ pub fn sql_literal(v: &Value, t: &PgType) -> String {
         }
         _ => write_text(&mut s, v),
     }
-    format!("'{}'::{}", s.replace('\'', "''"), t.ddl())
+    format!("{}::{}", crate::config::lit(&s), t.ddl())
 }
 
 #[cfg(test)]
