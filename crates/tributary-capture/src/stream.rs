@@ -37,8 +37,8 @@ use mysql_async::binlog::events::{EventData, TableMapEvent, TransactionPayloadEv
 use mysql_async::prelude::*;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 use tributary_model::{
-    Batch, BinlogCheckpoint, ChangeEvent, Checkpoint, ErrorClass, Op, SchemaChange, SnapshotMarker,
-    SourcePosition, TableId,
+    Batch, BinlogCheckpoint, ChangeEvent, Checkpoint, DeadLetter, ErrorClass, Op, SchemaChange,
+    SnapshotMarker, SourcePosition, TableId,
 };
 
 use crate::decode::{decode_image, table_version, TableVersion};
@@ -89,6 +89,9 @@ pub struct MySqlSource {
     thread: Option<u64>,
     pending: Vec<ChangeEvent>,
     pending_ddl: Vec<SchemaChange>,
+    /// Rows events of the current transaction that could not be decoded: dead-lettered with
+    /// the transaction (see `rows`).
+    pending_dead: Vec<DeadLetter>,
     /// Part of the current transaction was handed out in a batch that `continues`.
     handed_partial: bool,
     /// The stream was dropped after `handed_partial`: the next batch `restarts_txn`.
@@ -149,6 +152,7 @@ impl MySqlSource {
             thread: None,
             pending: vec![],
             pending_ddl: vec![],
+            pending_dead: vec![],
             handed_partial: false,
             restart_txn: false,
             tables: HashMap::new(),
@@ -347,6 +351,7 @@ impl MySqlSource {
                         }
                         // A transaction larger than a batch: hand out this part now.
                         out.events.append(&mut self.pending);
+                        out.dead_letters.append(&mut self.pending_dead);
                         out.continues = true;
                         self.handed_partial = true;
                         return Ok(out);
@@ -367,6 +372,7 @@ impl MySqlSource {
         }
         self.pending.clear();
         self.pending_ddl.clear();
+        self.pending_dead.clear();
         self.in_txn = false;
         self.cur_gtid = None;
         self.file = self.boundary_file.clone();
@@ -440,6 +446,7 @@ impl MySqlSource {
     fn commit(&mut self, next: u64, out: &mut Batch) {
         out.events.append(&mut self.pending);
         out.schema_changes.append(&mut self.pending_ddl);
+        out.dead_letters.append(&mut self.pending_dead);
         self.handed_partial = false;
         self.in_txn = false;
         self.cur_gtid = None;
@@ -600,6 +607,7 @@ impl MySqlSource {
                 if upper.starts_with("ROLLBACK") && !upper.starts_with("ROLLBACK TO") {
                     self.pending.clear();
                     self.pending_ddl.clear();
+                    self.pending_dead.clear();
                     self.commit(next, out);
                     return Ok(true);
                 }
@@ -778,21 +786,55 @@ impl MySqlSource {
         let mut row: u32 = row0;
         let key = &tv.schema.key;
         while p < buf.len() {
-            let before = if !is_write {
-                Some(
-                    decode_image(&tv, before_cols.as_deref().unwrap_or(&[]), nb, buf, &mut p)
-                        .map_err(derr)?,
-                )
-            } else {
-                None
-            };
-            let after = if is_write || is_update {
-                Some(
-                    decode_image(&tv, after_cols.as_deref().unwrap_or(&[]), na, buf, &mut p)
-                        .map_err(derr)?,
-                )
-            } else {
-                None
+            // A row that cannot be decoded (a value its column type cannot hold, an ENUM index
+            // without a label, corrupt bytes) does not stop capture for good: this row and the
+            // rest of its rows event — whose boundaries are unknown after it — become one dead
+            // letter with the event's bytes and the reason; the rows before it are kept.
+            let decoded = (|| -> Result<_, String> {
+                let before = if !is_write {
+                    Some(decode_image(
+                        &tv,
+                        before_cols.as_deref().unwrap_or(&[]),
+                        nb,
+                        buf,
+                        &mut p,
+                    )?)
+                } else {
+                    None
+                };
+                let after = if is_write || is_update {
+                    Some(decode_image(
+                        &tv,
+                        after_cols.as_deref().unwrap_or(&[]),
+                        na,
+                        buf,
+                        &mut p,
+                    )?)
+                } else {
+                    None
+                };
+                Ok((before, after))
+            })();
+            let (before, after) = match decoded {
+                Ok(x) => x,
+                Err(reason) => {
+                    let e = derr(reason);
+                    tracing::error!(error = %e, row = row - row0, "undecodable row: dead-lettered");
+                    self.pending_dead.push(DeadLetter {
+                        topic: format!("{}.{}", self.cfg.name, tv.schema.id),
+                        partition: -1,
+                        offset: capture_dead_letter_offset(&self.file, start, row),
+                        key: None,
+                        value: Some(data.to_vec()),
+                        stage: "capture".into(),
+                        reason: format!(
+                            "{e} (row {} of the rows event and the rest of it; value = the \
+                             rows event's bytes; re-snapshot the table to repair it)",
+                            row - row0
+                        ),
+                    });
+                    break;
+                }
             };
             let source = SourcePosition {
                 file: self.file.clone(),
@@ -1214,4 +1256,14 @@ mod tests {
         assert_eq!((p.start, p.after), (1058, 1100));
         assert_eq!(t.next, 1100);
     }
+}
+
+/// Dead-letter coordinates of an undecodable binlog row: one per (file, position, row), as
+/// `tributary_apply::dead_letter_for` does for direct-mode events (63-bit hash).
+fn capture_dead_letter_offset(file: &str, pos: u64, row: u32) -> i64 {
+    let mut b = Vec::with_capacity(file.len() + 12);
+    b.extend_from_slice(file.as_bytes());
+    b.extend_from_slice(&pos.to_le_bytes());
+    b.extend_from_slice(&row.to_le_bytes());
+    (xxhash_rust::xxh3::xxh3_64(&b) >> 1) as i64
 }

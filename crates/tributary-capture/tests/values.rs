@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use tributary_capture::{CaptureConfig, CaptureError, MySqlSource};
+use tributary_capture::{CaptureConfig, MySqlSource};
 use tributary_model::{ChangeEvent, Op, Value};
 use tributary_testkit::MariaDb;
 
@@ -245,8 +245,8 @@ async fn every_byte_of_every_single_byte_charset_matches_the_server() {
 /// Without `binlog_row_metadata=FULL` the ENUM/SET labels come from information_schema when
 /// capture first meets the table (after each DDL). When capture is behind, the labels it reads
 /// are newer than the row: here a label is added, used, and removed again before capture reads
-/// the row. A value whose label is unknown must stop capture with a definite error naming
-/// table, column and value — it used to become "".
+/// the row. A value whose label is unknown must not be captured as "" (it used to be): its
+/// rows event is dead-lettered with a reason naming table, column and value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enum_and_set_values_without_a_known_label_are_errors_not_empty_strings() {
     for (ddl, alter, alter_back, value, needle) in [
@@ -281,32 +281,51 @@ async fn enum_and_set_values_without_a_known_label_are_errors_not_empty_strings(
              {alter_back}"
         ))
         .unwrap();
+        // The row cannot be decoded: it is not captured with a wrong value, and capture does
+        // not stop for good — the rows event becomes a dead letter (stage `capture`) with its
+        // bytes and a reason naming table, column and value, in the batch of its transaction.
         let t0 = Instant::now();
-        let err = loop {
+        let mut deleted = false;
+        let dead = loop {
             assert!(
                 t0.elapsed() < Duration::from_secs(30),
-                "no error for {value}"
+                "no dead letter for {value}"
             );
-            match src.next_batch(1000).await {
-                Ok(b) => {
-                    for e in &b.events {
-                        if e.op == Op::Insert {
-                            panic!("{value} captured as {:?}", e.row_image());
-                        }
-                    }
+            let b = src.next_batch(1000).await.unwrap();
+            for e in &b.events {
+                if e.op == Op::Insert {
+                    panic!("{value} captured as {:?}", e.row_image());
                 }
-                Err(e) => break e,
+            }
+            deleted |= b.events.iter().any(|e| e.op == Op::Delete);
+            if let Some(d) = b.dead_letters.first() {
+                assert!(b.checkpoint.is_some());
+                break d.clone();
             }
         };
-        let msg = err.to_string();
+        let msg = &dead.reason;
+        assert_eq!(dead.stage, "capture");
         assert!(
-            matches!(err, CaptureError::Decode { .. }),
-            "{ddl}: unexpected error {err:?}"
+            dead.value.as_ref().is_some_and(|v| !v.is_empty()),
+            "bytes kept"
         );
-        assert!(!tributary_model::ErrorClass::is_transient(&err), "{msg}");
         assert!(
             msg.contains("ed.t") && msg.contains("column `e`") && msg.contains(needle),
             "{ddl}: {msg}"
         );
+        // Capture goes on: a later valid row arrives.
+        let _ = deleted;
+        db.sql("INSERT INTO ed.t VALUES (3, 'a')").unwrap();
+        let t0 = Instant::now();
+        loop {
+            assert!(t0.elapsed() < Duration::from_secs(30), "capture stopped");
+            let b = src.next_batch(1000).await.unwrap();
+            if b.events
+                .iter()
+                .any(|e| e.op == Op::Insert && string(e, "e") == "a")
+            {
+                break;
+            }
+        }
     }
 }

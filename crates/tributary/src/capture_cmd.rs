@@ -205,6 +205,16 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
             }
             Err(e) => return Err(e).context("capture failed"),
         };
+        // Capture to a file or Kafka has no dead-letter table: a row the binlog decoder
+        // could not read stops it (Debezium's default event.processing.failure.handling.mode
+        // = fail), before anything of its transaction is written and the position moves.
+        if let Some(d) = batch.dead_letters.first() {
+            anyhow::bail!(
+                "capture stopped on an undecodable binlog row ({} more): {}",
+                batch.dead_letters.len() - 1,
+                d.reason
+            );
+        }
         let mut out: Vec<OutRecord> = Vec::with_capacity(batch.events.len() + 1);
         for sc in &batch.schema_changes {
             let r = encode_schema_change(sc, &opts);
