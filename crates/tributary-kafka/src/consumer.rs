@@ -179,6 +179,24 @@ struct State {
 }
 
 impl State {
+    /// Drop buffered records of partitions no longer (or differently: another epoch)
+    /// assigned.
+    fn drop_stale_queued(&mut self) {
+        let mut bytes = self.queued_bytes;
+        let parts = &self.parts;
+        self.queue.retain(|(epoch, r)| {
+            let keep = parts
+                .get(&r.topic)
+                .and_then(|m| m.get(&r.partition))
+                .is_some_and(|p| p.epoch == *epoch);
+            if !keep {
+                bytes -= rec_bytes(r);
+            }
+            keep
+        });
+        self.queued_bytes = bytes;
+    }
+
     fn part(&self, topic: &str, partition: i32) -> Option<&PartState> {
         self.parts.get(topic).and_then(|m| m.get(&partition))
     }
@@ -436,20 +454,7 @@ impl Ctx {
                 );
             }
             // Drop buffered records of partitions no longer (or differently) assigned.
-            let mut bytes = st.queued_bytes;
-            let parts = std::mem::take(&mut st.parts);
-            st.queue.retain(|(epoch, r)| {
-                let keep = parts
-                    .get(&r.topic)
-                    .and_then(|m| m.get(&r.partition))
-                    .is_some_and(|p| p.epoch == *epoch);
-                if !keep {
-                    bytes -= rec_bytes(r);
-                }
-                keep
-            });
-            st.parts = parts;
-            st.queued_bytes = bytes;
+            st.drop_stale_queued();
             st.last_was_assign = false;
             st.last_rebalance = Some(Instant::now());
             st.rebalances += 1;
@@ -895,20 +900,7 @@ impl KafkaSource {
             }
             tracing::info!(%topic, partition, to = ?to, "kafka partition rewound to the stored offset");
         }
-        let mut bytes = st.queued_bytes;
-        let parts = std::mem::take(&mut st.parts);
-        st.queue.retain(|(epoch, r)| {
-            let keep = parts
-                .get(&r.topic)
-                .and_then(|m| m.get(&r.partition))
-                .is_some_and(|p| p.epoch == *epoch);
-            if !keep {
-                bytes -= rec_bytes(r);
-            }
-            keep
-        });
-        st.parts = parts;
-        st.queued_bytes = bytes;
+        st.drop_stale_queued();
         Ok(())
     }
 

@@ -299,8 +299,7 @@ async fn reload_position(
     pg: &mut tributary_apply::PgSink,
     pipeline: &str,
 ) -> Result<Option<tributary_model::BinlogCheckpoint>> {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(100);
+    let mut clock = crate::sink::OutageClock::default();
     loop {
         let res = match pg.reconnect().await {
             Ok(()) => pg.load_binlog_checkpoint(pipeline).await,
@@ -308,21 +307,10 @@ async fn reload_position(
         };
         match res {
             Ok(p) => return Ok(p),
-            Err(e) if e.is_transient() && started.elapsed() < crate::sink::max_outage() => {
-                m::set_error(&e.to_string());
-                warn!(
-                    "PostgreSQL: {e}; retrying in {delay:?} (down for {:?})",
-                    started.elapsed()
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "PostgreSQL unavailable for {:?} ([pipeline] max_outage_secs)",
-                    started.elapsed()
-                )))
-            }
+            Err(e) => clock
+                .wait_or_give_up("PostgreSQL", e)
+                .await
+                .context("reading the stored position after an outage")?,
         }
     }
 }

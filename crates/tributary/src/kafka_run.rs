@@ -286,28 +286,9 @@ impl DecodeAhead {
 /// Reconnect the sink (for at most `[pipeline] max_outage_secs`), read the stored offsets of
 /// the assigned partitions, and seek the consumer back to them.
 async fn rewind_to_stored(sink: &mut RecordSink, source: &mut KafkaSource) -> Result<()> {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match tributary_apply::Sink::reconnect(&mut sink.pg).await {
-            Ok(()) => break,
-            Err(e) if e.is_transient() && started.elapsed() < crate::sink::max_outage() => {
-                m::set_error(&e.to_string());
-                warn!(
-                    "PostgreSQL: {e}; retrying in {delay:?} (down for {:?})",
-                    started.elapsed()
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!(
-                    "PostgreSQL unavailable for {:?} ([pipeline] max_outage_secs)",
-                    started.elapsed()
-                )))
-            }
-        }
-    }
+    crate::sink::reconnect_within_outage(&mut sink.pg)
+        .await
+        .context("reconnecting to PostgreSQL after an outage")?;
     let parts = source.assignment();
     let stored = sink.stored_offsets(&parts).await?;
     let pairs: Vec<((String, i32), Option<i64>)> = parts.into_iter().zip(stored).collect();

@@ -151,39 +151,83 @@ pub fn max_outage() -> Duration {
     Duration::from_secs(MAX_OUTAGE_SECS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
-/// Apply `batch`, retrying while PostgreSQL is unavailable (reconnecting in between, backoff
-/// 100 ms → 10 s) for at most [`set_max_outage`]; the reason is on `/health` meanwhile.
-/// Definite errors are returned at once.
+/// How long PostgreSQL has been unavailable, and the wait before the next attempt: backoff
+/// 100 ms → 10 s, the reason on `/health`, and an error once the outage is longer than
+/// [`set_max_outage`]. One clock per outage.
+pub struct OutageClock {
+    started: Instant,
+    delay: Duration,
+}
+
+impl Default for OutageClock {
+    fn default() -> Self {
+        OutageClock {
+            started: Instant::now(),
+            delay: Duration::from_millis(100),
+        }
+    }
+}
+
+impl OutageClock {
+    /// After a failed attempt: a definite error, or an outage past the limit, is returned;
+    /// otherwise wait (backoff) so the caller tries again.
+    pub async fn wait_or_give_up(&mut self, what: &str, e: ApplyError) -> Result<(), ApplyError> {
+        m::set_error(&e.to_string());
+        if !e.is_transient() {
+            return Err(e);
+        }
+        if self.started.elapsed() >= max_outage() {
+            let sqlstate = e.sqlstate().map(String::from);
+            return Err(ApplyError::Transient(tributary_apply::Failure {
+                message: format!(
+                    "{e} — still failing after {:?} ([pipeline] max_outage_secs); giving up",
+                    self.started.elapsed()
+                ),
+                sqlstate,
+            }));
+        }
+        m::counter_retries();
+        warn!(
+            "{what}: {e}; retrying in {:?} (down for {:?})",
+            self.delay,
+            self.started.elapsed()
+        );
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(Duration::from_secs(10));
+        Ok(())
+    }
+}
+
+/// Reconnect `pg` after an outage, waiting it out for at most [`set_max_outage`].
+pub async fn reconnect_within_outage(pg: &mut impl Sink) -> Result<(), ApplyError> {
+    let mut clock = OutageClock::default();
+    loop {
+        match pg.reconnect().await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                clock
+                    .wait_or_give_up("reconnecting to PostgreSQL", e)
+                    .await?
+            }
+        }
+    }
+}
+
+/// Apply `batch`, retrying while PostgreSQL is unavailable (reconnecting in between) for at
+/// most [`set_max_outage`]. Definite errors are returned at once. For `replay` and
+/// `dlq retry`, which re-read nothing; the long-running pipelines re-read from the stored
+/// position instead (see `direct.rs`, `kafka_run.rs`).
 pub async fn apply_retrying(pg: &mut impl Sink, batch: &Batch) -> Result<ApplyStats, ApplyError> {
-    let mut delay = Duration::from_millis(100);
-    let started = Instant::now();
+    let mut clock = OutageClock::default();
     loop {
         match pg.apply(batch).await {
-            Err(e) if e.is_transient() && started.elapsed() >= max_outage() => {
-                m::set_error(&e.to_string());
-                let sqlstate = e.sqlstate().map(String::from);
-                return Err(ApplyError::Transient(tributary_apply::Failure {
-                    message: format!(
-                        "{e} — still failing after {:?} ([pipeline] max_outage_secs); giving up",
-                        started.elapsed()
-                    ),
-                    sqlstate,
-                }));
-            }
-            Err(e) if e.is_transient() => {
-                m::counter_retries();
-                m::set_error(&e.to_string());
-                warn!(
-                    "applying batch: {e}; retrying in {delay:?} (down for {:?})",
-                    started.elapsed()
-                );
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+            Err(e) => {
+                clock.wait_or_give_up("applying batch", e).await?;
                 if let Err(e) = pg.reconnect().await {
                     warn!("reconnect failed: {e}");
                 }
             }
-            other => return other,
+            ok => return ok,
         }
     }
 }
