@@ -265,7 +265,11 @@ impl Layout {
     pub fn is_reserved(&self, name: &str) -> bool {
         let cm = &self.current_meta;
         let hm = &self.history_meta;
-        cm.written().any(|(c, _)| c == name)
+        // PostgreSQL's system columns, and the keyless apply's loop variable.
+        const SYSTEM: [&str; 7] = ["tableoid", "xmin", "cmin", "xmax", "cmax", "ctid", "oid"];
+        SYSTEM.contains(&name)
+            || name == crate::table::LOOP_VAR
+            || cm.written().any(|(c, _)| c == name)
             || hm.written().any(|(c, _)| c == name)
             || hm.change_type == name
             || hm.event_id == name
@@ -316,9 +320,7 @@ impl ApplyConfig {
         let m = self.tables.get(&t.to_string());
         // Names PostgreSQL cannot hold as they are (> 63 bytes, empty, NUL) follow the one
         // mapping rule of `names.rs`.
-        let sub = |pat: &str| {
-            crate::names::pg_relation_name(&pat.replace("{db}", &t.db).replace("{table}", &t.table))
-        };
+        let sub = |pat: &str| crate::names::pg_relation_name(&substitute(pat, t));
         Layout {
             schema: sub(m.and_then(|m| m.schema.as_deref()).unwrap_or(&self.schema)),
             current: sub(m
@@ -338,6 +340,93 @@ impl ApplyConfig {
                 .unwrap_or_else(|| self.history_meta.clone())
                 .normalized(),
         }
+    }
+}
+
+/// `{db}` and `{table}` of a name pattern replaced in one pass (a database named `{table}`
+/// is not expanded again).
+fn substitute(pat: &str, t: &TableId) -> String {
+    let mut out = String::with_capacity(pat.len() + t.db.len() + t.table.len());
+    let mut rest = pat;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(r) = tail.strip_prefix("{db}") {
+            out.push_str(&t.db);
+            rest = r;
+        } else if let Some(r) = tail.strip_prefix("{table}") {
+            out.push_str(&t.table);
+            rest = r;
+        } else {
+            out.push('{');
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl ApplyConfig {
+    /// Every name the configuration gives must be one PostgreSQL keeps as it is (1–63 bytes,
+    /// no NUL): a longer one would be truncated by PostgreSQL and its values lost.
+    pub fn validate(&self) -> Result<(), String> {
+        let check = |what: &str, n: &str| -> Result<(), String> {
+            if n.len() > crate::names::MAX_IDENT_BYTES || n.contains('\0') {
+                return Err(format!(
+                    "{what} = {n:?}: a PostgreSQL name must be at most 63 bytes, without NUL"
+                ));
+            }
+            Ok(())
+        };
+        let metas = |where_: &str, cm: &CurrentMeta, hm: &HistoryMeta| -> Result<(), String> {
+            for (n, _) in cm.written() {
+                check(&format!("{where_}current_meta"), n)?;
+            }
+            for (n, _) in hm.written() {
+                check(&format!("{where_}history_meta"), n)?;
+            }
+            for n in [&hm.change_type, &hm.event_id] {
+                if n.is_empty() {
+                    return Err(format!(
+                        "{where_}history_meta: change_type and event_id cannot be switched off"
+                    ));
+                }
+                check(&format!("{where_}history_meta"), n)?;
+            }
+            for n in [&hm.valid_to, &hm.applied_at].into_iter().flatten() {
+                check(&format!("{where_}history_meta"), n)?;
+            }
+            Ok(())
+        };
+        metas(
+            "[sink] ",
+            &self.current_meta.clone().normalized(),
+            &self.history_meta.clone().normalized(),
+        )?;
+        for (t, m) in &self.tables {
+            let w = format!("[sink.tables.{t:?}] ");
+            for (src, target) in &m.rename {
+                if target.is_empty() {
+                    return Err(format!("{w}rename {src:?}: empty target name"));
+                }
+                check(&format!("{w}rename {src:?}"), target)?;
+            }
+            if let Some(cm) = &m.current_meta {
+                metas(
+                    &w,
+                    &cm.clone().normalized(),
+                    &self.history_meta.clone().normalized(),
+                )?;
+            }
+            if let Some(hm) = &m.history_meta {
+                metas(
+                    &w,
+                    &self.current_meta.clone().normalized(),
+                    &hm.clone().normalized(),
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -269,6 +269,7 @@ pub async fn connect(url: &str) -> Result<Client, ApplyError> {
 impl PgSink {
     /// Connect and make sure the control tables exist.
     pub async fn connect(url: &str, cfg: ApplyConfig) -> Result<PgSink, ApplyError> {
+        cfg.validate().map_err(ApplyError::definite)?;
         let client = connect(url).await?;
         let mut s = PgSink {
             client,
@@ -693,18 +694,25 @@ impl PgSink {
                 topic = %d.topic, partition = d.partition, offset = d.offset, stage = %d.stage,
                 "dead-lettered: {}", d.reason
             );
+            // Texts from input must not make the dead letter itself unstorable (PostgreSQL
+            // text cannot hold NUL): they are stored printable.
+            let (topic, stage, reason) = (
+                names::printable(&d.topic),
+                names::printable(&d.stage),
+                names::printable(&d.reason),
+            );
             self.client
                 .execute(
                     &stmt,
                     &[
                         &pipeline,
-                        &d.topic,
+                        &topic,
                         &d.partition,
                         &d.offset,
                         &d.key,
                         &d.value,
-                        &d.stage,
-                        &d.reason,
+                        &stage,
+                        &reason,
                     ],
                 )
                 .await

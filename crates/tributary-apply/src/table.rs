@@ -32,6 +32,9 @@ pub(crate) struct TargetTable {
     pub cols: Vec<TCol>,
     /// Indexes into `cols` of the current table's primary key; empty = keyless.
     pub key: Vec<usize>,
+    /// Columns of the current table whose type tributary cannot write (a user's `citext`,
+    /// `inet`, …): (name, type). A source column that lands on one is refused, not dropped.
+    pub opaque: Vec<(String, String)>,
     /// Event schema (by Arc pointer, Arc kept alive) → for each target column, its index in
     /// that schema's row images.
     mappings: HashMap<usize, (Arc<TableSchema>, Vec<Option<usize>>)>,
@@ -54,6 +57,10 @@ pub struct TableStats {
 /// PostgreSQL make those HOT updates (no new index entry per update; measured ~10-20% faster
 /// upserts in the replay benchmark).
 const CURRENT_FILLFACTOR: u32 = 80;
+
+/// The record variable of the keyless tables' PL/pgSQL loop: a column of this name would be
+/// ambiguous in its statements, so the name is reserved (`Layout::is_reserved`).
+pub(crate) const LOOP_VAR: &str = "tributary_r";
 
 /// Event schemas whose column mapping a target table keeps (see `ensure_table`).
 const MAX_CACHED_SCHEMAS: usize = 256;
@@ -291,6 +298,7 @@ impl PgSink {
         }
         if !self.tables.contains_key(tid) {
             let layout = self.cfg.layout(tid);
+            self.check_owner(tid, &layout).await?;
             let t = self.load_target(tid, layout).await?;
             if let Some(t) = t {
                 self.tables.insert(tid.clone(), t);
@@ -321,6 +329,55 @@ impl PgSink {
                 missing.push((c.name.clone(), ty, c.default.clone(), s.key.contains(&i)));
             }
         }
+        if let Some(t) = self.tables.get(tid) {
+            // A source column landing on a warehouse column of a type tributary cannot write
+            // is refused (it would otherwise be dropped as if the user had added it).
+            for (name, ..) in &missing {
+                let target = TargetTable::target_name(&t.layout, name).0;
+                if let Some((_, ty)) = t.opaque.iter().find(|(n, _)| *n == target) {
+                    return Err(ApplyError::definite(format!(
+                        "{tid}: column {:?} lands on the warehouse column {target:?} of type {ty}, \
+                         which tributary cannot write; change its type back (ALTER TABLE … \
+                         ALTER COLUMN … TYPE …) or map the column elsewhere with rename, then \
+                         tributary dlq retry",
+                        names::printable(name)
+                    )));
+                }
+            }
+            // A changed source primary key: upserts and deletes by the old key would merge
+            // or lose rows. Refused until the warehouse key is changed to match.
+            if !t.key.is_empty() {
+                for ev in events {
+                    let s = &ev.schema;
+                    if s.key.is_empty() {
+                        continue;
+                    }
+                    let want: Option<Vec<&str>> = s
+                        .key
+                        .iter()
+                        .map(|&k| {
+                            t.col_index(&s.columns[k].name)
+                                .map(|i| t.cols[i].target.as_str())
+                        })
+                        .collect();
+                    let have: Vec<&str> =
+                        t.key.iter().map(|&i| t.cols[i].target.as_str()).collect();
+                    if let Some(want) = want {
+                        if want != have {
+                            return Err(ApplyError::definite(format!(
+                                "{tid}: the source primary key is ({}) but the warehouse table's is ({}); \
+                                 change it (ALTER TABLE {} DROP CONSTRAINT …, ADD PRIMARY KEY ({})), then \
+                                 tributary dlq retry",
+                                want.join(", "),
+                                have.join(", "),
+                                t.q_current(),
+                                want.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
+                            )));
+                        }
+                    }
+                }
+            }
+        }
         if !missing.is_empty() {
             self.create_or_evolve(tid, &missing, &key_sources).await?;
         }
@@ -339,6 +396,37 @@ impl PgSink {
                 continue;
             }
             t.add_mapping(&ev.schema);
+        }
+        Ok(())
+    }
+
+    /// The warehouse tables of `tid` must not hold another source table (two sources whose
+    /// names map to the same warehouse names would merge silently).
+    async fn check_owner(&self, tid: &TableId, layout: &Layout) -> Result<(), ApplyError> {
+        let cs = ident(&self.cfg.control_schema);
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT source FROM {cs}.tables WHERE target_schema = $1
+                       AND (current_table = $2 OR history_table = $3) AND source <> $4"
+                ),
+                &[
+                    &layout.schema,
+                    &layout.current,
+                    &layout.history,
+                    &tid.to_string(),
+                ],
+            )
+            .await
+            .map_err(|e| pg_err("reading the table ownership", e))?;
+        if let Some(r) = rows.first() {
+            let other: String = r.get(0);
+            return Err(ApplyError::definite(format!(
+                "{tid}: its warehouse tables {}.{} already hold the source table {other}; give one \
+                 of them other names in [sink.tables.\"…\"] (schema, current, history)",
+                layout.schema, layout.current
+            )));
         }
         Ok(())
     }
@@ -418,6 +506,7 @@ impl PgSink {
             .chain(recorded.iter().map(|(t, s)| (t.as_str(), s.as_str())))
             .collect();
         let mut tcols = Vec::new();
+        let mut opaque = Vec::new();
         for (name, ty, default) in &cols {
             if meta.contains(name.as_str()) {
                 continue;
@@ -425,6 +514,7 @@ impl PgSink {
             // Columns the source does not know (e.g. a serial `id` the user added) are left
             // alone: tributary never writes them, their DEFAULT fills them.
             let Some(pty) = PgType::parse(ty) else {
+                opaque.push((name.clone(), ty.clone()));
                 continue;
             };
             let source = reverse
@@ -451,6 +541,7 @@ impl PgSink {
             layout,
             cols: tcols,
             key,
+            opaque,
             mappings: HashMap::new(),
             fast_snapshot,
             expect_duplicates: false,
@@ -1062,21 +1153,21 @@ impl PgSink {
                         .iter()
                         .enumerate()
                         .map(|(i, c)| {
-                            format!("{} IS NOT DISTINCT FROM r.{prefix}{i}", ident(&c.target))
+                            format!(
+                                "{} IS NOT DISTINCT FROM {LOOP_VAR}.{prefix}{i}",
+                                ident(&c.target)
+                            )
                         })
                         .collect::<Vec<_>>()
                         .join(" AND ")
                 };
-                // The same values as `ivals`, read from the loop's record `r`.
+                // The same values as `ivals`, read from the loop's record.
                 let rvals: Vec<String> = (0..ncols)
-                    .map(|i| format!("r.c{i}"))
-                    .chain(cm.written().map(|(_, which)| {
-                        match which {
-                            CurrentCol::Op => "r._op",
-                            CurrentCol::SourcePos => "r._order",
-                            CurrentCol::UpdatedAt => "now()",
-                        }
-                        .to_string()
+                    .map(|i| format!("{LOOP_VAR}.c{i}"))
+                    .chain(cm.written().map(|(_, which)| match which {
+                        CurrentCol::Op => format!("{LOOP_VAR}._op"),
+                        CurrentCol::SourcePos => format!("{LOOP_VAR}._order"),
+                        CurrentCol::UpdatedAt => "now()".to_string(),
                     }))
                     .collect();
                 // A snapshot is the whole table as of its position: its first row (ordinal 1)
@@ -1084,21 +1175,21 @@ impl PgSink {
                 // keyless table must not double it).
                 let resnap = match &cm.source_pos {
                     Some(p) => format!(
-                        "DELETE FROM {q_cur} WHERE {p} IS NULL OR {p} < r._order;",
+                        "DELETE FROM {q_cur} WHERE {p} IS NULL OR {p} < {LOOP_VAR}._order;",
                         p = ident(p)
                     ),
                     None => format!("DELETE FROM {q_cur};"),
                 };
                 let body = format!(
-                    "DECLARE r record; BEGIN
-                       FOR r IN SELECT * FROM {stage} WHERE _new ORDER BY _seq LOOP
-                         IF r._op = 'r' AND r._src_row = 1 THEN
+                    "DECLARE {LOOP_VAR} record; BEGIN
+                       FOR {LOOP_VAR} IN SELECT * FROM {stage} WHERE _new ORDER BY _seq LOOP
+                         IF {LOOP_VAR}._op = 'r' AND {LOOP_VAR}._src_row = 1 THEN
                            {resnap}
                          END IF;
-                         IF r._op IN ('d', 'u') THEN
+                         IF {LOOP_VAR}._op IN ('d', 'u') THEN
                            DELETE FROM {q_cur} WHERE ctid = (SELECT ctid FROM {q_cur} WHERE {beq} LIMIT 1);
                          END IF;
-                         IF r._op <> 'd' THEN
+                         IF {LOOP_VAR}._op <> 'd' THEN
                            INSERT INTO {q_cur} ({ic}) VALUES ({rv});
                          END IF;
                        END LOOP;
@@ -1144,7 +1235,7 @@ pub(crate) fn encode_image(
 ) -> Result<(), String> {
     for (c, src) in cols.iter().zip(map) {
         encode_column(buf, image, *src, c)
-            .map_err(|e| format!("column {}{what}: {e}", c.source))?;
+            .map_err(|e| format!("column {}{what}: {e}", names::printable(&c.source)))?;
     }
     Ok(())
 }
@@ -1251,8 +1342,20 @@ impl SourceMeta {
         } else {
             None
         };
+        // The stale-update guard orders by `(file sequence << 32) | pos`: a position or file
+        // sequence that does not fit it would invert the order, silently.
         let pos = i64::try_from(s.pos)
-            .map_err(|_| format!("source pos {} is out of range (max {})", s.pos, i64::MAX))?;
+            .ok()
+            .filter(|p| *p <= u32::MAX as i64)
+            .ok_or_else(|| format!("source pos {} is out of range (max {})", s.pos, u32::MAX))?;
+        if s.file_seq() >= 1 << 31 {
+            return Err(format!(
+                "source file {:?}: its sequence number {} is out of range (max {})",
+                s.file,
+                s.file_seq(),
+                (1u64 << 31) - 1
+            ));
+        }
         let row = i32::try_from(s.row)
             .map_err(|_| format!("source row {} is out of range (max {})", s.row, i32::MAX))?;
         Ok(SourceMeta { ts_pg_us, pos, row })

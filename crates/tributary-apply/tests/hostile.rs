@@ -531,3 +531,224 @@ fn direct_mode_dead_letter_coordinates_are_distinct() {
         }
     }
 }
+
+/// PostgreSQL's system column names and the keyless loop's variable name (and `r`, its old
+/// name) as source columns of a keyless table: mapped or harmless; updates and deletes apply.
+#[tokio::test]
+async fn system_column_names_in_a_keyless_table() {
+    let db = PgDb::new("hostile_sysnames").unwrap();
+    let mut sink = PgSink::connect(&db.url, ApplyConfig::default())
+        .await
+        .unwrap();
+    let names = ["xmin", "xmax", "ctid", "tableoid", "r", "tributary_r"];
+    let image = |v: i64| {
+        let mut m = serde_json::Map::new();
+        for n in names {
+            m.insert(n.to_string(), json!(format!("{v}-{n}")));
+        }
+        J::Object(m)
+    };
+    let recs = [
+        record(0, "shop", "gis", "c", None, J::Null, image(1)),
+        record(1, "shop", "gis", "c", None, J::Null, image(2)),
+        record(2, "shop", "gis", "u", None, image(1), image(3)),
+        record(3, "shop", "gis", "d", None, image(2), J::Null),
+    ];
+    let s = sink.apply(&batch(&recs)).await.unwrap();
+    assert_eq!((s.applied, s.dead_lettered), (4, 0));
+    for n in names {
+        let col = target_of(&db, "shop.gis", n);
+        let v = db
+            .query(&format!(
+                "SELECT string_agg({}, ',') FROM shop.gis_current",
+                qi(&col)
+            ))
+            .unwrap();
+        assert_eq!(v.trim(), format!("3-{n}"), "{n} as {col}");
+    }
+}
+
+/// A configured name PostgreSQL would truncate is refused at start, not silently NULL.
+#[tokio::test]
+async fn configured_names_over_63_bytes_are_refused() {
+    let db = PgDb::new("hostile_cfgnames").unwrap();
+    let mut cfg = ApplyConfig::default();
+    let mut m = tributary_apply::config::TableMapping::default();
+    m.rename.insert("v".into(), "r".repeat(70));
+    cfg.tables.insert("d3.t3".into(), m);
+    let err = PgSink::connect(&db.url, cfg).await.err().expect("refused");
+    assert!(err.to_string().contains("at most 63 bytes"), "{err}");
+}
+
+/// A changed source primary key, a warehouse column whose type tributary cannot write, and
+/// two source tables whose names map to the same warehouse tables: each refused loudly
+/// (`ddl` dead letters), none merges or drops rows.
+#[tokio::test]
+async fn key_changes_foreign_types_and_shared_targets_are_refused() {
+    let db = PgDb::new("hostile_refuse").unwrap();
+    let mut sink = PgSink::connect(&db.url, ApplyConfig::default())
+        .await
+        .unwrap();
+    let s = sink
+        .apply(&batch(&[
+            record(
+                0,
+                "k",
+                "p",
+                "c",
+                Some(json!({"id": 1})),
+                J::Null,
+                json!({"id": 1, "ver": 1, "v": "a"}),
+            ),
+            record(
+                0,
+                "k",
+                "q",
+                "c",
+                Some(json!({"id": 1})),
+                J::Null,
+                json!({"id": 1, "v": "a"}),
+            ),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(s.applied, 2);
+    // The source key becomes (id, ver).
+    let s = sink
+        .apply(&batch(&[record(
+            1,
+            "k",
+            "p",
+            "c",
+            Some(json!({"id": 1, "ver": 2})),
+            J::Null,
+            json!({"id": 1, "ver": 2, "v": "b"}),
+        )]))
+        .await
+        .unwrap();
+    assert_eq!((s.applied, s.dead_lettered), (0, 1));
+    assert_eq!(db.query("SELECT v FROM k.p_current").unwrap().trim(), "a");
+    // A user changed a column to a type tributary does not write.
+    db.query("CREATE EXTENSION IF NOT EXISTS citext; ALTER TABLE k.q_current ALTER v TYPE citext; ALTER TABLE k.q_history ALTER v TYPE citext").unwrap();
+    let mut sink = PgSink::connect(&db.url, ApplyConfig::default())
+        .await
+        .unwrap();
+    let s = sink
+        .apply(&batch(&[record(
+            2,
+            "k",
+            "q",
+            "u",
+            Some(json!({"id": 1})),
+            J::Null,
+            json!({"id": 1, "v": "new"}),
+        )]))
+        .await
+        .unwrap();
+    assert_eq!((s.applied, s.dead_lettered), (0, 1));
+    // A database named `{table}` must not expand into another table's names.
+    let s = sink
+        .apply(&batch(&[record(
+            3,
+            "{table}",
+            "p",
+            "c",
+            Some(json!({"id": 9})),
+            J::Null,
+            json!({"id": 9, "ver": 9, "v": "evil"}),
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(s.applied, 1);
+    assert_eq!(
+        db.query("SELECT count(*) FROM \"{table}\".p_current")
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        db.query("SELECT count(*) FROM k.p_current").unwrap().trim(),
+        "1"
+    );
+    // Two sources configured onto the same warehouse tables: the second is refused.
+    let mut cfg = ApplyConfig::default();
+    let mut m = tributary_apply::config::TableMapping::default();
+    m.schema = Some("k".into());
+    m.current = Some("p_current".into());
+    m.history = Some("p_history".into());
+    cfg.tables.insert("other.p".into(), m);
+    let mut sink = PgSink::connect(&db.url, cfg).await.unwrap();
+    let s = sink
+        .apply(&batch(&[record(
+            4,
+            "other",
+            "p",
+            "c",
+            Some(json!({"id": 5})),
+            J::Null,
+            json!({"id": 5, "ver": 1, "v": "x"}),
+        )]))
+        .await
+        .unwrap();
+    assert_eq!((s.applied, s.dead_lettered), (0, 1));
+    assert_eq!(
+        db.query("SELECT count(*) FROM k.p_current").unwrap().trim(),
+        "1"
+    );
+    let reasons = db
+        .query("SELECT string_agg(stage || ': ' || reason, E'\\n' ORDER BY id) FROM tributary.dead_letters")
+        .unwrap();
+    for want in [
+        "primary key is (id, ver)",
+        "type citext",
+        "already hold the source table k.p",
+    ] {
+        assert!(reasons.contains(want), "{want:?} in {reasons}");
+    }
+}
+
+/// A dead letter whose reason holds a NUL (from a column name) is stored, not a failed batch.
+#[tokio::test]
+async fn dead_letters_with_nul_in_their_reason_are_stored() {
+    let db = PgDb::new("hostile_nulreason").unwrap();
+    let mut sink = PgSink::connect(&db.url, ApplyConfig::default())
+        .await
+        .unwrap();
+    let s = sink
+        .apply(&batch(&[
+            record(
+                0,
+                "n",
+                "t",
+                "c",
+                Some(json!({"id": 1})),
+                J::Null,
+                json!({"id": 1, "a\u{0}b": 5}),
+            ),
+            record(
+                1,
+                "n",
+                "t",
+                "c",
+                Some(json!({"id": 2})),
+                J::Null,
+                json!({"id": 2, "a\u{0}b": "not a number"}),
+            ),
+            record(
+                2,
+                "n",
+                "t",
+                "c",
+                Some(json!({"id": 3})),
+                J::Null,
+                json!({"id": 3, "a\u{0}b": 7}),
+            ),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!((s.applied, s.dead_lettered), (2, 1));
+    let r = db
+        .query("SELECT reason FROM tributary.dead_letters")
+        .unwrap();
+    assert!(r.contains("a\\0b"), "{r}");
+}
