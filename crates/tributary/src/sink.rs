@@ -409,16 +409,14 @@ impl RecordSink {
 
     /// Stored next offsets for partitions (the replay skip rule and the Kafka seek).
     pub async fn stored_offsets(&mut self, parts: &[(String, i32)]) -> Result<Vec<Option<i64>>> {
-        let mut delay = Duration::from_millis(100);
+        let mut clock = OutageClock::default();
         loop {
             match self.pg.load_kafka_offsets(&self.pipeline, parts).await {
-                Err(e) if e.is_transient() => {
-                    warn!("reading offsets: {e}; retrying in {delay:?}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
+                Ok(o) => return Ok(o),
+                Err(e) => {
+                    clock.wait_or_give_up("reading offsets", e).await?;
                     let _ = self.pg.reconnect().await;
                 }
-                other => return Ok(other?),
             }
         }
     }
@@ -431,11 +429,49 @@ impl RecordSink {
 /// Files are streamed (memory is bounded by the batch size, whatever the file size), and
 /// reading + decoding runs on its own thread one batch ahead of the apply, so the CPU work of
 /// decoding overlaps PostgreSQL's work on the previous batch.
+///
+/// After a transient error the files are read again from their start with the offsets
+/// stored *now*: a PostgreSQL crash can lose commits it had acknowledged (with
+/// `synchronous_commit = off`), and what it lost must be applied again, never skipped.
 pub async fn replay(
     sink: &mut RecordSink,
     files: &[std::path::PathBuf],
     batch_size: usize,
 ) -> Result<ApplyStats> {
+    let started = Instant::now();
+    let mut total = ApplyStats::default();
+    let mut n = 0usize;
+    loop {
+        let done = replay_pass(sink, files, batch_size, &mut total, &mut n).await?;
+        if done {
+            break;
+        }
+        reconnect_within_outage(&mut sink.pg)
+            .await
+            .context("reconnecting to PostgreSQL after an outage")?;
+        info!("replaying again from the offsets PostgreSQL holds now");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    info!(
+        records = n,
+        applied = total.applied,
+        duplicates = total.duplicates,
+        dead_lettered = total.dead_lettered,
+        "replay done in {secs:.2}s ({:.0} records/s)",
+        n as f64 / secs.max(1e-9)
+    );
+    Ok(total)
+}
+
+/// One pass over the files; `Ok(false)` when a transient error interrupted it (the caller
+/// reconnects and starts a new pass).
+async fn replay_pass(
+    sink: &mut RecordSink,
+    files: &[std::path::PathBuf],
+    batch_size: usize,
+    total: &mut ApplyStats,
+    n: &mut usize,
+) -> Result<bool> {
     let batch_size = batch_size.max(1);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Batch, usize)>>(1);
     let files = files.to_vec();
@@ -485,9 +521,6 @@ pub async fn replay(
                 let _ = tx.blocking_send(Err(e));
             }
         })?;
-    let mut total = ApplyStats::default();
-    let started = Instant::now();
-    let mut n = 0usize;
     let mut stored: BTreeMap<(String, i32), Option<i64>> = BTreeMap::new();
     while let Some(item) = rx.recv().await {
         let (mut batch, records) = item?;
@@ -515,23 +548,25 @@ pub async fn replay(
             .dead_letters
             .retain(|d| !applied_before(&d.topic, d.partition, d.offset));
         let t0 = Instant::now();
-        let s = apply_retrying(&mut sink.pg, &batch).await?;
+        let s = match Sink::apply(&mut sink.pg, &batch).await {
+            Ok(s) => s,
+            Err(e) if e.is_transient() => {
+                m::counter_retries();
+                m::set_error(&e.to_string());
+                warn!("applying batch: {e}; reconnecting, then replaying from the stored offsets");
+                drop(rx); // the reader stops at its next send
+                let _ = reader.join();
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
         m::record_batch(records, &s, t0.elapsed());
         drop_behind(batch);
         total.applied += s.applied;
         total.duplicates += s.duplicates;
         total.dead_lettered += s.dead_lettered;
-        n += records;
+        *n += records;
     }
     let _ = reader.join();
-    let secs = started.elapsed().as_secs_f64();
-    info!(
-        records = n,
-        applied = total.applied,
-        duplicates = total.duplicates,
-        dead_lettered = total.dead_lettered,
-        "replay done in {secs:.2}s ({:.0} records/s)",
-        n as f64 / secs.max(1e-9)
-    );
-    Ok(total)
+    Ok(true)
 }

@@ -339,3 +339,63 @@ fn a_postgres_crash_under_the_kafka_sink_is_read_again() {
         0
     );
 }
+
+/// The same crash under `tributary replay`: the commits PostgreSQL lost are replayed again
+/// (the files are read again from the offsets stored after the crash), not skipped.
+#[test]
+fn a_postgres_crash_under_replay_is_read_again() {
+    use tributary_testkit::{write_bank_workload, RecordForm};
+    let pg = PrivatePg::start();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bank.jsonl");
+    let w = write_bank_workload(&f, 40_000, RecordForm::Envelope).unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .env("TRIBUTARY_LOG", "warn")
+            .arg("replay")
+            .arg(&f)
+            .args(["--postgres-url", &pg.url(), "--batch-size", "2000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_history") < 5_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "nothing applied"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..2 {
+        pg.crash();
+        std::thread::sleep(Duration::from_millis(1500));
+        pg.pg_ctl_start();
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "replay did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    assert_eq!(
+        count(&pg, "SELECT count(DISTINCT (_kafka_partition, _kafka_offset)) FROM bankdb.bank_accounts_history"),
+        w.events as i64,
+        "every change applied"
+    );
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_history"),
+        w.events as i64
+    );
+    assert_eq!(
+        count(&pg, "SELECT count(*) FROM bankdb.bank_accounts_current"),
+        w.final_rows as i64
+    );
+}
