@@ -59,3 +59,46 @@ fn an_undecodable_row_is_dead_lettered_and_the_pipeline_goes_on() {
     assert!(dl.lines().all(|l| l.starts_with("capture\tt\t")), "{dl}");
     assert!(dl.contains("ed.t") && dl.contains("column `e`"), "{dl}");
 }
+
+/// An XA transaction (prepared, then rolled back) is never applied: capture stops loudly
+/// at its XA PREPARE instead of applying changes the source rolled back.
+#[test]
+fn an_xa_transaction_stops_capture_instead_of_applying_a_rollback() {
+    let db = MariaDb::start().unwrap();
+    db.sql(
+        "CREATE DATABASE xa; CREATE TABLE xa.t (id INT PRIMARY KEY, v VARCHAR(20)) ENGINE=InnoDB;
+            INSERT INTO xa.t VALUES (1, 'v1');",
+    )
+    .unwrap();
+    let pg = PgDb::new("direct_xa").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\nurl = \"{}\"\ndatabases = [\"xa\"]\nserver_id = {}\n\n[sink]\nurl = \"{}\"\n",
+            db.url(),
+            db.server_id + 5000,
+            pg.url
+        ),
+    )
+    .unwrap();
+    run(&cfg);
+    db.sql("XA START 'x1'; INSERT INTO xa.t VALUES (100, 'rolled back'); UPDATE xa.t SET v = 'xa' WHERE id = 1;
+            XA END 'x1'; XA PREPARE 'x1'; XA ROLLBACK 'x1'; INSERT INTO xa.t VALUES (101, 'after');")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .env("TRIBUTARY_LOG", "warn")
+        .args(["run", "--until-caught-up", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("XA"), "{err}");
+    assert_eq!(
+        pg.query("SELECT id, v FROM xa.t_current ORDER BY id")
+            .unwrap()
+            .trim(),
+        "1\tv1"
+    );
+}
