@@ -211,6 +211,9 @@ pub struct PgSink {
     control_ready: bool,
     /// A transaction is open across batches (a source transaction larger than a batch).
     in_txn: bool,
+    /// Parts applied in the open transaction, this one included (see `apply_table`'s
+    /// staging clear).
+    pub(crate) in_txn_parts: u32,
     /// Turns an event that failed in apply into dead-letter key/value bytes (the pipeline sets
     /// a Debezium encoder, so `dlq retry` can decode the record again).
     pub dead_letter_encoder: Option<DeadLetterEncoder>,
@@ -279,6 +282,7 @@ impl PgSink {
             staging: HashMap::new(),
             control_ready: false,
             in_txn: false,
+            in_txn_parts: 0,
             dead_letter_encoder: None,
         };
         s.ensure_control().await?;
@@ -443,6 +447,7 @@ impl PgSink {
         // that continues an open transaction (earlier parts of the same source transaction
         // are in it and no longer in memory) is undone alone, with a savepoint.
         let continuing = self.in_txn;
+        self.in_txn_parts = if continuing { self.in_txn_parts + 1 } else { 1 };
         let opened = if continuing {
             self.savepoint("tributary_part").await
         } else {

@@ -909,9 +909,17 @@ impl PgSink {
         }
         // Rows of an earlier statement in this same transaction (one-by-one mode) — also when
         // the map forgot the table after a `ROLLBACK TO SAVEPOINT`, which brings back the rows
-        // staged before the savepoint.
+        // staged before the savepoint. In a transaction that spans batches (a large source
+        // transaction) TRUNCATE: rows DELETEd inside a transaction stay in the table until it
+        // ends, and every later statement would scan all of them (a 2M-row transaction in
+        // 10k parts: 8k events/s with DELETE).
+        let clear = if self.in_txn_parts > 1 {
+            "TRUNCATE"
+        } else {
+            "DELETE FROM"
+        };
         self.client
-            .batch_execute(&format!("DELETE FROM {stage}"))
+            .batch_execute(&format!("{clear} {stage}"))
             .await
             .map_err(|e| pg_err("clearing staging table", e))?;
         let t = self.tables.get(tid).expect("ensured");
