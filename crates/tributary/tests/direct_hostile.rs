@@ -57,6 +57,18 @@ fn an_undecodable_row_is_dead_lettered_and_the_pipeline_goes_on() {
         .unwrap();
     assert_eq!(dl.lines().count(), 2, "{dl}");
     assert!(dl.lines().all(|l| l.starts_with("capture\tt\t")), "{dl}");
+    // `dlq retry` cannot re-apply binlog bytes: they stay waiting with their reason.
+    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .env("TRIBUTARY_LOG", "warn")
+        .args(["dlq", "retry", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let after = pg
+        .query("SELECT stage, octet_length(record_value) > 0, reason FROM tributary.dead_letters WHERE resolved_at IS NULL")
+        .unwrap();
+    assert_eq!(after, dl);
     assert!(dl.contains("ed.t") && dl.contains("column `e`"), "{dl}");
 }
 
