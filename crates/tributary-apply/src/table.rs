@@ -287,15 +287,13 @@ impl PgSink {
         }
     }
 
-    /// Make sure the target tables of `tid` exist and have every column the events carry.
+    /// Make sure the target tables of `tid` exist and have every column the events carry
+    /// (called when [`PgSink::needs_ddl_check`] says there is something to look at).
     pub(crate) async fn ensure_table(
         &mut self,
         tid: &TableId,
         events: &[&ChangeEvent],
     ) -> Result<(), ApplyError> {
-        if !self.needs_ddl_check(tid, events) {
-            return Ok(());
-        }
         if !self.tables.contains_key(tid) {
             let layout = self.cfg.layout(tid);
             self.check_owner(tid, &layout).await?;
@@ -483,27 +481,14 @@ impl PgSink {
         let meta: HashSet<&str> = layout.current_meta.written().map(|(c, _)| c).collect();
         // Warehouse name → source name: what `names.rs` recorded for this table, then the
         // configured renames; any other column has its source's name.
-        let cs = ident(&self.cfg.control_schema);
-        let recorded = self
-            .client
-            .query(
-                &format!("SELECT target_column, source_column FROM {cs}.columns WHERE source = $1"),
-                &[&tid.to_string()],
-            )
-            .await
-            .map_err(|e| pg_err("reading the column name mapping", e))?;
-        let recorded: Vec<(String, String)> = recorded
-            .iter()
-            .map(|r| {
-                let bytes: Vec<u8> = r.get(1);
-                (r.get(0), String::from_utf8_lossy(&bytes).into_owned())
-            })
-            .collect();
+        let recorded =
+            names::load_column_names(&self.client, &self.cfg.control_schema, &tid.to_string())
+                .await?;
         let reverse: HashMap<&str, &str> = layout
             .rename
             .iter()
             .map(|(s, t)| (t.as_str(), s.as_str()))
-            .chain(recorded.iter().map(|(t, s)| (t.as_str(), s.as_str())))
+            .chain(recorded.iter().map(|(s, t)| (t.as_str(), s.as_str())))
             .collect();
         let mut tcols = Vec::new();
         let mut opaque = Vec::new();

@@ -104,17 +104,14 @@ impl Default for CaptureConfig {
 impl CaptureConfig {
     /// Whether `db.table` is captured.
     pub fn includes(&self, db: &str, table: &str) -> bool {
-        if is_system_db(db) {
-            return false;
-        }
-        if !self.databases.is_empty() && !self.databases.iter().any(|d| d == db) {
-            return false;
-        }
-        let full = format!("{db}.{table}");
-        if !self.include_tables.is_empty() && !self.include_tables.iter().any(|t| *t == full) {
-            return false;
-        }
-        !self.exclude_tables.iter().any(|t| *t == full)
+        !is_system_db(db)
+            && tributary_model::table_selection_refusal(
+                &self.databases,
+                &self.include_tables,
+                &self.exclude_tables,
+                &tributary_model::TableId::new(db, table),
+            )
+            .is_none()
     }
 
     fn includes_db(&self, db: &str) -> bool {

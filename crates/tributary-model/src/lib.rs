@@ -48,6 +48,33 @@ impl fmt::Display for TableId {
     }
 }
 
+/// Why the table selection (`databases`, `include_tables`, `exclude_tables`: empty lists
+/// select everything) leaves out `t`; `None` when it is selected. One rule for what capture
+/// reads and what a sink applies.
+pub fn table_selection_refusal(
+    databases: &[String],
+    include_tables: &[String],
+    exclude_tables: &[String],
+    t: &TableId,
+) -> Option<String> {
+    let full = t.to_string();
+    if !databases.is_empty() && !databases.iter().any(|d| *d == t.db) {
+        return Some(format!(
+            "database {:?} is not in the configured databases {databases:?}",
+            t.db
+        ));
+    }
+    if !include_tables.is_empty() && !include_tables.iter().any(|x| *x == full) {
+        return Some(format!(
+            "table {full} is not in the configured include_tables"
+        ));
+    }
+    if exclude_tables.iter().any(|x| *x == full) {
+        return Some(format!("table {full} is in exclude_tables"));
+    }
+    None
+}
+
 /// The source (MySQL) type family of a column. Enough to pick a Debezium encoding and a
 /// PostgreSQL type without losing information.
 #[derive(Debug, Clone, PartialEq, Eq)]

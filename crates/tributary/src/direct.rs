@@ -236,11 +236,7 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                     // acknowledged, so the position in memory may be ahead of the
                     // warehouse. The stored position is the truth: reconnect, read it, and
                     // restart the source there (never go on from memory: that leaves a gap).
-                    m::counter_retries();
-                    m::set_error(&e.to_string());
-                    warn!(
-                        "applying batch: {e}; reconnecting, then resuming from the stored position"
-                    );
+                    crate::sink::note_lost_batch(&e, "resuming from the stored position");
                     fetcher.stop().await;
                     let resume = reload_position(&mut pg, &pipeline).await?;
                     info!("resuming from the stored position {}", describe(&resume));

@@ -177,9 +177,7 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                         // a crash with `synchronous_commit = off` also commits it had
                         // acknowledged. The stored offsets are the truth: reconnect, read
                         // them, seek back there (the records in flight are fenced off).
-                        m::counter_retries();
-                        m::set_error(&e.to_string());
-                        warn!("applying batch: {e}; reconnecting, then resuming from the stored offsets");
+                        crate::sink::note_lost_batch(&e, "resuming from the stored offsets");
                         drop(guard);
                         crate::sink::drop_behind((raw, batch));
                         rewind_to_stored(&mut sink, &mut source).await?;

@@ -70,19 +70,13 @@ impl Routing {
     /// Why a record for table `t` that arrived on `topic` must not be applied (None = fine).
     pub fn refuse(&self, topic: &str, t: &TableId) -> Option<String> {
         let full = t.to_string();
-        if !self.databases.is_empty() && !self.databases.iter().any(|d| *d == t.db) {
-            return Some(format!(
-                "record for {full}: database {:?} is not in the configured databases {:?}",
-                t.db, self.databases
-            ));
-        }
-        if !self.include_tables.is_empty() && !self.include_tables.iter().any(|x| *x == full) {
-            return Some(format!(
-                "record for {full}: table not in the configured include_tables"
-            ));
-        }
-        if self.exclude_tables.iter().any(|x| *x == full) {
-            return Some(format!("record for {full}: table is in exclude_tables"));
+        if let Some(why) = tributary_model::table_selection_refusal(
+            &self.databases,
+            &self.include_tables,
+            &self.exclude_tables,
+            t,
+        ) {
+            return Some(format!("record for {full}: {why}"));
         }
         if self.require_table_topic {
             let ok = [
@@ -196,6 +190,15 @@ impl OutageClock {
         self.delay = (self.delay * 2).min(Duration::from_secs(10));
         Ok(())
     }
+}
+
+/// A batch failed because PostgreSQL went away: counted, shown on `/health`, logged with what
+/// happens next. (The long-running pipelines then resume from the stored position: after a
+/// crash with `synchronous_commit = off` PostgreSQL may have lost commits it acknowledged.)
+pub fn note_lost_batch(e: &ApplyError, next: &str) {
+    m::counter_retries();
+    m::set_error(&e.to_string());
+    warn!("applying batch: {e}; reconnecting, then {next}");
 }
 
 /// Reconnect `pg` after an outage, waiting it out for at most [`set_max_outage`].
@@ -551,9 +554,7 @@ async fn replay_pass(
         let s = match Sink::apply(&mut sink.pg, &batch).await {
             Ok(s) => s,
             Err(e) if e.is_transient() => {
-                m::counter_retries();
-                m::set_error(&e.to_string());
-                warn!("applying batch: {e}; reconnecting, then replaying from the stored offsets");
+                note_lost_batch(&e, "replaying from the stored offsets");
                 drop(rx); // the reader stops at its next send
                 let _ = reader.join();
                 return Ok(false);

@@ -1,23 +1,10 @@
 //! A binlog row that cannot be decoded, in direct mode (real MariaDB): dead-lettered with its
 //! bytes and reason, the run ends by itself with exit 0, and later changes are applied.
 
-use std::process::Command;
-
 use tributary_testkit::{MariaDb, PgDb};
 
-fn run(cfg: &std::path::Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .env("TRIBUTARY_LOG", "warn")
-        .args(["run", "--until-caught-up", "-c"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+mod common;
+use common::{bin, direct_config, until_caught_up as run};
 
 #[test]
 fn an_undecodable_row_is_dead_lettered_and_the_pipeline_goes_on() {
@@ -31,17 +18,7 @@ fn an_undecodable_row_is_dead_lettered_and_the_pipeline_goes_on() {
     .unwrap();
     let pg = PgDb::new("direct_hostile").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("t.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[source]\nurl = \"{}\"\ndatabases = [\"ed\"]\nserver_id = {}\n\n[sink]\nurl = \"{}\"\n",
-            db.url(),
-            db.server_id + 5000,
-            pg.url
-        ),
-    )
-    .unwrap();
+    let cfg = direct_config(dir.path(), &db, &pg, "ed", "");
     run(&cfg);
     db.sql("ALTER TABLE ed.t MODIFY e ENUM('a','b','c'); INSERT INTO ed.t VALUES (2, 'c');
             DELETE FROM ed.t WHERE id = 2; ALTER TABLE ed.t MODIFY e ENUM('a','b'); INSERT INTO ed.t VALUES (3, 'a');")
@@ -58,8 +35,7 @@ fn an_undecodable_row_is_dead_lettered_and_the_pipeline_goes_on() {
     assert_eq!(dl.lines().count(), 2, "{dl}");
     assert!(dl.lines().all(|l| l.starts_with("capture\tt\t")), "{dl}");
     // `dlq retry` cannot re-apply binlog bytes: they stay waiting with their reason.
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .env("TRIBUTARY_LOG", "warn")
+    let out = bin()
         .args(["dlq", "retry", "-c"])
         .arg(&cfg)
         .output()
@@ -84,23 +60,12 @@ fn an_xa_transaction_stops_capture_instead_of_applying_a_rollback() {
     .unwrap();
     let pg = PgDb::new("direct_xa").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("t.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[source]\nurl = \"{}\"\ndatabases = [\"xa\"]\nserver_id = {}\n\n[sink]\nurl = \"{}\"\n",
-            db.url(),
-            db.server_id + 5000,
-            pg.url
-        ),
-    )
-    .unwrap();
+    let cfg = direct_config(dir.path(), &db, &pg, "xa", "");
     run(&cfg);
     db.sql("XA START 'x1'; INSERT INTO xa.t VALUES (100, 'rolled back'); UPDATE xa.t SET v = 'xa' WHERE id = 1;
             XA END 'x1'; XA PREPARE 'x1'; XA ROLLBACK 'x1'; INSERT INTO xa.t VALUES (101, 'after');")
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .env("TRIBUTARY_LOG", "warn")
+    let out = bin()
         .args(["run", "--until-caught-up", "-c"])
         .arg(&cfg)
         .output()

@@ -2,43 +2,22 @@
 //! in bounded parts inside one PostgreSQL transaction — all of it or nothing, also when the
 //! process is killed between two parts — and the warehouse equals the source.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use tributary_testkit::{KillOnDrop, MariaDb, PgDb};
 
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
-    c.env("TRIBUTARY_LOG", "warn");
-    c
-}
+mod common;
+use common::{bin, until_caught_up};
 
 fn config(dir: &std::path::Path, db: &MariaDb, pg: &PgDb, batch: usize) -> std::path::PathBuf {
-    let p = dir.join("t.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "[source]\nurl = \"{}\"\ndatabases = [\"big\"]\nserver_id = {}\n\n[sink]\nurl = \"{}\"\n\n[pipeline]\nbatch_size = {batch}\nbatch_wait_ms = 20\n",
-            db.url(),
-            db.server_id + 5000,
-            pg.url
-        ),
+    common::direct_config(
+        dir,
+        db,
+        pg,
+        "big",
+        &format!("[pipeline]\nbatch_size = {batch}\nbatch_wait_ms = 20\n"),
     )
-    .unwrap();
-    p
-}
-
-fn until_caught_up(cfg: &std::path::Path) {
-    let out = bin()
-        .args(["run", "--until-caught-up", "-c"])
-        .arg(cfg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn spawn(cfg: &std::path::Path) -> Child {
