@@ -20,8 +20,19 @@
 //!   event's op and a content hash is the *dedupe identity* stored (unique) in history tables;
 //!   [`SourcePosition::order_key`] is the monotone "newer than" order used by the stale-update
 //!   guard of current tables. See those items for the exact guarantees.
+//! * Binlog positions are only comparable inside one **epoch**: one numbering of one server's
+//!   binlog. `RESET MASTER` / `RESET BINARY LOGS AND GTIDS`, a failover to another server or a
+//!   new `log_bin` basename start a new numbering in which `bin.000001:4` comes *after*
+//!   everything before it. Capture detects that (see `tributary-capture`'s stream docs) and
+//!   counts epochs: [`SourcePosition::epoch`] / [`BinlogCheckpoint::epoch`], 0 for the first
+//!   numbering (and for every position stored before epochs existed: the encoding below is
+//!   unchanged for epoch 0, so existing current tables stay valid without a migration). The
+//!   epoch is folded into the top bits of [`SourcePosition::order_key`], so a new epoch's
+//!   positions are always newer than the old epoch's and never compared numerically with them.
 //! * [`Checkpoint`] is what a batch covers (Kafka offsets or a binlog position). Apply commits
 //!   it in the *same* PostgreSQL transaction as the data: that is the whole exactly-once story.
+
+pub mod ddl;
 
 use std::fmt;
 use std::sync::Arc;
@@ -317,6 +328,10 @@ pub struct SourcePosition {
     pub query: Option<String>,
     /// Connector name (`source.name`, the topic prefix).
     pub name: String,
+    /// The binlog numbering this position belongs to (see the crate docs): 0 until the source's
+    /// binlog numbering restarts (RESET MASTER, failover, new basename); Debezium records carry
+    /// none (0).
+    pub epoch: u32,
 }
 
 impl SourcePosition {
@@ -325,11 +340,58 @@ impl SourcePosition {
         binlog_file_seq(&self.file)
     }
 
-    /// Monotone order of positions in one server's binlog: `(file sequence << 32) | pos`.
-    /// Binlog files are < 4 GiB, so this is exact. Used by the current table's stale-update
-    /// guard; equal keys (same transaction under Debezium's convention) are "not older".
+    /// Monotone order of positions across binlog epochs:
+    /// `(epoch << 56) | (file sequence << 32) | pos` — bit 63 stays 0 (a positive `bigint`),
+    /// 7 bits of epoch, 24 bits of file sequence, 32 bits of position. Binlog files are < 4 GiB,
+    /// so this is exact within a file; a later epoch is greater than every position of an
+    /// earlier one whatever its file names. For epoch 0 it is the encoding used before epochs
+    /// existed (`(file sequence << 32) | pos`), so stored keys keep their meaning. Used by the
+    /// current table's stale-update guard; equal keys (same transaction under Debezium's
+    /// convention) are "not older". Positions outside the encodable range are refused by
+    /// [`SourcePosition::order_key_checked`] (apply dead-letters them).
     pub fn order_key(&self) -> i64 {
-        ((self.file_seq() << 32) | (self.pos & 0xFFFF_FFFF)) as i64
+        (((self.epoch as u64 & MAX_EPOCH as u64) << 56)
+            | ((self.file_seq() & MAX_FILE_SEQ) << 32)
+            | (self.pos & 0xFFFF_FFFF)) as i64
+    }
+
+    /// [`order_key`](Self::order_key), or why this position cannot be ordered exactly.
+    pub fn order_key_checked(&self) -> Result<i64, String> {
+        if self.pos >= 1 << 32 {
+            return Err(format!(
+                "binlog position {} is beyond 4 GiB: the stale-update guard cannot order it",
+                self.pos
+            ));
+        }
+        if self.file_seq() > MAX_FILE_SEQ {
+            return Err(format!(
+                "binlog file {:?}: sequence {} is beyond {MAX_FILE_SEQ}: the stale-update guard \
+                 cannot order it (RESET MASTER on the source starts a new numbering)",
+                self.file,
+                self.file_seq()
+            ));
+        }
+        if self.epoch > MAX_EPOCH {
+            return Err(format!(
+                "binlog epoch {} is beyond {MAX_EPOCH} (the source's binlog numbering restarted \
+                 that often): re-create the warehouse tables and snapshot again",
+                self.epoch
+            ));
+        }
+        Ok(self.order_key())
+    }
+}
+
+/// Highest binlog epoch [`SourcePosition::order_key`] can encode (7 bits).
+pub const MAX_EPOCH: u32 = 127;
+/// Highest binlog file sequence [`SourcePosition::order_key`] can encode (24 bits).
+pub const MAX_FILE_SEQ: u64 = (1 << 24) - 1;
+
+/// `bin.000042` → `bin`: the `log_bin` basename of a binlog file name.
+pub fn binlog_basename(file: &str) -> &str {
+    match file.rsplit_once('.') {
+        Some((base, ext)) if ext.parse::<u64>().is_ok() => base,
+        _ => file,
     }
 }
 
@@ -414,6 +476,48 @@ pub struct BinlogCheckpoint {
     pub gtid_set: Option<String>,
     /// Serialized snapshot progress (owned by capture), `None` once the snapshot finished.
     pub snapshot: Option<String>,
+    /// The binlog numbering `file`/`pos` belong to (see the crate docs); 0 in checkpoints
+    /// stored before epochs existed.
+    pub epoch: u32,
+    /// Identity of the server `file`/`pos` belong to: MySQL `@@server_uuid`, MariaDB
+    /// `@@server_id` (as text). `None` in checkpoints stored before it was recorded. A
+    /// different server means the file/pos are meaningless there: capture resumes from
+    /// `gtid_set` instead (or stops, saying so).
+    pub server: Option<String>,
+}
+
+impl BinlogCheckpoint {
+    /// The checkpoint as stored in `tributary.checkpoints.position` (and `capture`'s state
+    /// file); missing keys read back as their defaults, so older stored positions load.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut j = serde_json::json!({
+            "file": self.file, "pos": self.pos, "gtid_set": self.gtid_set,
+            "snapshot": self.snapshot,
+        });
+        if self.epoch != 0 {
+            j["epoch"] = self.epoch.into();
+        }
+        if let Some(s) = &self.server {
+            j["server"] = s.clone().into();
+        }
+        j
+    }
+
+    /// Inverse of [`to_json`](Self::to_json); `None` when `file` or `pos` is missing.
+    pub fn from_json(j: &serde_json::Value) -> Option<BinlogCheckpoint> {
+        Some(BinlogCheckpoint {
+            file: j.get("file")?.as_str()?.to_string(),
+            pos: j.get("pos")?.as_u64()?,
+            gtid_set: j.get("gtid_set").and_then(|g| g.as_str()).map(String::from),
+            snapshot: j.get("snapshot").and_then(|g| g.as_str()).map(String::from),
+            epoch: j
+                .get("epoch")
+                .and_then(|e| e.as_u64())
+                .and_then(|e| u32::try_from(e).ok())
+                .unwrap_or(0),
+            server: j.get("server").and_then(|g| g.as_str()).map(String::from),
+        })
+    }
 }
 
 /// A record as it sits on Kafka (or in a replay JSONL line): coordinates and raw bytes.
@@ -528,6 +632,55 @@ mod tests {
         assert!(a.order_key() < b.order_key());
         assert_eq!(binlog_file_seq("mysql-bin.000123"), 123);
         assert_eq!(binlog_file_seq("nofile"), 0);
+    }
+
+    #[test]
+    fn a_later_epoch_orders_after_every_position_of_an_earlier_one() {
+        let old = SourcePosition {
+            file: "bin.000900".into(),
+            pos: 4_000_000_000,
+            ..Default::default()
+        };
+        // Epoch 0 keeps the encoding stored before epochs existed.
+        assert_eq!(old.order_key(), ((900u64 << 32) | 4_000_000_000) as i64);
+        let new = SourcePosition {
+            file: "bin.000001".into(),
+            pos: 4,
+            epoch: 1,
+            ..Default::default()
+        };
+        assert!(old.order_key() < new.order_key());
+        let last = SourcePosition {
+            file: "x.016777215".into(),
+            pos: 0xFFFF_FFFF,
+            epoch: MAX_EPOCH,
+            ..Default::default()
+        };
+        assert!(last.order_key() > 0);
+        assert!(last.order_key_checked().is_ok());
+        let too_far = SourcePosition {
+            epoch: MAX_EPOCH + 1,
+            ..last.clone()
+        };
+        assert!(too_far.order_key_checked().is_err());
+        assert_eq!(binlog_basename("mysql-bin.000123"), "mysql-bin");
+        assert_eq!(binlog_basename("odd"), "odd");
+    }
+
+    #[test]
+    fn checkpoints_round_trip_through_json_and_old_ones_load() {
+        let cp = BinlogCheckpoint {
+            file: "bin.000002".into(),
+            pos: 77,
+            gtid_set: Some("0-1-5".into()),
+            snapshot: None,
+            epoch: 3,
+            server: Some("12".into()),
+        };
+        assert_eq!(BinlogCheckpoint::from_json(&cp.to_json()), Some(cp));
+        let old = serde_json::json!({"file": "bin.000001", "pos": 4, "gtid_set": null, "snapshot": null});
+        let got = BinlogCheckpoint::from_json(&old).unwrap();
+        assert_eq!((got.epoch, got.server), (0, None));
     }
 
     #[test]
