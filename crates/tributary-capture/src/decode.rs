@@ -13,6 +13,7 @@ use tributary_model::{Column, ColumnKind, TableId, TableSchema, Value};
 
 mod charset;
 pub(crate) use charset::Cs;
+mod json;
 
 #[cfg(test)]
 mod fuzz;
@@ -981,104 +982,10 @@ pub(crate) fn decode_image(
     Ok(out)
 }
 
-/// MySQL 8 binary JSON → text in MySQL's own spelling (`{"k": [1, 2]}`), so that streamed
-/// values equal what a `SELECT` returns.
+/// MySQL binary JSON → text in MySQL's own spelling (`{"k": [1, 2]}`), so that streamed
+/// values equal what a `SELECT` returns (see [`json`]).
 pub(crate) fn jsonb_to_text(bytes: &[u8]) -> Result<String, String> {
-    use mysql_common::binlog::jsonb;
-    use mysql_common::io::ParseBuf;
-    if bytes.is_empty() {
-        return Ok("null".into());
-    }
-    jsonb_check(bytes).map_err(|e| format!("binary JSON: {e}"))?;
-    let v: jsonb::Value<'_> = ParseBuf(bytes)
-        .parse(())
-        .map_err(|e| format!("binary JSON: {e}"))?;
-    let j: serde_json::Value =
-        serde_json::Value::try_from(v).map_err(|e| format!("binary JSON: {e}"))?;
-    let mut s = String::new();
-    mysql_json_text(&j, &mut s);
-    Ok(s)
-}
-
-/// Deepest nesting of a binary JSON document (the servers' own limit).
-const JSON_MAX_DEPTH: usize = 100;
-
-/// Bounds of a MySQL binary JSON document, checked before it is expanded: nesting at most
-/// [`JSON_MAX_DEPTH`] levels (deeper recursion would overflow the stack) and no more values
-/// than the document has bytes (entries of a hostile document can point at one shared
-/// sub-document, which would expand exponentially). Real documents satisfy both.
-fn jsonb_check(bytes: &[u8]) -> Result<(), String> {
-    let (&t, body) = bytes.split_first().ok_or("empty document")?;
-    let mut budget = bytes.len();
-    jsonb_scan(t, body, 0, &mut budget)
-}
-
-fn jsonb_scan(t: u8, v: &[u8], depth: usize, budget: &mut usize) -> Result<(), String> {
-    // 0/1: small/large object, 2/3: small/large array; anything else is a scalar.
-    let large = match t {
-        0 | 2 => false,
-        1 | 3 => true,
-        _ => return Ok(()),
-    };
-    if depth >= JSON_MAX_DEPTH {
-        return Err(format!("nested deeper than {JSON_MAX_DEPTH} levels"));
-    }
-    let w = if large { 4 } else { 2 };
-    let word = |at: usize| -> Result<usize, String> {
-        let b = at
-            .checked_add(w)
-            .and_then(|end| v.get(at..end))
-            .ok_or("truncated")?;
-        usize::try_from(le(b)).map_err(|_| "offset out of range".to_string())
-    };
-    let count = word(0)?;
-    let keys = if t <= 1 {
-        count.checked_mul(w + 2).ok_or("too many keys")?
-    } else {
-        0
-    };
-    let first_value = (2 * w).checked_add(keys).ok_or("too many keys")?;
-    for i in 0..count {
-        *budget = budget
-            .checked_sub(1)
-            .ok_or("more values than the document has bytes")?;
-        // `i` < budget ≤ document length: no overflow.
-        let at = first_value + i * (1 + w);
-        let et = *v.get(at).ok_or("truncated")?;
-        if et <= 3 {
-            let sub = v.get(word(at + 1)?..).ok_or("offset out of range")?;
-            jsonb_scan(et, sub, depth + 1, budget)?;
-        }
-    }
-    Ok(())
-}
-
-fn mysql_json_text(v: &serde_json::Value, out: &mut String) {
-    match v {
-        serde_json::Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                mysql_json_text(x, out);
-            }
-            out.push(']');
-        }
-        serde_json::Value::Object(o) => {
-            out.push('{');
-            for (i, (k, x)) in o.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                out.push_str(&serde_json::Value::String(k.clone()).to_string());
-                out.push_str(": ");
-                mysql_json_text(x, out);
-            }
-            out.push('}');
-        }
-        other => out.push_str(&other.to_string()),
-    }
+    json::to_text(bytes).map_err(|e| format!("binary JSON: {e}"))
 }
 
 #[cfg(test)]
