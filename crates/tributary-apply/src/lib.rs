@@ -49,6 +49,7 @@ mod fast_snapshot;
 pub mod identity;
 pub mod names;
 mod parallel;
+pub mod pgconn;
 pub mod pgtype;
 mod table;
 
@@ -57,7 +58,7 @@ use std::time::Instant;
 
 use bytes::{BufMut, BytesMut};
 use futures::SinkExt;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tracing::{debug, warn};
 use tributary_model::{
     Batch, BinlogCheckpoint, ChangeEvent, Checkpoint, DeadLetter, ErrorClass, TableId,
@@ -65,6 +66,7 @@ use tributary_model::{
 
 pub use config::{ApplyConfig, OnError};
 pub use parallel::ParallelSink;
+pub use pgconn::redact_url;
 pub use pgtype::PgType;
 use table::TargetTable;
 
@@ -247,21 +249,17 @@ impl<'a> Part<'a> {
     }
 }
 
-/// Connect to PostgreSQL (no TLS; put the sink next to the warehouse or use a local proxy).
+/// Connect to PostgreSQL: the one place every tributary session is opened ([`pgconn`]:
+/// libpq's `sslmode`/`sslrootcert`/`sslcert`/`sslkey`, `PGPASSWORD`/`PGSSLMODE`/… and
+/// `~/.pgpass`, over rustls).
 ///
 /// Every session reads string literals the standard way whatever the server's or the
 /// database's setting (`standard_conforming_strings = off` makes a backslash an escape
 /// character: a record's backslash could otherwise end a literal), and keeps PostgreSQL's
 /// NOTICEs (`IF NOT EXISTS` on every start) out of the log.
 pub async fn connect(url: &str) -> Result<Client, ApplyError> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| pg_err("connecting to PostgreSQL", e))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            debug!("PostgreSQL connection ended: {e}");
-        }
-    });
+    let target = pgconn::PgTarget::parse(url, &|k| std::env::var(k).ok())?;
+    let client = target.connect().await?;
     client
         .batch_execute("SET standard_conforming_strings = on; SET client_min_messages = warning")
         .await

@@ -44,10 +44,12 @@ use mysql_async::prelude::*;
 use tributary_model::ErrorClass;
 
 mod decode;
+pub mod mysqlconn;
 mod schema;
 pub mod snapshot;
 mod stream;
 
+pub use mysqlconn::{mysql_target, split_tls_params};
 pub use snapshot::SnapshotProgress;
 pub use stream::{Lag, MySqlSource};
 
@@ -272,9 +274,18 @@ impl fmt::Display for CheckReport {
     }
 }
 
+/// One session to the source (TLS and password as [`mysqlconn`] says).
 pub(crate) async fn connect(url: &str) -> Result<mysql_async::Conn, CaptureError> {
-    let opts = mysql_async::Opts::from_url(url).map_err(|e| CaptureError::Config(e.to_string()))?;
-    Ok(mysql_async::Conn::new(opts).await?)
+    mysqlconn::connect_target(&mysqlconn::mysql_target(url)?).await
+}
+
+/// The server's current binlog `(file, position)` (`SHOW BINARY LOG STATUS` on MySQL ≥ 8.2,
+/// `SHOW MASTER STATUS` elsewhere; see [`snapshot`]), over a session made as [`mysqlconn`] says.
+pub async fn binlog_position(url: &str) -> Result<(String, u64), CaptureError> {
+    let mut conn = connect(url).await?;
+    let fp = snapshot::master_status(&mut conn).await;
+    let _ = conn.disconnect().await;
+    fp.map(|f| (f.file, f.pos))
 }
 
 async fn var(conn: &mut mysql_async::Conn, name: &str) -> Result<Option<String>, CaptureError> {

@@ -128,8 +128,7 @@ impl MySqlSource {
         for p in report.problems.iter().filter(|p| !p.fatal) {
             tracing::warn!(setting = %p.setting, found = %p.found, fix = %p.fix, "capture setting");
         }
-        let opts = mysql_async::Opts::from_url(&cfg.url)
-            .map_err(|e| CaptureError::Config(e.to_string()))?;
+        let opts = crate::mysqlconn::pool_opts(&crate::mysqlconn::mysql_target(&cfg.url)?).await?;
         let pool = mysql_async::Pool::new(opts);
         let mut conn = pool.get_conn().await?;
         conn.query_drop("SET SESSION time_zone = '+00:00'").await?;

@@ -32,6 +32,15 @@ pub struct SourceConfig {
     pub kind: SourceKind,
     // --- mysql
     pub url: Option<String>,
+    /// MySQL TLS: `DISABLED`, `PREFERRED`, `REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY`.
+    pub ssl_mode: Option<String>,
+    /// PEM file of the CA(s) that signed the server's certificate.
+    pub ssl_ca: Option<String>,
+    /// Client certificate (PEM) and its key, for `REQUIRE X509` users.
+    pub ssl_cert: Option<String>,
+    pub ssl_key: Option<String>,
+    /// A file holding the MySQL password (its first line), read at every connect.
+    pub password_file: Option<String>,
     pub databases: Vec<String>,
     pub include_tables: Vec<String>,
     pub exclude_tables: Vec<String>,
@@ -48,6 +57,9 @@ pub struct SourceConfig {
     pub topics: Vec<String>,
     /// Extra librdkafka consumer properties.
     pub kafka_properties: std::collections::BTreeMap<String, String>,
+    /// A stored offset that does not fit its partition's log (the broker lost its log, the
+    /// topic was re-created): `"stop"` (default) or `"earliest"` (re-read the partition).
+    pub on_offset_out_of_range: String,
 }
 
 impl Default for SourceConfig {
@@ -55,6 +67,11 @@ impl Default for SourceConfig {
         SourceConfig {
             kind: SourceKind::Mysql,
             url: None,
+            ssl_mode: None,
+            ssl_ca: None,
+            ssl_cert: None,
+            ssl_key: None,
+            password_file: None,
             databases: vec![],
             include_tables: vec![],
             exclude_tables: vec![],
@@ -66,6 +83,7 @@ impl Default for SourceConfig {
             group_id: "tributary".into(),
             topics: vec![],
             kafka_properties: Default::default(),
+            on_offset_out_of_range: "stop".into(),
         }
     }
 }
@@ -73,6 +91,10 @@ impl Default for SourceConfig {
 #[derive(Debug, Clone)]
 pub struct SinkConfig {
     pub url: Option<String>,
+    /// libpq TLS settings and `password_file`, added to the URL unless it sets them itself
+    /// (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `password_file`; see
+    /// `tributary_apply::pgconn`).
+    pub tls: std::collections::BTreeMap<String, String>,
     /// A record is applied only when its topic is the one Debezium names for its table
     /// (`<prefix>.<db>.<table>`, Debezium's character replacement included); others are
     /// dead-lettered (stage `route`). `false` for topics renamed by a router SMT.
@@ -84,11 +106,21 @@ impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
             url: None,
+            tls: Default::default(),
             require_table_topic: true,
             apply: ApplyConfig::default(),
         }
     }
 }
+
+/// `[sink]` connection keys (libpq's names), merged into the PostgreSQL URL.
+const SINK_CONNECTION_KEYS: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "password_file",
+];
 
 /// `[sink]` is the sink's own keys plus the apply layout's: read by hand because serde's
 /// `flatten` would accept (and ignore) any misspelled key.
@@ -103,6 +135,14 @@ impl<'de> Deserialize<'de> for SinkConfig {
                     .map_err(|e| D::Error::custom(format!("url: {e}")))?,
             );
         }
+        for k in SINK_CONNECTION_KEYS {
+            if let Some(v) = t.remove(*k) {
+                let v: String = v
+                    .try_into()
+                    .map_err(|e| D::Error::custom(format!("{k}: {e}")))?;
+                out.tls.insert(k.to_string(), v);
+            }
+        }
         if let Some(v) = t.remove("require_table_topic") {
             out.require_table_topic = v
                 .try_into()
@@ -113,7 +153,7 @@ impl<'de> Deserialize<'de> for SinkConfig {
             .map_err(|e: toml::de::Error| {
                 D::Error::custom(e.message().replace(
                     "expected one of ",
-                    "expected one of `url`, `require_table_topic`, ",
+                    "expected one of `url`, `require_table_topic`, `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `password_file`, ",
                 ))
             })?;
         Ok(out)
@@ -244,12 +284,94 @@ impl Config {
         if let Some(v) = get("TRIBUTARY_METRICS_ADDR") {
             self.pipeline.metrics_addr = Some(v);
         }
+        // Docker/Kubernetes secrets: a URL or a password in a file, never in the environment.
+        if let Some(p) = get("TRIBUTARY_MYSQL_URL_FILE") {
+            self.source.url = Some(read_secret(&p, "TRIBUTARY_MYSQL_URL_FILE")?);
+        }
+        if let Some(p) = get("TRIBUTARY_POSTGRES_URL_FILE") {
+            self.sink.url = Some(read_secret(&p, "TRIBUTARY_POSTGRES_URL_FILE")?);
+        }
+        if let Some(p) = get("TRIBUTARY_MYSQL_PASSWORD_FILE") {
+            self.source.password_file = Some(p);
+        }
+        if let Some(p) = get("TRIBUTARY_POSTGRES_PASSWORD_FILE") {
+            self.sink.tls.insert("password_file".into(), p);
+        }
+        Ok(())
+    }
+
+    /// Fold the connection keys of `[source]` (`ssl_mode`, `ssl_ca`, `ssl_cert`, `ssl_key`,
+    /// `password_file`) and `[sink]` (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`,
+    /// `password_file`) into the MySQL and PostgreSQL URLs, where the one connection builder of
+    /// each side reads them (`tributary_capture::mysql_opts`, `tributary_apply::pgconn`). A
+    /// parameter the URL sets itself wins. Call after flags were applied.
+    pub fn resolve_connections(&mut self) -> Result<()> {
+        if let Some(url) = &self.sink.url {
+            let (_, present) = tributary_apply::pgconn::take_params(url)
+                .map_err(|e| anyhow::anyhow!("PostgreSQL URL {}: {e}", redact(url)))?;
+            let mut url = url.clone();
+            for (k, v) in &self.sink.tls {
+                if present.iter().any(|(pk, _)| pk == k) {
+                    continue;
+                }
+                url = add_url_param(&url, k, v);
+            }
+            self.sink.url = Some(url);
+        }
+        if let Some(url) = &self.source.url {
+            let src = &self.source;
+            let mut url = url.clone();
+            for (k, v) in [
+                ("ssl-mode", &src.ssl_mode),
+                ("ssl-ca", &src.ssl_ca),
+                ("ssl-cert", &src.ssl_cert),
+                ("ssl-key", &src.ssl_key),
+                ("password_file", &src.password_file),
+            ] {
+                let Some(v) = v else { continue };
+                let (_, present) = tributary_capture::split_tls_params(&url)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if present.iter().any(|(pk, _)| pk == k) {
+                    continue;
+                }
+                url = add_url_param(&url, k, v);
+            }
+            self.source.url = Some(url);
+        }
         Ok(())
     }
 
     pub fn postgres_url(&self) -> Result<&str> {
         self.sink.url.as_deref().context(
             "no PostgreSQL URL: set [sink] url in the config, --postgres-url, or TRIBUTARY_POSTGRES_URL",
+        )
+    }
+}
+
+fn read_secret(path: &str, what: &str) -> Result<String> {
+    tributary_apply::pgconn::read_secret_file(Path::new(path), what).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// `url` with `key=value` added: a query parameter of a `scheme://` URL (percent-encoded), or
+/// a quoted `key='value'` of a keyword connection string.
+pub fn add_url_param(url: &str, key: &str, value: &str) -> String {
+    if url.contains("://") {
+        let enc: String = value
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}{key}={enc}")
+    } else {
+        format!(
+            "{url} {key}='{}'",
+            value.replace('\\', "\\\\").replace('\'', "\\'")
         )
     }
 }
@@ -282,27 +404,10 @@ pub fn with_suggestion(msg: &str) -> String {
     }
 }
 
-/// Hide the password of a `scheme://user:password@host` URL (and `password=` parameters).
+/// Hide the password of a `scheme://user:password@host` URL (the user part ends at the last
+/// `@`: a raw `@` in a password is hidden too) and of `password=` parameters.
 pub fn redact(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest = &out[scheme_end + 3..];
-        if let Some(at) = rest.find('@') {
-            if let Some(colon) = rest[..at].find(':') {
-                let start = scheme_end + 3 + colon + 1;
-                let end = scheme_end + 3 + at;
-                out.replace_range(start..end, "***");
-            }
-        }
-    }
-    if let Some(i) = out.find("password=") {
-        let end = out[i..]
-            .find(['&', ' '])
-            .map(|e| i + e)
-            .unwrap_or(out.len());
-        out.replace_range(i + 9..end, "***");
-    }
-    out
+    tributary_apply::redact_url(url)
 }
 
 #[cfg(test)]
@@ -319,6 +424,10 @@ mod tests {
         assert_eq!(
             redact("host=h password=x user=u"),
             "host=h password=*** user=u"
+        );
+        assert_eq!(
+            redact("mysql://root:p@ss:w@rd@h:3306/db"),
+            "mysql://root:***@h:3306/db"
         );
     }
 

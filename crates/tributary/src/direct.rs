@@ -54,9 +54,8 @@ async fn check_configured_tables_exist(cc: &CaptureConfig) -> Result<()> {
     if cc.databases.is_empty() && cc.include_tables.is_empty() {
         return Ok(());
     }
-    let opts = mysql_async::Opts::from_url(&cc.url)
-        .map_err(|e| anyhow::anyhow!("invalid MySQL URL {}: {e}", redact(&cc.url)))?;
-    let mut conn = mysql_async::Conn::new(opts)
+    let target = tributary_capture::mysql_target(&cc.url)?;
+    let mut conn = tributary_capture::mysqlconn::connect_target(&target)
         .await
         .with_context(|| format!("connecting to {}", redact(&cc.url)))?;
     let dbs: Vec<String> = conn

@@ -104,6 +104,7 @@ impl Common {
         if let Some(v) = &self.metrics_addr {
             c.pipeline.metrics_addr = Some(v.clone());
         }
+        c.resolve_connections()?;
         Ok(c)
     }
 }

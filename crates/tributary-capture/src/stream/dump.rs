@@ -70,8 +70,17 @@ impl MariaDump {
         file: &str,
         pos: u64,
     ) -> Result<MariaDump, CaptureError> {
-        let opts =
-            mysql_async::Opts::from_url(url).map_err(|e| CaptureError::Config(e.to_string()))?;
+        let target = crate::mysqlconn::mysql_target(url)?;
+        if !matches!(
+            target.mode,
+            crate::mysqlconn::SslMode::Disabled | crate::mysqlconn::SslMode::Preferred
+        ) {
+            return Err(CaptureError::Config(format!(
+                "{}: this server's binlog is read by tributary's own dump connection (MariaDB >= 11.4 with binlog_legacy_event_pos=OFF), which has no TLS; use ssl-mode=PREFERRED/DISABLED for it, or set binlog_legacy_event_pos=ON (see README \"Security\")",
+                target.describe()
+            )));
+        }
+        let opts = target.plaintext;
         let sock = TcpStream::connect((opts.ip_or_hostname(), opts.tcp_port()))
             .await
             .map_err(conn_err)?;
