@@ -428,18 +428,61 @@ fn encode_payload(buf: &mut BytesMut, v: &Value, t: &PgType) -> Result<(), Encod
             buf.put_i64(pg);
         }
         PgType::Jsonb | PgType::Json => {
+            let text = match v {
+                Value::Json(s) | Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                Value::Unresolved(j) => std::borrow::Cow::Owned(j.to_string()),
+                _ => return Err(err(v, t, "not JSON")),
+            };
+            if let Some(why) = json_refusal(&text, t) {
+                return Err(err(v, t, why));
+            }
             if let PgType::Jsonb = t {
                 buf.put_u8(1);
             }
-            match v {
-                Value::Json(s) | Value::String(s) => buf.put_slice(s.as_bytes()),
-                Value::Unresolved(j) => buf.put_slice(j.to_string().as_bytes()),
-                _ => return Err(err(v, t, "not JSON")),
-            }
+            buf.put_slice(text.as_bytes());
         }
         PgType::Uuid => return Err(err(v, t, "uuid columns are not a source type")),
     }
     Ok(())
+}
+
+/// Why PostgreSQL would refuse this text as a `json`/`jsonb` value — which would fail the
+/// whole COPY, i.e. the batch — or `None` when it takes it. Policy (README "Known limits"):
+/// such a value is an [`EncodeError`], so the change becomes a dead letter naming the column,
+/// never a failed batch and never a silently changed document:
+/// * text that is not JSON (a MySQL expression DEFAULT such as `json_object(...)` in an old
+///   capture file, a hostile record);
+/// * for `jsonb`, a string holding U+0000 (`\u0000`): jsonb cannot store it (`json` can).
+pub fn json_refusal(text: &str, t: &PgType) -> Option<String> {
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        return Some(format!("not valid JSON ({e})"));
+    }
+    if matches!(t, PgType::Jsonb) && has_nul_escape(text) {
+        return Some(
+            "the document holds the character U+0000 (\\u0000), which PostgreSQL jsonb \
+             cannot store"
+                .into(),
+        );
+    }
+    None
+}
+
+/// Whether valid JSON text has a `\u0000` escape (backslash pairs skipped: `\\u0000` is a
+/// backslash followed by the text `u0000`).
+fn has_nul_escape(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(k) = b[i..].iter().position(|&c| c == b'\\') {
+        let at = i + k;
+        if b.get(at + 1) == Some(&b'u') && b.get(at + 2..at + 6) == Some(&b"0000"[..]) {
+            return true;
+        }
+        i = at + 2;
+        if i >= b.len() {
+            break;
+        }
+    }
+    false
 }
 
 /// Most digits before the decimal point PostgreSQL `numeric` stores (weight ≤ 32767 groups).
@@ -661,6 +704,28 @@ mod tests {
         let mut b = BytesMut::new();
         encode_numeric(&mut b, s).unwrap();
         b.to_vec()
+    }
+
+    #[test]
+    fn json_postgresql_refuses() {
+        let j = |s: &str, t: &PgType| json_refusal(s, t);
+        assert_eq!(j(r#"{"a": "x\u0001"}"#, &PgType::Jsonb), None);
+        assert!(j(r#"{"a": "nul\u0000"}"#, &PgType::Jsonb)
+            .unwrap()
+            .contains("U+0000"));
+        // `json` stores it as text.
+        assert_eq!(j(r#""nul\u0000""#, &PgType::Json), None);
+        // An escaped backslash followed by the letters u0000 is not a NUL.
+        assert_eq!(j(r#""a\\u0000""#, &PgType::Jsonb), None);
+        assert!(j(r#""a\\\u0000""#, &PgType::Jsonb).is_some());
+        // A MySQL expression DEFAULT leaked into an old capture file.
+        assert!(j("json_object(_utf8mb4'a',1)", &PgType::Jsonb)
+            .unwrap()
+            .contains("not valid JSON"));
+        let mut b = BytesMut::new();
+        let e =
+            encode_field(&mut b, &Value::Json(r#"["\u0000"]"#.into()), &PgType::Jsonb).unwrap_err();
+        assert!(e.why.contains("U+0000"), "{e}");
     }
 
     #[test]
