@@ -404,13 +404,7 @@ impl PgSink {
             .map_err(|e| pg_err("reading checkpoint", e))?;
         Ok(row.and_then(|r| {
             let j: Option<serde_json::Value> = r.get(0);
-            let j = j?;
-            Some(BinlogCheckpoint {
-                file: j.get("file")?.as_str()?.to_string(),
-                pos: j.get("pos")?.as_u64()?,
-                gtid_set: j.get("gtid_set").and_then(|g| g.as_str()).map(String::from),
-                snapshot: j.get("snapshot").and_then(|g| g.as_str()).map(String::from),
-            })
+            BinlogCheckpoint::from_json(&j?)
         }))
     }
 
@@ -753,9 +747,7 @@ impl PgSink {
                     .map_err(|e| pg_err("writing Kafka checkpoint", e))?;
             }
             Checkpoint::Binlog(b) => {
-                let pos = serde_json::json!({
-                    "file": b.file, "pos": b.pos, "gtid_set": b.gtid_set, "snapshot": b.snapshot,
-                });
+                let pos = b.to_json();
                 self.client
                     .execute(
                         &format!(

@@ -1335,20 +1335,14 @@ impl SourceMeta {
         } else {
             None
         };
-        // The stale-update guard orders by `(file sequence << 32) | pos`: a position or file
-        // sequence that does not fit it would invert the order, silently.
+        // The stale-update guard orders by `SourcePosition::order_key` (epoch, file sequence,
+        // position): a position, file sequence or epoch that does not fit it would invert the
+        // order, silently.
         let pos = i64::try_from(s.pos)
             .ok()
             .filter(|p| *p <= u32::MAX as i64)
             .ok_or_else(|| format!("source pos {} is out of range (max {})", s.pos, u32::MAX))?;
-        if s.file_seq() >= 1 << 31 {
-            return Err(format!(
-                "source file {:?}: its sequence number {} is out of range (max {})",
-                s.file,
-                s.file_seq(),
-                (1u64 << 31) - 1
-            ));
-        }
+        s.order_key_checked()?;
         let row = i32::try_from(s.row)
             .map_err(|_| format!("source row {} is out of range (max {})", s.row, i32::MAX))?;
         Ok(SourceMeta { ts_pg_us, pos, row })

@@ -189,6 +189,8 @@ pub(crate) struct Snapshotter {
     pub(crate) position: FilePos,
     server_id: u32,
     name: String,
+    /// The binlog epoch `position` belongs to (set by the stream; see the model's docs).
+    pub(crate) epoch: u32,
     chunk: usize,
     remaining: Vec<(TableId, u64)>,
     tables_done: Vec<String>,
@@ -275,6 +277,7 @@ impl Snapshotter {
             position,
             server_id,
             name: cfg.name.clone(),
+            epoch: 0,
             chunk: cfg.chunk_size.max(1),
             remaining,
             tables_done: resume.tables_done.clone(),
@@ -454,6 +457,7 @@ impl Snapshotter {
                         name: self.name.clone(),
                     },
                     ts_ms: ts,
+                        epoch: self.epoch,
                     transaction: None,
                     kafka: None,
                 });

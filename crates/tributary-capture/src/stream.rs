@@ -101,6 +101,149 @@ pub struct MySqlSource {
     stream: Option<Dump>,
     snap: Option<Snapshotter>,
     finished: bool,
+    /// The binlog numbering the boundary position belongs to (see "Binlog epochs" above).
+    epoch: u32,
+    /// Identity of the server the boundary position belongs to (MySQL `@@server_uuid`,
+    /// MariaDB `@@server_id`); `None` only for checkpoints stored before it was recorded.
+    server: Option<String>,
+    /// Resuming on another server from the GTID state: until the first transaction read there
+    /// ends, checkpoints repeat this (the last one of the old server).
+    gtid_resume: Option<BinlogCheckpoint>,
+    /// Last time an idle stream checked that the server's binlog numbering is still its own.
+    last_numbering_check: Instant,
+}
+
+/// Where a stored position is on the server now.
+#[derive(Debug, Clone, PartialEq)]
+enum Located {
+    /// The file is there and holds the position.
+    Here,
+    /// The file is gone and every later file of the same numbering is there: purged.
+    Purged { oldest: String },
+    /// The server's numbering restarted (RESET MASTER, a new basename, a rewritten file):
+    /// streaming goes on at the start of `first`, in a new epoch.
+    Restarted { first: String, why: String },
+}
+
+/// The error for a stored position whose binlog file is gone.
+pub(crate) fn purged_error(file: &str, pos: u64, oldest: &str) -> CaptureError {
+    CaptureError::Checkpoint(format!(
+        "the stored binlog position {file}:{pos} is no longer on the server: {file} was purged \
+         (the oldest binlog there is {oldest}; binlog_expire_logs_seconds / expire_logs_days or \
+         PURGE BINARY LOGS removed it). The changes between that position and {oldest} cannot \
+         be read any more, so streaming cannot go on without losing them. Fix: run `tributary \
+         resnapshot -c <config>` — it reads every table again, deletes warehouse rows that no \
+         longer exist (with a DELETE in history) and streams from the new position; keep \
+         binlogs longer than tributary can be stopped to avoid this"
+    ))
+}
+
+/// Identity of the server behind `conn` (see [`MySqlSource::server`]).
+async fn server_identity(
+    conn: &mut mysql_async::Conn,
+    flavor: Flavor,
+) -> Result<String, CaptureError> {
+    Ok(match flavor {
+        Flavor::MySql => conn
+            .query_first::<String, _>("SELECT @@server_uuid")
+            .await?
+            .unwrap_or_default(),
+        Flavor::MariaDb => conn
+            .query_first::<u64, _>("SELECT @@server_id")
+            .await?
+            .unwrap_or(0)
+            .to_string(),
+    })
+}
+
+/// `SHOW BINARY LOGS`: (file, size) in the server's order.
+async fn binary_logs(conn: &mut mysql_async::Conn) -> Result<Vec<(String, u64)>, CaptureError> {
+    let rows: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let v: Vec<mysql_async::Value> = r.unwrap();
+            Some((
+                crate::schema::vstr(v.first()?)?,
+                crate::schema::vu64(v.get(1)?)?,
+            ))
+        })
+        .collect())
+}
+
+/// Where `file:pos` (read with GTID state `gtids`) is on the server behind `conn`.
+async fn locate(
+    conn: &mut mysql_async::Conn,
+    flavor: Flavor,
+    file: &str,
+    pos: u64,
+    gtids: &BTreeMap<u32, (u32, u64)>,
+) -> Result<Located, CaptureError> {
+    let logs = binary_logs(conn).await?;
+    let Some(first) = logs.first().map(|l| l.0.clone()) else {
+        return Err(CaptureError::Settings(
+            "SHOW BINARY LOGS lists no binlog: is log_bin enabled?".into(),
+        ));
+    };
+    if let Some((_, size)) = logs.iter().find(|(n, _)| n == file) {
+        if pos > *size {
+            return Ok(Located::Restarted {
+                first,
+                why: format!("{file} is now {size} bytes, shorter than the stored position {pos}"),
+            });
+        }
+        if flavor == Flavor::MariaDb && !gtids.is_empty() && pos > 4 {
+            // The GTID state at the position must be what was read up to it: otherwise the
+            // file of that name is a new one (RESET MASTER, then as many files again).
+            let at: Option<Option<String>> = conn
+                .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos))
+                .await
+                .ok()
+                .flatten();
+            let there = at.flatten().map(|s| parse_gtid_set(&s));
+            let behind = match &there {
+                None => true,
+                Some(m) => gtids
+                    .iter()
+                    .any(|(d, (_, seq))| m.get(d).map(|x| x.1 < *seq).unwrap_or(true)),
+            };
+            if behind {
+                return Ok(Located::Restarted {
+                    first,
+                    why: format!(
+                        "the GTID state at {file}:{pos} is {:?}, not {} as read there: the file \
+                         of that name is a new one",
+                        there.map(|m| format_gtid_set(&m)).unwrap_or_default(),
+                        format_gtid_set(gtids)
+                    ),
+                });
+            }
+        }
+        return Ok(Located::Here);
+    }
+    let base = tributary_model::binlog_basename(file);
+    let seq = tributary_model::binlog_file_seq(file);
+    let same: Vec<&(String, u64)> = logs
+        .iter()
+        .filter(|(n, _)| tributary_model::binlog_basename(n) == base)
+        .collect();
+    if !same.is_empty()
+        && same
+            .iter()
+            .all(|(n, _)| tributary_model::binlog_file_seq(n) > seq)
+    {
+        return Ok(Located::Purged {
+            oldest: same[0].0.clone(),
+        });
+    }
+    Ok(Located::Restarted {
+        why: if same.is_empty() {
+            format!("the server's binlogs are named {first}…, not {base}.*")
+        } else {
+            format!("{file} is gone and the server's binlogs start again at {first}")
+        },
+        first,
+    })
 }
 
 impl MySqlSource {
@@ -133,6 +276,7 @@ impl MySqlSource {
         let mut conn = pool.get_conn().await?;
         conn.query_drop("SET SESSION time_zone = '+00:00'").await?;
         let server_id: u32 = conn.query_first("SELECT @@server_id").await?.unwrap_or(0);
+        let identity = server_identity(&mut conn, report.flavor).await?;
         drop(conn);
         let mut src = MySqlSource {
             pipeline: format!("mysql:{}", cfg.name),
@@ -159,13 +303,23 @@ impl MySqlSource {
             stream: None,
             snap: None,
             finished: false,
+            epoch: resume.as_ref().map(|c| c.epoch).unwrap_or(0),
+            server: Some(identity.clone()),
+            gtid_resume: None,
+            last_numbering_check: Instant::now(),
             cfg,
         };
         let mut gtid_set = None;
+        // A checkpoint without a file is a new start in the epoch it names (written by
+        // `tributary resnapshot`): the snapshot's rows are newer than every stored row.
+        let resume = resume.filter(|cp| !(cp.file.is_empty() && cp.snapshot.is_none()));
         match resume {
             Some(cp) => {
                 if cp.file.is_empty() {
                     return Err(CaptureError::Checkpoint("empty binlog file name".into()));
+                }
+                if cp.server.is_some() {
+                    src.server = cp.server.clone();
                 }
                 src.boundary_file = cp.file.clone();
                 src.boundary_pos = cp.pos;
@@ -198,7 +352,10 @@ impl MySqlSource {
                 }
             },
         }
-        if gtid_set.is_none() && src.flavor == Flavor::MariaDb {
+        if let Some(s) = src.snap.as_mut() {
+            s.epoch = src.epoch;
+        }
+        if gtid_set.is_none() && src.flavor == Flavor::MariaDb && src.server.as_deref() == Some(&identity) {
             let mut c = src.pool.get_conn().await?;
             gtid_set = c
                 .exec_first::<Option<String>, _, _>(
@@ -216,7 +373,7 @@ impl MySqlSource {
         src.file = src.boundary_file.clone();
         tracing::info!(
             name = %src.cfg.name, file = %src.boundary_file, pos = src.boundary_pos,
-            snapshot = src.snap.is_some(), "capture source started"
+            epoch = src.epoch, snapshot = src.snap.is_some(), "capture source started"
         );
         Ok(src)
     }
@@ -240,6 +397,13 @@ impl MySqlSource {
     }
 
     fn checkpoint(&self, snapshot: Option<String>) -> Checkpoint {
+        if let Some(cp) = &self.gtid_resume {
+            // Nothing read on the new server yet: the old server's position stays the truth.
+            return Checkpoint::Binlog(BinlogCheckpoint {
+                snapshot,
+                ..cp.clone()
+            });
+        }
         Checkpoint::Binlog(BinlogCheckpoint {
             file: self.boundary_file.clone(),
             pos: self.boundary_pos,
@@ -249,7 +413,71 @@ impl MySqlSource {
                 Some(format_gtid_set(&self.gtids))
             },
             snapshot,
+            epoch: self.epoch,
+            server: self.server.clone(),
         })
+    }
+
+    /// The binlog epoch of the position streaming is at (see "Binlog epochs" above).
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// A new binlog numbering begins at `file:4`.
+    fn new_epoch(&mut self, file: String, why: &str) -> Result<(), CaptureError> {
+        if self.epoch >= tributary_model::MAX_EPOCH {
+            return Err(CaptureError::Checkpoint(format!(
+                "the source's binlog numbering restarted ({why}) more than {} times: re-create \
+                 the warehouse tables and snapshot again",
+                tributary_model::MAX_EPOCH
+            )));
+        }
+        tracing::warn!(
+            old_file = %self.boundary_file, old_pos = self.boundary_pos, new_file = %file,
+            epoch = self.epoch + 1, why,
+            "the source's binlog numbering restarted (RESET MASTER, a new log_bin basename or \
+             another server): streaming goes on at the start of its first binlog in a new epoch. \
+             Changes written after the old position and before the restart are not in the new \
+             binlog; if there can have been any, run `tributary resnapshot`"
+        );
+        self.epoch += 1;
+        self.boundary_file = file;
+        self.boundary_pos = 4;
+        self.gtids.clear();
+        self.cur_gtid = None;
+        Ok(())
+    }
+
+    /// Called while the stream is idle (at most every 2 s): whether the server's binlog is
+    /// still the numbering being read. A dump open across `RESET MASTER` on MariaDB waits on
+    /// the deleted file forever, silently; this notices it (the boundary's file is gone or
+    /// shorter than the position, or the server's GTID counters went back) and drops the
+    /// stream, whose reopening finds the new numbering (`locate`).
+    async fn numbering_changed(&mut self) -> Result<bool, CaptureError> {
+        if self.last_numbering_check.elapsed() < Duration::from_secs(2) || self.in_txn {
+            return Ok(false);
+        }
+        self.last_numbering_check = Instant::now();
+        let mut conn = self.pool.get_conn().await?;
+        let logs = binary_logs(&mut conn).await?;
+        let same = logs
+            .iter()
+            .any(|(n, size)| *n == self.boundary_file && *size >= self.boundary_pos);
+        if !same {
+            return Ok(true);
+        }
+        if self.flavor == Flavor::MariaDb && !self.gtids.is_empty() {
+            let now: Option<String> = conn.query_first("SELECT @@gtid_binlog_pos").await?;
+            let m = parse_gtid_set(&now.unwrap_or_default());
+            if self
+                .gtids
+                .iter()
+                .any(|(d, (_, seq))| m.get(d).map(|x| x.1 < *seq).unwrap_or(true))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The next batch: snapshot chunk, or whole binlog transactions (at least one when any is
@@ -314,7 +542,14 @@ impl MySqlSource {
                 }
             };
             match next {
-                None => break,
+                None => {
+                    if !have_txn && self.numbering_changed().await? {
+                        tracing::warn!(file = %self.boundary_file, pos = self.boundary_pos,
+                            "the binlog being read is gone from the server or was rewritten: reopening");
+                        self.drop_stream();
+                    }
+                    break;
+                }
                 Some(None) | Some(Some(Err(_))) => {
                     if let Some(Some(Err(e))) = next {
                         if !e.is_transient() {
@@ -401,7 +636,72 @@ impl MySqlSource {
     async fn open_stream(&mut self) -> Result<Dump, CaptureError> {
         let mut conn = connect(&self.cfg.url).await?;
         let hb = self.cfg.heartbeat.as_nanos().max(1_000_000);
-        let file = self.boundary_file.clone();
+        // Is the boundary position this server's, and still there? (See "Binlog epochs".)
+        let identity = server_identity(&mut conn, self.flavor).await?;
+        let mut by_gtid = None;
+        if self.server.as_deref().is_some_and(|s| s != identity) {
+            if self.flavor != Flavor::MariaDb || self.gtids.is_empty() {
+                return Err(CaptureError::Checkpoint(format!(
+                    "the stored position {}:{} belongs to server {}, but {} is server {identity}; \
+                     file names and positions differ between servers and {} — fix: run \
+                     `tributary resnapshot -c <config>` against this server",
+                    self.boundary_file,
+                    self.boundary_pos,
+                    self.server.as_deref().unwrap_or("?"),
+                    crate::mysqlconn::mysql_target(&self.cfg.url)
+                        .map(|t| format!("{}:{}", t.opts.ip_or_hostname(), t.opts.tcp_port()))
+                        .unwrap_or_default(),
+                    if self.flavor == Flavor::MariaDb {
+                        "no GTID position was stored to resume from"
+                    } else {
+                        "tributary resumes by GTID on MariaDB only"
+                    }
+                )));
+            }
+            if self.gtid_resume.is_none() {
+                let Checkpoint::Binlog(old) = self.checkpoint(None) else {
+                    unreachable!()
+                };
+                if self.epoch >= tributary_model::MAX_EPOCH {
+                    return Err(CaptureError::Checkpoint(format!(
+                        "binlog epoch {} is the last one: re-create the warehouse tables and \
+                         snapshot again",
+                        self.epoch
+                    )));
+                }
+                tracing::warn!(
+                    old_server = %self.server.as_deref().unwrap_or("?"), new_server = %identity,
+                    gtid = %format_gtid_set(&self.gtids), epoch = self.epoch + 1,
+                    "the source is another server (failover): resuming from the GTID state"
+                );
+                self.gtid_resume = Some(old);
+                self.epoch += 1;
+            }
+            by_gtid = Some(format_gtid_set(&self.gtids));
+        } else {
+            match locate(
+                &mut conn,
+                self.flavor,
+                &self.boundary_file,
+                self.boundary_pos,
+                &self.gtids,
+            )
+            .await?
+            {
+                Located::Here => {}
+                Located::Purged { oldest } => {
+                    return Err(purged_error(&self.boundary_file, self.boundary_pos, &oldest))
+                }
+                Located::Restarted { first, why } => self.new_epoch(first, &why)?,
+            }
+            self.server = Some(identity);
+        }
+        let file = if by_gtid.is_some() {
+            String::new()
+        } else {
+            self.boundary_file.clone()
+        };
+        let start_pos = if by_gtid.is_some() { 4 } else { self.boundary_pos };
         // MariaDB without legacy event positions: only a dump that includes ANNOTATE_ROWS
         // events lets positions be counted (see `dump`).
         let counted = self.flavor == Flavor::MariaDb && {
@@ -418,7 +718,8 @@ impl MySqlSource {
                     self.cfg.server_id,
                     hb,
                     &file,
-                    self.boundary_pos,
+                    start_pos,
+                    by_gtid.as_deref(),
                 )
                 .await?,
             )
@@ -428,15 +729,25 @@ impl MySqlSource {
             }
             conn.query_drop(format!("SET @master_heartbeat_period = {hb}"))
                 .await?;
+            if let Some(state) = &by_gtid {
+                // MariaDB starts the dump at this GTID state, whatever file/pos say.
+                conn.exec_drop("SET @slave_connect_state = ?", (state.as_str(),))
+                    .await?;
+                conn.query_drop("SET @slave_gtid_strict_mode = 1").await?;
+            }
             let req = BinlogStreamRequest::new(self.cfg.server_id)
                 .with_filename(file.as_bytes())
-                .with_pos(self.boundary_pos);
+                .with_pos(start_pos);
             Dump::Lib(conn.get_binlog_stream(req).await?)
         };
         self.file = file.clone();
-        self.at = PosTracker::new(self.boundary_pos);
+        self.at = PosTracker::new(start_pos);
+        // A dump started from a GTID state skips the transactions before it: positions are
+        // taken from the headers (the GTID event that starts a transaction always has one)
+        // until the first transaction ends.
         self.holes_possible = self.flavor == Flavor::MariaDb && !counted;
-        tracing::info!(file = %file, pos = self.boundary_pos, counted, "binlog streaming");
+        tracing::info!(file = %file, pos = start_pos, counted, epoch = self.epoch,
+            gtid = by_gtid.as_deref().unwrap_or(""), "binlog streaming");
         Ok(s)
     }
 
@@ -452,6 +763,10 @@ impl MySqlSource {
         self.thread = None;
         self.boundary_file = self.file.clone();
         self.boundary_pos = next;
+        if self.gtid_resume.take().is_some() {
+            // The first transaction on the new server ended: its positions are real now.
+            tracing::info!(file = %self.boundary_file, pos = next, "resumed on the new server by GTID");
+        }
     }
 
     /// Handle one binlog event; returns true when a transaction boundary was reached.
@@ -498,7 +813,7 @@ impl MySqlSource {
             });
         }
         if let Some(header) = placed.header_disagrees {
-            if self.holes_possible {
+            if self.holes_possible || self.gtid_resume.is_some() {
                 tracing::debug!(file = %self.file, counted = placed.start, header_end = header, "position from the header");
             } else {
                 tracing::warn!(
@@ -546,7 +861,21 @@ impl MySqlSource {
                         name = &name[..name.len() - 4];
                     }
                 }
-                self.file = String::from_utf8_lossy(name).into_owned();
+                let new_file = String::from_utf8_lossy(name).into_owned();
+                // A real ROTATE (not the dump's fake one) to a lower sequence or another
+                // basename: the server's numbering restarted under the open dump.
+                if h.flags_raw() & ARTIFICIAL == 0
+                    && !self.file.is_empty()
+                    && !self.in_txn
+                    && (tributary_model::binlog_basename(&new_file)
+                        != tributary_model::binlog_basename(&self.file)
+                        || tributary_model::binlog_file_seq(&new_file)
+                            < tributary_model::binlog_file_seq(&self.file))
+                {
+                    let why = format!("the binlog rotated from {} to {new_file}", self.file);
+                    self.new_epoch(new_file.clone(), &why)?;
+                }
+                self.file = new_file;
                 self.at.rotate(position);
                 if !self.in_txn {
                     self.boundary_file = self.file.clone();
@@ -621,7 +950,17 @@ impl MySqlSource {
                 // Table shapes may have changed (also DEFAULTs, which TableMaps don't carry).
                 self.tables.clear();
                 self.versions.clear();
-                if db.is_empty() || self.cfg.includes_db(&db) {
+                // Kept when it ran in a captured database or names a captured table from
+                // another one (`USE other; ALTER TABLE captured.t …`): apply follows it.
+                let touches_captured = || {
+                    tributary_model::ddl::parse(&db, t).is_ok_and(|actions| {
+                        actions
+                            .iter()
+                            .flat_map(|a| a.tables())
+                            .any(|tid| self.cfg.includes_db(&tid.db))
+                    })
+                };
+                if db.is_empty() || self.cfg.includes_db(&db) || touches_captured() {
                     self.pending_ddl.push(SchemaChange {
                         db,
                         ddl: t.to_string(),
@@ -636,6 +975,7 @@ impl MySqlSource {
                             thread: Some(q.thread_id() as u64),
                             query: None,
                             name: self.cfg.name.clone(),
+                            epoch: self.epoch,
                         },
                         tables: vec![],
                     });
@@ -859,6 +1199,7 @@ impl MySqlSource {
                 thread: self.thread,
                 query: None,
                 name: self.cfg.name.clone(),
+                epoch: self.epoch,
             };
             row += 1;
             let mk = |op, before, after, source| ChangeEvent {
@@ -1071,7 +1412,19 @@ impl Dump {
     /// The next event (`None`: the server ended the stream). Cancel-safe.
     async fn next(&mut self) -> Option<Result<mysql_async::binlog::events::Event, CaptureError>> {
         match self {
-            Dump::Lib(s) => s.next().await.map(|r| r.map_err(CaptureError::from)),
+            Dump::Lib(s) => s.next().await.map(|r| {
+                r.map_err(|e| match &e {
+                    // ER_MASTER_FATAL_ERROR_READING_BINLOG: the position is not there.
+                    mysql_async::Error::Server(se) if se.code == 1236 => {
+                        CaptureError::Checkpoint(format!(
+                            "{e} — the binlog position tributary must resume from is not on the \
+                             server (purged, or the binlog was reset); run `tributary resnapshot \
+                             -c <config>`"
+                        ))
+                    }
+                    _ => CaptureError::from(e),
+                })
+            }),
             Dump::Maria(d) => d.next().await,
         }
     }

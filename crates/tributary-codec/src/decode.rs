@@ -866,6 +866,7 @@ pub(crate) fn parse_source(
         thread: to_u64(opt_i64(m.get("thread"), p("thread"))?, p("thread"))?,
         query: opt_string(m.get("query"), p("query"))?,
         name: opt_string(m.get("name"), p("name"))?.unwrap_or_else(|| prefix.to_owned()),
+        epoch: 0,
     })
 }
 
@@ -902,6 +903,7 @@ fn flat_source<'a>(
         name: opt_string(g("__source_name"), p("__source_name"))?
             .or(opt_string(g("__name"), p("__name"))?)
             .unwrap_or_else(|| prefix.to_owned()),
+        epoch: 0,
     })
 }
 

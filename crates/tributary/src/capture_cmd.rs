@@ -89,17 +89,14 @@ fn load_state(p: &Path) -> Result<Option<BinlogCheckpoint>> {
     }
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p)?)
         .with_context(|| format!("capture state file {} is not valid JSON", p.display()))?;
-    Ok(Some(BinlogCheckpoint {
-        file: j["file"].as_str().context("state: file")?.to_string(),
-        pos: j["pos"].as_u64().context("state: pos")?,
-        gtid_set: j["gtid_set"].as_str().map(String::from),
-        snapshot: j["snapshot"].as_str().map(String::from),
-    }))
+    Ok(Some(
+        BinlogCheckpoint::from_json(&j).context("state: file and pos expected")?,
+    ))
 }
 
 fn save_state(p: &Path, b: &BinlogCheckpoint) -> Result<()> {
     let tmp = p.with_extension("tmp");
-    let j = serde_json::json!({"file": b.file, "pos": b.pos, "gtid_set": b.gtid_set, "snapshot": b.snapshot});
+    let j = b.to_json();
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(j.to_string().as_bytes())?;

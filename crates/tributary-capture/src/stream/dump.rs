@@ -56,6 +56,11 @@ fn server_err(p: &[u8]) -> CaptureError {
              REPLICATION CLIENT / BINLOG MONITOR)"
         )),
         1040 | 1053 | 1205 | 1213 | 1290 | 2006 | 2013 => CaptureError::Sql(text, true),
+        // ER_MASTER_FATAL_ERROR_READING_BINLOG: the requested file/position/GTID is not there.
+        1236 => CaptureError::Checkpoint(format!(
+            "{text} — the binlog position tributary must resume from is not on the server \
+             (purged, or the binlog was reset); run `tributary resnapshot -c <config>`"
+        )),
         _ => CaptureError::Sql(text, false),
     }
 }
@@ -69,6 +74,7 @@ impl MariaDump {
         heartbeat_ns: u128,
         file: &str,
         pos: u64,
+        gtid_state: Option<&str>,
     ) -> Result<MariaDump, CaptureError> {
         let target = crate::mysqlconn::mysql_target(url)?;
         if !matches!(
@@ -94,11 +100,25 @@ impl MariaDump {
         };
         d.handshake(opts.user().unwrap_or(""), opts.pass().unwrap_or(""))
             .await?;
-        for q in [
+        let mut set = vec![
             "SET @master_binlog_checksum='ALL'".to_string(),
             "SET @mariadb_slave_capability = 4".to_string(),
             format!("SET @master_heartbeat_period = {heartbeat_ns}"),
-        ] {
+        ];
+        if let Some(state) = gtid_state {
+            // Start from a GTID state (`domain-server-seq,…`): the server ignores file/pos.
+            if !state
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '-' || c == ',')
+            {
+                return Err(CaptureError::Checkpoint(format!(
+                    "GTID state {state:?} is not a MariaDB GTID list (domain-server-seq,…)"
+                )));
+            }
+            set.push(format!("SET @slave_connect_state = '{state}'"));
+            set.push("SET @slave_gtid_strict_mode = 1".to_string());
+        }
+        for q in set {
             let mut p = vec![0x03];
             p.extend_from_slice(q.as_bytes());
             d.command(&p).await?;
