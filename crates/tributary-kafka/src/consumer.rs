@@ -19,7 +19,21 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use tributary_model::RawRecord;
 
-use crate::{apply_extra, KafkaError, OffsetStore};
+use crate::{apply_extra, KafkaError, LogMark, OffsetProblem, OffsetStore};
+
+/// What to do when a stored offset does not fit the partition's log (see the crate docs,
+/// "Offsets checked against the log").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetPolicy {
+    /// Stop with [`KafkaError::OffsetOutOfRange`] (the default: nothing is skipped silently
+    /// and nothing is re-read without a decision).
+    #[default]
+    Stop,
+    /// Re-read the partition from the start of its log (the stored offset and mark are
+    /// reset; re-applied records are no-ops in the sink), with an error logged and the
+    /// problem recorded for `tributary status`.
+    Earliest,
+}
 
 /// Where to start a partition the [`OffsetStore`] knows nothing about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,6 +63,8 @@ pub struct ConsumerConfig {
     pub max_poll_interval_ms: u32,
     /// Start position of partitions the store has no offset for.
     pub fallback: OffsetFallback,
+    /// A stored offset that does not fit the log: stop, or re-read from the log's start.
+    pub on_out_of_range: OffsetPolicy,
     /// Extra librdkafka properties, applied last (override everything above).
     pub extra: Vec<(String, String)>,
 }
@@ -67,6 +83,7 @@ impl ConsumerConfig {
             session_timeout_ms: 6000,
             max_poll_interval_ms: 10000,
             fallback: OffsetFallback::Earliest,
+            on_out_of_range: OffsetPolicy::Stop,
             extra: Vec::new(),
         }
     }
@@ -176,6 +193,15 @@ struct State {
     rebalances: u64,
     last_error: Option<RdError>,
     fatal: Option<KafkaError>,
+    /// Partitions whose fetch the broker answered with OffsetOutOfRange (librdkafka's
+    /// `auto.offset.reset=error` reports it): decided by the poll thread.
+    out_of_range: std::collections::HashSet<(String, i32)>,
+    /// The broker connection was lost (or an out-of-range error came without its
+    /// partition): check every assigned partition against its log once the broker answers.
+    recheck_all: bool,
+    recheck_tries: u32,
+    /// Every offset problem found (handled by the policy or stopping the pipeline).
+    problems: Vec<OffsetProblem>,
 }
 
 impl State {
@@ -217,6 +243,8 @@ struct Shared {
     apply_lock: Arc<tokio::sync::Mutex<()>>,
     shutdown: AtomicBool,
     epochs: AtomicU64,
+    /// Set by the error callback when the state lock was busy: see `State::recheck_all`.
+    recheck_pending: AtomicBool,
     /// The consumer itself, for splitting partition queues in the rebalance callback (which
     /// only gets `&BaseConsumer`). Weak: the consumer owns this struct through its context.
     consumer: OnceLock<Weak<BaseConsumer<Ctx>>>,
@@ -243,6 +271,9 @@ struct Ctx {
     shared: Arc<Shared>,
     store: Arc<dyn OffsetStore>,
     fallback: OffsetFallback,
+    policy: OffsetPolicy,
+    /// The consumer's settings, for the probe consumer that checks offsets against the log.
+    probe_cfg: ClientConfig,
 }
 
 impl ClientContext for Ctx {
@@ -260,6 +291,19 @@ impl ClientContext for Ctx {
 
     fn error(&self, error: RdError, reason: &str) {
         tracing::warn!(target: "librdkafka", %error, "{reason}");
+        // A lost broker connection may come back to a broker that lost its log: check every
+        // assigned partition against the log once the broker answers again.
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure)
+        ) {
+            if let Ok(mut st) = self.shared.state.try_lock() {
+                st.recheck_all = true;
+                st.recheck_tries = 0;
+            } else {
+                self.shared.recheck_pending.store(true, Ordering::SeqCst);
+            }
+        }
     }
 }
 
@@ -338,11 +382,63 @@ impl Ctx {
                 }
             }
         };
+        // Check every stored offset against the partition's log before fetching from it.
+        let mut offsets = offsets;
+        let mut stopped: std::collections::HashSet<(String, i32)> = Default::default();
+        let mut reread: std::collections::HashSet<(String, i32)> = Default::default();
+        if offsets.iter().any(Option::is_some) {
+            let marks = self.store.load_marks(&parts).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "loading stored log marks failed; checking offsets only");
+                vec![None; parts.len()]
+            });
+            let items: Vec<ProbeItem> = parts
+                .iter()
+                .zip(offsets.iter().zip(marks))
+                .map(|((t, p), (s, m))| ProbeItem {
+                    topic: t.clone(),
+                    partition: *p,
+                    stored: *s,
+                    mark: m,
+                })
+                .collect();
+            let verdicts = probe(&self.probe_cfg, &items, PROBE_TIMEOUT);
+            for (i, v) in verdicts.into_iter().enumerate() {
+                match v {
+                    Verdict::Fits => {}
+                    Verdict::Unknown => tracing::warn!(
+                        topic = %items[i].topic,
+                        partition = items[i].partition,
+                        stored = ?items[i].stored,
+                        "could not check the stored offset against the log in time; continuing \
+                         (a fetch out of range is still caught)"
+                    ),
+                    Verdict::Problem(p) => {
+                        let key = (p.topic.clone(), p.partition);
+                        if self.handle_problem_unassigned(p) {
+                            offsets[i] = None;
+                            reread.insert(key.clone());
+                            let mut st = self.shared.state.lock().unwrap();
+                            st.applied.remove(&key);
+                            st.targets.remove(&key);
+                        } else {
+                            stopped.insert(key);
+                        }
+                    }
+                }
+            }
+        }
         {
             let mut st = self.shared.state.lock().unwrap();
             for ((topic, partition), stored) in parts.iter().zip(&offsets) {
+                if stopped.contains(&(topic.clone(), *partition)) {
+                    // The pipeline stops on it: fetch nothing of it (its records would not
+                    // be buffered anyway, it is not in `parts`).
+                    let _ = tpl.set_partition_offset(topic, *partition, Offset::End);
+                    continue;
+                }
                 let start = match (stored, self.fallback) {
                     (Some(n), _) => Offset::Offset(*n),
+                    _ if reread.contains(&(topic.clone(), *partition)) => Offset::Beginning,
                     (None, OffsetFallback::Earliest) => Offset::Beginning,
                     (None, OffsetFallback::BrokerCommitted) => Offset::Stored,
                 };
@@ -412,6 +508,46 @@ impl Ctx {
         self.shared.notify.notify_one();
     }
 
+    /// Apply the policy to a problem found before the partition is assigned. Returns true
+    /// when the partition is to be re-read from the start of its log (its stored offset and
+    /// mark were reset), false when the pipeline stops on it.
+    fn handle_problem_unassigned(&self, p: OffsetProblem) -> bool {
+        tracing::error!("{p}");
+        let mut st = self.shared.state.lock().unwrap();
+        st.problems.push(p.clone());
+        if self.policy == OffsetPolicy::Earliest {
+            drop(st);
+            match self.store.reset(&p) {
+                Ok(()) => {
+                    tracing::error!(
+                        topic = %p.topic,
+                        partition = p.partition,
+                        stored = p.stored,
+                        "on_offset_out_of_range = earliest: re-reading the partition from the start of its log"
+                    );
+                    return true;
+                }
+                Err(e) => {
+                    let e = KafkaError::OffsetStore {
+                        message: format!(
+                            "resetting the stored offset of {} [{}]: {e}",
+                            p.topic, p.partition
+                        ),
+                        transient: false,
+                    };
+                    let mut st = self.shared.state.lock().unwrap();
+                    st.fatal.get_or_insert(e);
+                    self.shared.notify.notify_one();
+                    return false;
+                }
+            }
+        }
+        self.store.report(&p);
+        st.fatal.get_or_insert(KafkaError::OffsetOutOfRange(p));
+        self.shared.notify.notify_one();
+        false
+    }
+
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList, coop: bool) {
         // The fence: wait for the batch being applied to commit or roll back.
         let guard = if self.shared.shutdown.load(Ordering::SeqCst) {
@@ -468,6 +604,345 @@ impl Ctx {
             tracing::error!(error = %e, "unassigning partitions failed");
         }
         drop(guard);
+    }
+}
+
+/// How long a check of stored offsets against the log may take (it runs in the rebalance
+/// callback and on the poll thread, both well below `max.poll.interval.ms`).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
+
+struct ProbeItem {
+    topic: String,
+    partition: i32,
+    stored: Option<i64>,
+    mark: Option<LogMark>,
+}
+
+#[derive(Debug)]
+enum Verdict {
+    /// The stored offset is in the log, and the marked record (if any) is the one applied.
+    Fits,
+    /// Proof that it does not fit.
+    Problem(OffsetProblem),
+    /// No answer in time (broker away or slow): nothing proven either way.
+    Unknown,
+}
+
+/// Check stored offsets against the log with a separate, group-less consumer: fetch the
+/// marked record (or, without a mark, the stored offset) of each partition. Only the broker's
+/// own answers count as proof — an OffsetOutOfRange error for that fetch, a different record
+/// at the marked offset, or a fetch response whose high watermark (exact, unlike tansu's
+/// ListOffsets answer) is below the stored offset. No answer is `Unknown`, never a problem.
+fn probe(cfg: &ClientConfig, items: &[ProbeItem], timeout: Duration) -> Vec<Verdict> {
+    let mut out: Vec<Verdict> = items.iter().map(|_| Verdict::Unknown).collect();
+    let mut c = cfg.clone();
+    c.set(
+        "group.id",
+        format!("tributary-offset-check-{}", std::process::id()),
+    )
+    .set("enable.auto.commit", "false")
+    .set("auto.offset.reset", "error")
+    .set("enable.partition.eof", "true")
+    .set("fetch.wait.max.ms", "100");
+    let consumer: BaseConsumer = match c.create() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "offset check: cannot create the probe consumer");
+            return out;
+        }
+    };
+    let consumer = Arc::new(consumer);
+    let mut tpl = TopicPartitionList::new();
+    let mut queues = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let Some(at) = it.mark.map(|m| m.offset).or(it.stored) else {
+            out[i] = Verdict::Fits;
+            continue;
+        };
+        let Some(q) = consumer.split_partition_queue(&it.topic, it.partition) else {
+            continue;
+        };
+        if tpl
+            .add_partition_offset(&it.topic, it.partition, Offset::Offset(at))
+            .is_err()
+        {
+            continue;
+        }
+        queues.push((i, at, q));
+    }
+    if queues.is_empty() {
+        return out;
+    }
+    if let Err(e) = consumer.assign(&tpl) {
+        tracing::warn!(error = %e, "offset check: cannot assign the probe consumer");
+        return out;
+    }
+    let problem = |it: &ProbeItem, reason: String| {
+        let (lo, hi) = consumer
+            .fetch_watermarks(&it.topic, it.partition, Duration::from_secs(2))
+            .map(|(l, h)| (Some(l), Some(h)))
+            .unwrap_or((None, None));
+        let (clo, chi) = probe_cached(&consumer, &it.topic, it.partition);
+        Verdict::Problem(OffsetProblem {
+            topic: it.topic.clone(),
+            partition: it.partition,
+            stored: it.stored.or(it.mark.map(|m| m.offset + 1)).unwrap_or(-1),
+            log_start: clo.or(lo),
+            log_end: match (chi, hi) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            },
+            reason,
+        })
+    };
+    let deadline = Instant::now() + timeout;
+    let mut open: Vec<usize> = (0..queues.len()).collect();
+    while !open.is_empty() && Instant::now() < deadline {
+        let _ = consumer.poll(Duration::from_millis(20));
+        open.retain(|&qi| {
+            let (i, at, q) = &queues[qi];
+            let it = &items[*i];
+            let Some(r) = q.poll(Duration::ZERO) else {
+                return true;
+            };
+            let v = match r {
+                Ok(m) => {
+                    let (_, hi) = probe_cached(&consumer, &it.topic, it.partition);
+                    match it.mark {
+                        Some(mark) if m.offset() == mark.offset => {
+                            if LogMark::of(m.offset(), m.key(), m.payload()) != mark {
+                                problem(it, format!(
+                                    "the record at offset {} is not the one applied there (its key/value differ): the log was replaced",
+                                    mark.offset
+                                ))
+                            } else {
+                                match (it.stored, hi) {
+                                    (Some(s), Some(h)) if s > h => problem(it, format!(
+                                        "a fetch response reports the log end {h}, below the stored offset"
+                                    )),
+                                    _ => Verdict::Fits,
+                                }
+                            }
+                        }
+                        Some(mark) => {
+                            // The marked record is gone (compacted, or deleted by retention):
+                            // nothing to compare; the offset itself is in the log.
+                            tracing::debug!(topic = %it.topic, partition = it.partition, mark = mark.offset, got = m.offset(), "marked record not in the log; offset check only");
+                            Verdict::Fits
+                        }
+                        None => Verdict::Fits,
+                    }
+                }
+                Err(RdError::PartitionEOF(_)) => {
+                    // The fetch at `at` found the end of the log there.
+                    match it.mark {
+                        Some(mark) if *at == mark.offset => problem(
+                            it,
+                            format!(
+                                "the log ends at {at}, but the record at offset {} was applied",
+                                mark.offset
+                            ),
+                        ),
+                        _ => Verdict::Fits,
+                    }
+                }
+                Err(RdError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => problem(
+                    it,
+                    format!("the broker answered OffsetOutOfRange to a fetch at offset {at}"),
+                ),
+                Err(e) => {
+                    tracing::debug!(topic = %it.topic, partition = it.partition, error = %e, "offset check: fetch error; waiting");
+                    return true;
+                }
+            };
+            out[*i] = v;
+            false
+        });
+    }
+    drop(queues);
+    out
+}
+
+fn probe_cached(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+) -> (Option<i64>, Option<i64>) {
+    let Ok(t) = std::ffi::CString::new(topic) else {
+        return (None, None);
+    };
+    let (mut lo, mut hi) = (-1i64, -1i64);
+    // SAFETY: as in `cached_watermarks`.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            t.as_ptr(),
+            partition,
+            &mut lo,
+            &mut hi,
+        )
+    };
+    if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return (None, None);
+    }
+    ((lo >= 0).then_some(lo), (hi >= 0).then_some(hi))
+}
+
+/// On the poll thread: partitions the broker answered OffsetOutOfRange for, and — after a
+/// lost broker connection — every assigned partition, checked against the log (stored
+/// offsets and marks re-read from the store), and the policy applied to what does not fit.
+fn check_running(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
+    let ctx = consumer.context();
+    let (oor, all) = {
+        let mut st = shared.state.lock().unwrap();
+        let oor: Vec<(String, i32)> = st.out_of_range.drain().collect();
+        let all = std::mem::take(&mut st.recheck_all);
+        let assigned = st.assigned();
+        let oor: Vec<(String, i32)> = oor.into_iter().filter(|k| assigned.contains(k)).collect();
+        let all = if all { assigned } else { Vec::new() };
+        (oor, all)
+    };
+    let parts: Vec<(String, i32)> = {
+        let mut v = oor.clone();
+        v.extend(all.iter().filter(|k| !oor.contains(k)).cloned());
+        v
+    };
+    if parts.is_empty() {
+        return;
+    }
+    let stored = match ctx.store.load(&parts) {
+        Ok(v) if v.len() == parts.len() => v,
+        other => {
+            tracing::warn!(result = ?other.err(), "offset check: stored offsets not readable; retrying");
+            let mut st = shared.state.lock().unwrap();
+            st.out_of_range.extend(oor);
+            st.recheck_all |= !all.is_empty();
+            return;
+        }
+    };
+    let marks = ctx
+        .store
+        .load_marks(&parts)
+        .unwrap_or_else(|_| vec![None; parts.len()]);
+    let mut problems = Vec::new();
+    let mut items = Vec::new();
+    let mut item_keys = Vec::new();
+    for (((t, p), s), m) in parts.iter().zip(stored).zip(marks) {
+        if oor.contains(&(t.clone(), *p)) {
+            match s {
+                // The broker's answer is the proof.
+                Some(s) => {
+                    let (lo, hi) = consumer
+                        .fetch_watermarks(t, *p, Duration::from_secs(2))
+                        .map(|(l, h)| (Some(l), Some(h)))
+                        .unwrap_or((None, None));
+                    problems.push(OffsetProblem {
+                        topic: t.clone(),
+                        partition: *p,
+                        stored: s,
+                        log_start: lo,
+                        log_end: hi,
+                        reason: "the broker answered OffsetOutOfRange to the consumer's fetch"
+                            .into(),
+                    });
+                }
+                // Nothing stored: the fallback start (a broker-committed offset) was out of
+                // range; start at the beginning, as documented for that fallback.
+                None => {
+                    tracing::info!(topic = %t, partition = p, "no stored offset and the broker's is out of range: reading from the start");
+                    let _ = consumer.seek(t, *p, Offset::Beginning, Duration::from_secs(10));
+                }
+            }
+        } else {
+            items.push(ProbeItem {
+                topic: t.clone(),
+                partition: *p,
+                stored: s,
+                mark: m,
+            });
+            item_keys.push((t.clone(), *p));
+        }
+    }
+    if !items.is_empty() {
+        let verdicts = probe(&ctx.probe_cfg, &items, PROBE_TIMEOUT);
+        let mut unknown = false;
+        for v in verdicts {
+            match v {
+                Verdict::Problem(p) => problems.push(p),
+                Verdict::Unknown => unknown = true,
+                Verdict::Fits => {}
+            }
+        }
+        let mut st = shared.state.lock().unwrap();
+        if unknown && st.recheck_tries < 30 {
+            // The broker is not answering yet: try again later.
+            st.recheck_tries += 1;
+            st.recheck_all = true;
+        } else if unknown {
+            tracing::warn!("offsets not checked against the log after the broker came back (no answer); continuing");
+        }
+    }
+    for p in problems {
+        tracing::error!("{p}");
+        if ctx.policy == OffsetPolicy::Stop {
+            ctx.store.report(&p);
+            let mut st = shared.state.lock().unwrap();
+            st.problems.push(p.clone());
+            st.fatal.get_or_insert(KafkaError::OffsetOutOfRange(p));
+            shared.notify.notify_one();
+            continue;
+        }
+        // Re-read from the start: fenced like a revoke (no batch of the partition is being
+        // applied while its stored offset is reset and it is sought back).
+        let _guard = shared.apply_lock.clone().blocking_lock_owned();
+        let key = (p.topic.clone(), p.partition);
+        if let Err(e) = ctx.store.reset(&p) {
+            let mut st = shared.state.lock().unwrap();
+            st.problems.push(p.clone());
+            st.fatal.get_or_insert(KafkaError::OffsetStore {
+                message: format!(
+                    "resetting the stored offset of {} [{}]: {e}",
+                    p.topic, p.partition
+                ),
+                transient: false,
+            });
+            shared.notify.notify_one();
+            continue;
+        }
+        let mut st = shared.state.lock().unwrap();
+        st.problems.push(p.clone());
+        if st.part(&p.topic, p.partition).is_none() {
+            continue;
+        }
+        if let Err(e) = consumer.seek(
+            &p.topic,
+            p.partition,
+            Offset::Beginning,
+            Duration::from_secs(10),
+        ) {
+            st.fatal.get_or_insert(KafkaError::Client(e));
+            shared.notify.notify_one();
+            continue;
+        }
+        let epoch = shared.epochs.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(ps) = st
+            .parts
+            .get_mut(&p.topic)
+            .and_then(|m| m.get_mut(&p.partition))
+        {
+            ps.epoch = epoch;
+            ps.applied_next = None;
+            ps.delivered_next = None;
+        }
+        st.applied.remove(&key);
+        st.targets.remove(&key);
+        st.drop_stale_queued();
+        tracing::error!(
+            topic = %p.topic,
+            partition = p.partition,
+            stored = p.stored,
+            "on_offset_out_of_range = earliest: re-reading the partition from the start of its log"
+        );
     }
 }
 
@@ -598,13 +1073,18 @@ impl KafkaSource {
     /// Create the consumer, subscribe, and start the poll thread. Joining the group and the
     /// first assignment happen in the background (~3 s against tansu).
     pub fn new(cfg: ConsumerConfig, store: Arc<dyn OffsetStore>) -> Result<Self, KafkaError> {
-        let client_cfg = cfg.client_config()?;
+        let mut client_cfg = cfg.client_config()?;
+        // Out of range is decided here (see `OffsetPolicy`), never by librdkafka's silent
+        // reset: it reports the broker's OffsetOutOfRange as an error instead.
+        client_cfg.set("auto.offset.reset", "error");
+        let probe_cfg = client_cfg.clone();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             notify: tokio::sync::Notify::new(),
             apply_lock: Arc::new(tokio::sync::Mutex::new(())),
             shutdown: AtomicBool::new(false),
             epochs: AtomicU64::new(0),
+            recheck_pending: AtomicBool::new(false),
             consumer: OnceLock::new(),
             queues: Mutex::new(HashMap::new()),
         });
@@ -612,6 +1092,8 @@ impl KafkaSource {
             shared: shared.clone(),
             store,
             fallback: cfg.fallback,
+            policy: cfg.on_out_of_range,
+            probe_cfg,
         };
         let consumer: BaseConsumer<Ctx> =
             client_cfg.create_with_context(ctx).map_err(|e| match e {
@@ -802,6 +1284,29 @@ impl KafkaSource {
     /// librdkafka (whose own per-partition queues then stop fetching).
     pub fn buffer_limits() -> (usize, usize) {
         (MAX_QUEUED_RECORDS, MAX_QUEUED_BYTES)
+    }
+
+    /// The configured literal topics (not `^regex` ones) the broker does not have (or has
+    /// without partitions). Blocking metadata request (≤ 5 s).
+    pub fn missing_topics(&self, topics: &[String]) -> Result<Vec<String>, KafkaError> {
+        let md = self.consumer.fetch_metadata(None, Duration::from_secs(5))?;
+        let have: std::collections::HashSet<&str> = md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.name())
+            .collect();
+        Ok(topics
+            .iter()
+            .filter(|t| !t.starts_with('^') && !have.contains(t.as_str()))
+            .cloned()
+            .collect())
+    }
+
+    /// Every stored offset found not to fit its log so far (stopped on, or re-read per
+    /// [`OffsetPolicy::Earliest`]).
+    pub fn offset_problems(&self) -> Vec<OffsetProblem> {
+        self.shared.state.lock().unwrap().problems.clone()
     }
 
     /// Number of rebalance events (assign + revoke) seen so far.
@@ -1024,6 +1529,7 @@ impl Drop for KafkaSource {
 
 fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
     let mut last_targets_try = Instant::now() - Duration::from_secs(10);
+    let mut last_check = Instant::now();
     let started = Instant::now();
     let mut warned_unassigned = false;
     let mut idle = false;
@@ -1070,7 +1576,7 @@ fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
             let records = shared.state.lock().unwrap().queue.len();
             let share =
                 (MAX_QUEUED_RECORDS.saturating_sub(records) / queues.len().max(1)).clamp(1, 4096);
-            for q in queues.values() {
+            for (key, q) in queues.iter() {
                 let mut st = shared.state.lock().unwrap();
                 for _ in 0..share {
                     if st.queue.len() >= MAX_QUEUED_RECORDS || st.queued_bytes >= MAX_QUEUED_BYTES {
@@ -1079,7 +1585,7 @@ fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
                     let Some(r) = q.poll(Duration::ZERO) else {
                         break;
                     };
-                    if !take_into(shared, &mut st, r) {
+                    if !take_into(shared, &mut st, r, Some(key)) {
                         break;
                     }
                     got += 1;
@@ -1090,6 +1596,22 @@ fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
             shared.notify.notify_one();
         }
         idle = got == 0;
+        // 3. Offsets out of range / a lost broker connection: check against the log.
+        if shared.recheck_pending.swap(false, Ordering::SeqCst) {
+            let mut st = shared.state.lock().unwrap();
+            st.recheck_all = true;
+            st.recheck_tries = 0;
+        }
+        if last_check.elapsed() >= Duration::from_secs(1) {
+            let due = {
+                let st = shared.state.lock().unwrap();
+                !st.out_of_range.is_empty() || (st.recheck_all && !st.parts.is_empty())
+            };
+            if due {
+                check_running(consumer, shared);
+                last_check = Instant::now();
+            }
+        }
         // Capture end offsets of newly assigned partitions (outside the state lock).
         if last_targets_try.elapsed() >= Duration::from_millis(200) {
             let missing: Vec<(String, i32)> = {
@@ -1142,7 +1664,7 @@ fn poll_loop(consumer: &BaseConsumer<Ctx>, shared: &Shared) {
 /// caller stops polling that queue for this round).
 fn take(shared: &Shared, r: KafkaResult<rdkafka::message::BorrowedMessage<'_>>) -> bool {
     let mut st = shared.state.lock().unwrap();
-    take_into(shared, &mut st, r)
+    take_into(shared, &mut st, r, None)
 }
 
 /// [`take`] with the state lock held by the caller.
@@ -1150,6 +1672,7 @@ fn take_into(
     shared: &Shared,
     st: &mut State,
     r: KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+    from: Option<&(String, i32)>,
 ) -> bool {
     match r {
         Ok(m) => {
@@ -1168,6 +1691,18 @@ fn take_into(
             true
         }
         Err(RdError::PartitionEOF(_)) => true,
+        Err(RdError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => {
+            // `auto.offset.reset=error`: the broker answered OffsetOutOfRange to a fetch.
+            // librdkafka stopped fetching the partition; `check_running` decides.
+            tracing::warn!(partition = ?from, "kafka fetch offset out of range");
+            match from {
+                Some(k) => {
+                    st.out_of_range.insert(k.clone());
+                }
+                None => st.recheck_all = true,
+            }
+            false
+        }
         Err(e) => {
             tracing::warn!(error = %e, "kafka consumer error");
             if matches!(e, RdError::MessageConsumptionFatal(_)) {

@@ -102,7 +102,7 @@ mod consumer;
 mod producer;
 
 pub use consumer::{
-    ApplyGuard, CaughtUp, ConsumerConfig, FetchedEpochs, KafkaSource, OffsetFallback,
+    ApplyGuard, CaughtUp, ConsumerConfig, FetchedEpochs, KafkaSource, OffsetFallback, OffsetPolicy,
     PartitionPosition,
 };
 pub use producer::{KafkaSink, OutRecord, ProducerConfig};
@@ -134,6 +134,82 @@ pub enum KafkaError {
     /// A broker request did not complete in time.
     #[error("kafka: timed out: {0}")]
     Timeout(String),
+    /// A stored offset does not fit the partition's log (definite): see [`OffsetProblem`].
+    #[error("{0}")]
+    OffsetOutOfRange(OffsetProblem),
+}
+
+/// A stored position that does not fit the partition's log: beyond its end, below its start,
+/// or pointing into a log that is not the one the sink read (the record the sink applied at
+/// an offset is no longer there — the broker lost its log, or the topic was re-created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetProblem {
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset stored with the data (what the sink would resume from).
+    pub stored: i64,
+    /// The log's start and end offsets as the broker reported them (informational: some
+    /// brokers under-report them; the evidence is in `reason`).
+    pub log_start: Option<i64>,
+    pub log_end: Option<i64>,
+    /// What proves it (the broker's OffsetOutOfRange answer, a different record at an applied
+    /// offset, …).
+    pub reason: String,
+}
+
+impl std::fmt::Display for OffsetProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let range = |o: Option<i64>| o.map_or("?".to_string(), |v| v.to_string());
+        write!(
+            f,
+            "kafka offset out of range: topic {} partition {}: stored next offset {} but the log holds [{}, {}): {} \
+             (the broker lost its log or the topic was re-created; records below the stored offset would be skipped. \
+             Set [sink] on_offset_out_of_range = \"earliest\" to re-read the partition from its start — \
+             duplicates are no-ops — or fix the broker)",
+            self.topic,
+            self.partition,
+            self.stored,
+            range(self.log_start),
+            range(self.log_end),
+            self.reason
+        )
+    }
+}
+
+/// A fingerprint of one applied record: its offset and a hash of its key and value. Stored
+/// with the offsets; a later read of that offset returning other bytes proves the log was
+/// replaced (see the crate docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogMark {
+    pub offset: i64,
+    /// FNV-1a 64 of the key's length, key, value's length and value.
+    pub hash: u64,
+}
+
+impl LogMark {
+    /// The mark of a record as fetched.
+    pub fn of(offset: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> LogMark {
+        let mut h: u64 = 0xcbf29ce484222325;
+        let mut eat = |b: &[u8]| {
+            for x in b {
+                h ^= *x as u64;
+                h = h.wrapping_mul(0x100000001b3);
+            }
+        };
+        for part in [key, value] {
+            match part {
+                Some(b) => {
+                    eat(&(b.len() as u64).to_le_bytes());
+                    eat(b);
+                }
+                None => eat(&u64::MAX.to_le_bytes()),
+            }
+        }
+        LogMark { offset, hash: h }
+    }
+    pub fn of_record(r: &RawRecord) -> LogMark {
+        LogMark::of(r.offset, r.key.as_deref(), r.value.as_deref())
+    }
 }
 
 fn code_is_definite(code: RDKafkaErrorCode) -> bool {
@@ -175,6 +251,7 @@ impl tributary_model::ErrorClass for KafkaError {
             KafkaError::OffsetStore { transient, .. } => *transient,
             KafkaError::Closed(_) => false,
             KafkaError::Timeout(_) => true,
+            KafkaError::OffsetOutOfRange(_) => false,
             KafkaError::Client(e) => match e {
                 RdError::ClientConfig(..) | RdError::ClientCreation(_) | RdError::Nul(_) => false,
                 RdError::Subscription(_) => false,
@@ -195,6 +272,26 @@ pub trait OffsetStore: Send + Sync + 'static {
     /// Returns, aligned with `partitions`, the next offset to read (last applied + 1), or
     /// `None` when the store has never applied anything from that partition.
     fn load(&self, partitions: &[(String, i32)]) -> Result<Vec<Option<i64>>, KafkaError>;
+
+    /// The [`LogMark`]s stored for `partitions` (aligned; `None` when none was stored).
+    /// Checked against the log at every assignment and after the broker connection was lost.
+    fn load_marks(&self, partitions: &[(String, i32)]) -> Result<Vec<Option<LogMark>>, KafkaError> {
+        Ok(vec![None; partitions.len()])
+    }
+
+    /// The out-of-range policy chose to re-read `problem`'s partition from the start of its
+    /// log: forget its stored offset and mark (so the next commit can store a lower offset)
+    /// and record the problem for `tributary status`. Called with the apply lock held (no
+    /// batch of the partition is being applied).
+    fn reset(&self, problem: &OffsetProblem) -> Result<(), KafkaError> {
+        let _ = problem;
+        Ok(())
+    }
+
+    /// Record `problem` where `tributary status` shows it (the pipeline stops next).
+    fn report(&self, problem: &OffsetProblem) {
+        let _ = problem;
+    }
 }
 
 /// An in-memory [`OffsetStore`] (tests, demos, dry runs). Not durable.
@@ -227,6 +324,13 @@ impl OffsetStore for MemoryOffsetStore {
     fn load(&self, partitions: &[(String, i32)]) -> Result<Vec<Option<i64>>, KafkaError> {
         let map = self.map.lock().unwrap();
         Ok(partitions.iter().map(|k| map.get(k).copied()).collect())
+    }
+    fn reset(&self, problem: &OffsetProblem) -> Result<(), KafkaError> {
+        self.map
+            .lock()
+            .unwrap()
+            .remove(&(problem.topic.clone(), problem.partition));
+        Ok(())
     }
 }
 
@@ -264,6 +368,24 @@ mod tests {
         ))
         .is_transient());
         assert!(!KafkaError::Client(RdError::ClientCreation("bad".into())).is_transient());
+    }
+
+    #[test]
+    fn marks() {
+        let a = LogMark::of(3, Some(b"k"), Some(b"v"));
+        assert_eq!(a, LogMark::of(3, Some(b"k"), Some(b"v")));
+        assert_ne!(a.hash, LogMark::of(3, Some(b"kv"), None).hash);
+        assert_ne!(a.hash, LogMark::of(3, None, Some(b"kv")).hash);
+        assert_ne!(a.hash, LogMark::of(3, Some(b""), Some(b"kv")).hash);
+        assert!(!KafkaError::OffsetOutOfRange(OffsetProblem {
+            topic: "t".into(),
+            partition: 0,
+            stored: 5,
+            log_start: Some(0),
+            log_end: Some(2),
+            reason: "x".into()
+        })
+        .is_transient());
     }
 
     #[test]

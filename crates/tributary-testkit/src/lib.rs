@@ -791,6 +791,20 @@ impl Tansu {
             let _ = c.wait();
         }
     }
+
+    /// Start the broker again on the same port after [`Tansu::kill`]. Its storage is in
+    /// memory, so it comes back empty: a broker that lost its log (every topic and record).
+    pub fn start_again(&mut self) -> Result<()> {
+        self.kill();
+        self.launch()
+    }
+
+    /// Stop the broker and start it again on the same port with empty storage.
+    pub fn restart_empty(&mut self) -> Result<()> {
+        self.kill();
+        std::thread::sleep(Duration::from_millis(200));
+        self.launch()
+    }
 }
 
 impl Drop for Tansu {

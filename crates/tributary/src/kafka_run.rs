@@ -19,8 +19,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::{info, warn};
+use tributary_apply::config::ident;
 use tributary_codec::decode::Decoder;
-use tributary_kafka::{ConsumerConfig, KafkaError, KafkaSource, OffsetStore};
+use tributary_kafka::{
+    ConsumerConfig, KafkaError, KafkaSource, LogMark, OffsetPolicy, OffsetProblem, OffsetStore,
+};
 use tributary_model::{Batch, Checkpoint, ErrorClass, RawRecord};
 
 use crate::config::{redact, Config};
@@ -35,7 +38,121 @@ pub struct PgOffsetStore {
     handle: tokio::runtime::Handle,
 }
 
+impl PgOffsetStore {
+    /// Run one statement against the store, retrying outages for at most
+    /// `[pipeline] max_outage_secs` (called on the consumer's thread).
+    fn exec(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, KafkaError> {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let res: Result<_, (String, bool)> = self.handle.block_on(async {
+                let client = tributary_apply::connect(&self.url)
+                    .await
+                    .map_err(|e| (e.to_string(), e.is_transient()))?;
+                client.query(sql, params).await.map_err(|e| {
+                    // No SQLSTATE: the connection went away; 08/57P: connection or shutdown.
+                    let transient = e
+                        .code()
+                        .is_none_or(|c| c.code().starts_with("08") || c.code().starts_with("57P"));
+                    let state = e.code().map(|c| format!(" (SQLSTATE {})", c.code()));
+                    (format!("{e}{}", state.unwrap_or_default()), transient)
+                })
+            });
+            match res {
+                Ok(rows) => return Ok(rows),
+                Err((e, true)) if started.elapsed() < crate::sink::max_outage() => {
+                    warn!("{what}: {e}; retrying in {delay:?}");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err((e, transient)) => {
+                    return Err(KafkaError::OffsetStore {
+                        message: format!("{what}: {e}"),
+                        transient,
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// Marks live in the checkpoint row's `position` (unused for Kafka partitions otherwise):
+/// `{"mark": {"offset": N, "hash": "<16 hex>"}, "offset_problem": "…", "offset_problem_at": "…"}`.
+fn mark_json(m: &LogMark) -> serde_json::Value {
+    serde_json::json!({"offset": m.offset, "hash": format!("{:016x}", m.hash)})
+}
+
+fn mark_from_json(v: &serde_json::Value) -> Option<LogMark> {
+    Some(LogMark {
+        offset: v["offset"].as_i64()?,
+        hash: u64::from_str_radix(v["hash"].as_str()?, 16).ok()?,
+    })
+}
+
 impl OffsetStore for PgOffsetStore {
+    fn load_marks(&self, partitions: &[(String, i32)]) -> Result<Vec<Option<LogMark>>, KafkaError> {
+        let cs = ident(&self.control_schema);
+        let rows = self.exec(
+            "reading Kafka log marks",
+            &format!("SELECT topic, kafka_partition, position::text FROM {cs}.checkpoints WHERE pipeline = $1 AND kafka_partition >= 0"),
+            &[&self.pipeline],
+        )?;
+        let mut map = std::collections::HashMap::new();
+        for r in rows {
+            let pos: Option<String> = r.get(2);
+            let mark = pos
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+                .and_then(|j| mark_from_json(&j["mark"]));
+            map.insert((r.get::<_, String>(0), r.get::<_, i32>(1)), mark);
+        }
+        Ok(partitions
+            .iter()
+            .map(|k| map.get(k).copied().flatten())
+            .collect())
+    }
+
+    fn reset(&self, problem: &OffsetProblem) -> Result<(), KafkaError> {
+        let cs = ident(&self.control_schema);
+        let note = serde_json::json!({
+            "offset_problem": problem.to_string(),
+            "offset_problem_action": "re-read from the start of the log (on_offset_out_of_range = earliest)",
+        });
+        self.exec(
+            "resetting a Kafka offset",
+            &format!(
+                "UPDATE {cs}.checkpoints SET next_offset = NULL, updated_at = now(),
+                   position = $4::text::jsonb || jsonb_build_object('offset_problem_at', now()::text)
+                 WHERE pipeline = $1 AND topic = $2 AND kafka_partition = $3"
+            ),
+            &[&self.pipeline, &problem.topic, &problem.partition, &note.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn report(&self, problem: &OffsetProblem) {
+        let cs = ident(&self.control_schema);
+        let note = serde_json::json!({
+            "offset_problem": problem.to_string(),
+            "offset_problem_action": "stopped (on_offset_out_of_range = stop)",
+        });
+        if let Err(e) = self.exec(
+            "recording a Kafka offset problem",
+            &format!(
+                "UPDATE {cs}.checkpoints SET
+                   position = coalesce(position, '{{}}'::jsonb) || $4::text::jsonb || jsonb_build_object('offset_problem_at', now()::text)
+                 WHERE pipeline = $1 AND topic = $2 AND kafka_partition = $3"
+            ),
+            &[&self.pipeline, &problem.topic, &problem.partition, &note.to_string()],
+        ) {
+            warn!("{e}");
+        }
+    }
+
     fn load(&self, partitions: &[(String, i32)]) -> Result<Vec<Option<i64>>, KafkaError> {
         // Retry outages here: assigning a partition without knowing its offset is not an option.
         let mut delay = Duration::from_millis(100);
@@ -76,6 +193,13 @@ pub fn consumer_config(cfg: &Config) -> Result<ConsumerConfig> {
         cfg.source.group_id.clone(),
         cfg.source.topics.clone(),
     );
+    c.on_out_of_range = match cfg.source.on_offset_out_of_range.as_str() {
+        "stop" => OffsetPolicy::Stop,
+        "earliest" => OffsetPolicy::Earliest,
+        other => anyhow::bail!(
+            "[source] on_offset_out_of_range = {other:?}: expected \"stop\" or \"earliest\""
+        ),
+    };
     c.extra = cfg
         .source
         .kafka_properties
@@ -103,7 +227,15 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         pipeline,
         handle: tokio::runtime::Handle::current(),
     });
+    let topics = cc.topics.clone();
     let mut source = KafkaSource::new(cc, store).context("creating Kafka consumer")?;
+    let mut marks = MarkWriter::new(&pg_url, &cfg.sink.apply.control_schema, &sink.pipeline);
+    let mut problems_seen = 0usize;
+    // Since when the broker keeps reporting errors (cleared by records, or 30 s without one).
+    let mut outage: Option<(Instant, Instant)> = None;
+    // A bounded run's deadline without progress (see `Bounded`).
+    let mut last_progress = Instant::now();
+    let mut progress_total = 0u64;
     source.set_bounded(until_caught_up);
     let stop_on_error = sink.pg.config().on_error == tributary_apply::OnError::Stop;
     sink.routing = crate::sink::Routing::from_config(cfg);
@@ -130,12 +262,35 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                 _ = &mut shutdown => { info!("signal received: stopping after the last committed batch"); break; }
             }
         };
+        let problems = source.offset_problems();
+        if problems.len() > problems_seen {
+            problems_seen = problems.len();
+            m::set_error(&problems[problems.len() - 1].to_string());
+        }
         let recs = match recs {
-            Ok(r) => r,
+            Ok(r) => {
+                if outage.is_some_and(|(_, last)| {
+                    !r.is_empty() || last.elapsed() > Duration::from_secs(30)
+                }) {
+                    outage = None;
+                }
+                r
+            }
             Err(e) if e.is_transient() => {
-                warn!("Kafka: {e}; retrying");
+                let (since, _) = *outage.get_or_insert((Instant::now(), Instant::now()));
+                outage = Some((since, Instant::now()));
+                if since.elapsed() >= crate::sink::max_outage() {
+                    return Err(e).context(format!(
+                        "Kafka unreachable for {:?} ([pipeline] max_outage_secs); giving up",
+                        since.elapsed()
+                    ));
+                }
+                warn!("Kafka: {e}; retrying (failing for {:?})", since.elapsed());
                 m::set_error(&e.to_string());
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = &mut shutdown => { info!("signal received: stopping"); break; }
+                }
                 continue;
             }
             Err(e) => return Err(e).context("Kafka consumer failed"),
@@ -197,6 +352,9 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                 if let Some(Checkpoint::Kafka(offsets)) = &batch.checkpoint {
                     source.commit_advisory(offsets);
                 }
+                // Under the apply lock: a reset of a partition (out-of-range policy) cannot
+                // be overwritten by a mark of its old log.
+                marks.write(&raw).await;
                 total += raw.len() as u64;
                 crate::sink::drop_behind((raw, batch));
             }
@@ -217,9 +375,35 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                 source.lag()
             );
         }
+        if total != progress_total {
+            progress_total = total;
+            last_progress = Instant::now();
+        }
         if until_caught_up && in_flight.is_none() {
             let c = source.caught_up(Duration::from_secs(2));
-            if c.done {
+            // A configured topic that does not exist is not "caught up": it is waited for
+            // (it may be being created), within the deadline below.
+            let missing = if c.done || last_progress.elapsed() >= crate::sink::max_outage() {
+                source.missing_topics(&topics).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            if last_progress.elapsed() >= crate::sink::max_outage()
+                && !(c.done && missing.is_empty())
+            {
+                let why = if !missing.is_empty() {
+                    format!("topics {missing:?} do not exist on the broker")
+                } else if !c.settled {
+                    "no partition assignment from the broker (unreachable, or the group does not settle)".to_string()
+                } else {
+                    format!("partitions not caught up: {:?}", c.pending)
+                };
+                return Err(anyhow::Error::new(KafkaError::Timeout(format!(
+                    "--until-caught-up: no progress for {:?} ([pipeline] max_outage_secs): {why}",
+                    last_progress.elapsed()
+                ))));
+            }
+            if c.done && missing.is_empty() {
                 let since_join = source
                     .first_assigned()
                     .map_or(0.0, |t| t.elapsed().as_secs_f64());
@@ -295,4 +479,77 @@ async fn rewind_to_stored(sink: &mut RecordSink, source: &mut KafkaSource) -> Re
         .rewind(&pairs)
         .context("seeking to the stored offsets")?;
     Ok(())
+}
+
+/// Writes the [`LogMark`] of the last applied record of each partition next to its stored
+/// offset (at most every 2 s, after the batch committed, best-effort: a mark is only evidence
+/// for the check against the log, and any applied offset serves — an older mark is as good).
+struct MarkWriter {
+    url: String,
+    sql: String,
+    client: Option<tokio_postgres::Client>,
+    last: Option<Instant>,
+    pipeline: String,
+}
+
+impl MarkWriter {
+    fn new(url: &str, control_schema: &str, pipeline: &str) -> MarkWriter {
+        let cs = ident(control_schema);
+        MarkWriter {
+            url: url.to_string(),
+            sql: format!(
+                "UPDATE {cs}.checkpoints AS c
+                 SET position = coalesce(c.position, '{{}}'::jsonb) || jsonb_build_object('mark', u.m::jsonb)
+                 FROM unnest($2::text[], $3::int[], $4::text[]) AS u(t, p, m)
+                 WHERE c.pipeline = $1 AND c.topic = u.t AND c.kafka_partition = u.p
+                   AND c.next_offset > (u.m::jsonb->>'offset')::bigint"
+            ),
+            client: None,
+            last: None,
+            pipeline: pipeline.to_string(),
+        }
+    }
+
+    async fn write(&mut self, applied: &[RawRecord]) {
+        if applied.is_empty()
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
+        {
+            return;
+        }
+        let mut last: std::collections::BTreeMap<(&str, i32), &RawRecord> = Default::default();
+        for r in applied {
+            let e = last.entry((r.topic.as_str(), r.partition)).or_insert(r);
+            if r.offset > e.offset {
+                *e = r;
+            }
+        }
+        let topics: Vec<&str> = last.keys().map(|k| k.0).collect();
+        let parts: Vec<i32> = last.keys().map(|k| k.1).collect();
+        let marks: Vec<String> = last
+            .values()
+            .map(|r| mark_json(&LogMark::of_record(r)).to_string())
+            .collect();
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            match tributary_apply::connect(&self.url).await {
+                Ok(c) => self.client = Some(c),
+                Err(e) => {
+                    tracing::debug!("log marks not written: {e}");
+                    return;
+                }
+            }
+        }
+        let c = self.client.as_ref().unwrap();
+        match c
+            .execute(&self.sql, &[&self.pipeline, &topics, &parts, &marks])
+            .await
+        {
+            Ok(_) => self.last = Some(Instant::now()),
+            Err(e) => {
+                tracing::debug!("log marks not written: {e}");
+                self.client = None;
+            }
+        }
+    }
 }

@@ -268,7 +268,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(tributary::sink::exit_code(&e))
         }
     }
 }

@@ -145,6 +145,39 @@ pub fn max_outage() -> Duration {
     Duration::from_secs(MAX_OUTAGE_SECS.load(std::sync::atomic::Ordering::Relaxed))
 }
 
+/// Exit code: a source, sink or broker that stayed unreachable (or topics that stayed
+/// absent) past its deadline (`[pipeline] max_outage_secs`) — a transient error that was
+/// given up on.
+pub const EXIT_UNREACHABLE: u8 = 5;
+/// Exit code: a stored Kafka offset does not fit its partition's log and the policy is
+/// `on_offset_out_of_range = "stop"`.
+pub const EXIT_OFFSET_OUT_OF_RANGE: u8 = 6;
+
+/// The process exit code for a pipeline error (README "Exit codes"): classified by the typed
+/// errors in its chain, 1 for everything else.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    use tributary_kafka::KafkaError;
+    use tributary_model::ErrorClass;
+    for c in e.chain() {
+        if let Some(k) = c.downcast_ref::<KafkaError>() {
+            if matches!(k, KafkaError::OffsetOutOfRange(_)) {
+                return EXIT_OFFSET_OUT_OF_RANGE;
+            }
+            if k.is_transient() {
+                return EXIT_UNREACHABLE;
+            }
+        }
+        if c.downcast_ref::<ApplyError>()
+            .is_some_and(|a| a.is_transient())
+            || c.downcast_ref::<tributary_capture::CaptureError>()
+                .is_some_and(|a| a.is_transient())
+        {
+            return EXIT_UNREACHABLE;
+        }
+    }
+    1
+}
+
 /// How long PostgreSQL has been unavailable, and the wait before the next attempt: backoff
 /// 100 ms → 10 s, the reason on `/health`, and an error once the outage is longer than
 /// [`set_max_outage`]. One clock per outage.
