@@ -19,6 +19,19 @@ pub enum OnError {
     Stop,
 }
 
+/// What `DROP COLUMN` / `DROP TABLE` in the source does to the warehouse (see `ddl.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DropPolicy {
+    /// Keep it: a dropped column stays in current (NULL for changes after the drop), a
+    /// dropped table's warehouse tables stay, marked dropped. History keeps every value.
+    #[default]
+    Keep,
+    /// Drop it from current too (history keeps the column / a dropped table's history table
+    /// is dropped as well — only for users who want the warehouse to mirror the source schema).
+    Drop,
+}
+
 /// Metadata columns of the current table. `None` switches a column off.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -227,6 +240,10 @@ pub struct ApplyConfig {
     /// `parallel.rs` — rows are split by primary key, the checkpoint follows the last lane).
     /// 1 = every batch in one transaction. Direct mode always uses one.
     pub connections: usize,
+    /// Source `DROP COLUMN`: keep the column in current (default) or drop it (history keeps it).
+    pub on_drop_column: DropPolicy,
+    /// Source `DROP TABLE`: keep the warehouse tables, marked dropped (default), or drop them.
+    pub on_drop_table: DropPolicy,
 }
 
 impl Default for ApplyConfig {
@@ -243,6 +260,8 @@ impl Default for ApplyConfig {
             synchronous_commit: "off".into(),
             snapshot_fast_path: true,
             connections: 2,
+            on_drop_column: DropPolicy::Keep,
+            on_drop_table: DropPolicy::Keep,
         }
     }
 }

@@ -45,6 +45,7 @@
 //! together with the checkpoint.
 
 pub mod config;
+mod ddl;
 mod fast_snapshot;
 pub mod identity;
 pub mod names;
@@ -52,6 +53,7 @@ mod parallel;
 pub mod pgconn;
 pub mod pgtype;
 mod table;
+mod widen;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -61,7 +63,7 @@ use futures::SinkExt;
 use tokio_postgres::Client;
 use tracing::{debug, warn};
 use tributary_model::{
-    Batch, BinlogCheckpoint, ChangeEvent, Checkpoint, DeadLetter, ErrorClass, TableId,
+    Batch, BinlogCheckpoint, ChangeEvent, Checkpoint, DeadLetter, ErrorClass, SchemaChange, TableId,
 };
 
 pub use config::{ApplyConfig, OnError};
@@ -230,6 +232,8 @@ pub type DeadLetterEncoder =
 pub(crate) struct Part<'a> {
     pub pipeline: &'a str,
     pub events: Vec<&'a ChangeEvent>,
+    /// Source DDL, applied at its position among `events` (see `ddl.rs`).
+    pub schema_changes: &'a [SchemaChange],
     pub dead_letters: &'a [DeadLetter],
     pub checkpoint: Option<&'a Checkpoint>,
     /// The source transaction goes on in the next part: do not commit (see
@@ -242,6 +246,7 @@ impl<'a> Part<'a> {
         Part {
             pipeline: &batch.pipeline,
             events: batch.events.iter().collect(),
+            schema_changes: &batch.schema_changes,
             dead_letters: &batch.dead_letters,
             checkpoint: batch.checkpoint.as_ref(),
             continues: batch.continues,
@@ -367,6 +372,21 @@ impl PgSink {
                history_table text NOT NULL,
                keyless boolean NOT NULL,
                created_at timestamptz NOT NULL DEFAULT now());
+             ALTER TABLE {cs}.tables ADD COLUMN IF NOT EXISTS dropped_at timestamptz;
+             ALTER TABLE {cs}.tables ADD COLUMN IF NOT EXISTS dropped_by text;
+             CREATE TABLE IF NOT EXISTS {cs}.schema_changes (
+               id bigserial PRIMARY KEY,
+               pipeline text NOT NULL,
+               source_table text NOT NULL,
+               action text NOT NULL,
+               position text NOT NULL,
+               ddl text NOT NULL,
+               src_file text,
+               src_pos bigint,
+               src_gtid text,
+               src_ts timestamptz,
+               applied_at timestamptz NOT NULL DEFAULT now(),
+               UNIQUE (source_table, action, position));
 "
         );
         self.client
@@ -547,10 +567,61 @@ impl PgSink {
     ) -> Result<ApplyStats, ApplyError> {
         let mut stats = ApplyStats::default();
         let mut dead: Vec<DeadLetter> = batch.dead_letters.to_vec();
+        if batch.schema_changes.is_empty() {
+            self.apply_events(&batch.events, one_by_one, &mut stats, &mut dead)
+                .await?;
+        } else {
+            // Source DDL at its place in the change order: the events before it, then it,
+            // then the next stretch (stream order kept inside each stretch).
+            let mut ddl: Vec<&SchemaChange> = batch.schema_changes.iter().collect();
+            ddl.sort_by_key(|sc| sc.source.order_key());
+            let mut stretches: Vec<Vec<&ChangeEvent>> = vec![Vec::new(); ddl.len() + 1];
+            for ev in &batch.events {
+                let k = ev.source.order_key();
+                let i = ddl.partition_point(|sc| sc.source.order_key() < k);
+                stretches[i].push(*ev);
+            }
+            for (i, events) in stretches.iter().enumerate() {
+                self.apply_events(events, one_by_one, &mut stats, &mut dead)
+                    .await?;
+                if let Some(sc) = ddl.get(i) {
+                    self.apply_schema_change(batch.pipeline, sc, &mut dead)
+                        .await?;
+                }
+            }
+        }
+        if !dead.is_empty() && self.cfg.on_error == OnError::Stop {
+            let d = &dead[0];
+            return Err(ApplyError::definite(format!(
+                "refusing {}[{}]@{}: {} ({}) — on_error = \"stop\"",
+                d.topic, d.partition, d.offset, d.reason, d.stage
+            )));
+        }
+        stats.dead_lettered = self.write_dead_letters(batch.pipeline, &dead).await?;
+        if let Some(cp) = batch.checkpoint {
+            self.write_checkpoint(batch.pipeline, cp).await?;
+        }
+        if !batch.continues {
+            self.in_txn = false;
+            self.client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| pg_err("COMMIT", e))?;
+        }
+        Ok(stats)
+    }
 
+    /// Apply events table by table (one stretch of a batch, inside its transaction).
+    async fn apply_events(
+        &mut self,
+        events: &[&ChangeEvent],
+        one_by_one: bool,
+        stats: &mut ApplyStats,
+        dead: &mut Vec<DeadLetter>,
+    ) -> Result<(), ApplyError> {
         // Group by table, keeping stream order inside each table.
         let mut by_table: BTreeMap<&TableId, Vec<&ChangeEvent>> = BTreeMap::new();
-        for ev in &batch.events {
+        for ev in events {
             by_table.entry(&ev.schema.id).or_default().push(*ev);
         }
         for (tid, events) in by_table {
@@ -567,14 +638,14 @@ impl PgSink {
                 continue;
             }
             if !one_by_one {
-                let s = self.apply_table(tid, &events, &mut dead).await?;
+                let s = self.apply_table(tid, &events, dead).await?;
                 stats.applied += s.applied;
                 stats.duplicates += s.duplicates;
                 stats.snapshot_copied += s.snapshot_copied;
             } else {
                 for (i, ev) in events.iter().enumerate() {
                     self.savepoint("one_event").await?;
-                    match self.apply_table(tid, &[*ev], &mut dead).await {
+                    match self.apply_table(tid, &[*ev], dead).await {
                         Ok(s) => {
                             stats.applied += s.applied;
                             stats.duplicates += s.duplicates;
@@ -598,25 +669,7 @@ impl PgSink {
                 }
             }
         }
-        if !dead.is_empty() && self.cfg.on_error == OnError::Stop {
-            let d = &dead[0];
-            return Err(ApplyError::definite(format!(
-                "refusing {}[{}]@{}: {} ({}) — on_error = \"stop\"",
-                d.topic, d.partition, d.offset, d.reason, d.stage
-            )));
-        }
-        stats.dead_lettered = self.write_dead_letters(batch.pipeline, &dead).await?;
-        if let Some(cp) = batch.checkpoint {
-            self.write_checkpoint(batch.pipeline, cp).await?;
-        }
-        if !batch.continues {
-            self.in_txn = false;
-            self.client
-                .batch_execute("COMMIT")
-                .await
-                .map_err(|e| pg_err("COMMIT", e))?;
-        }
-        Ok(stats)
+        Ok(())
     }
 
     /// Ensure `tid`'s target tables under a savepoint: `Ok(Err(reason))` when a definite

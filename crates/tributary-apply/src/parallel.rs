@@ -112,6 +112,8 @@ impl ParallelSink {
             && !self.lanes[0].in_open_transaction()
             && self.config().on_error != crate::OnError::Stop
             && batch.events.len() >= MIN_SPLIT
+            // DDL is applied at its position among the events: one transaction, in order.
+            && batch.schema_changes.is_empty()
             && matches!(batch.checkpoint, None | Some(Checkpoint::Kafka(_)));
         let assignment = if splittable {
             self.lanes[0].lanes_for(&batch.events, n)
@@ -126,6 +128,7 @@ impl ParallelSink {
             .map(|i| Part {
                 pipeline: &batch.pipeline,
                 events: Vec::with_capacity(batch.events.len() / n + 64),
+                schema_changes: &[],
                 dead_letters: if i == 0 { &batch.dead_letters } else { &[] },
                 checkpoint: None,
                 continues: false,

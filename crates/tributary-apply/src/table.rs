@@ -88,12 +88,12 @@ impl TargetTable {
         self.mappings
             .insert(Arc::as_ptr(schema) as usize, (schema.clone(), m));
     }
-    fn col_index(&self, source: &str) -> Option<usize> {
+    pub(crate) fn col_index(&self, source: &str) -> Option<usize> {
         self.cols.iter().position(|c| c.source == source)
     }
     /// The warehouse name of a source column: the configured rename, else the one mapping
     /// rule of `names.rs` (metadata column names reserved).
-    fn target_name(layout: &Layout, source: &str) -> (String, Mapped) {
+    pub(crate) fn target_name(layout: &Layout, source: &str) -> (String, Mapped) {
         match layout.rename.get(source) {
             Some(t) => (t.clone(), Mapped::Config),
             None => names::pg_ident(source, |n| layout.is_reserved(n)),
@@ -306,17 +306,34 @@ impl PgSink {
         let mut missing: Vec<(String, PgType, Option<Value>, bool)> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut key_sources: Vec<String> = Vec::new();
+        // Existing columns whose source type changed to one the warehouse type cannot hold
+        // (`widen.rs`): target index → the type holding both.
+        let mut widened: Vec<(usize, PgType)> = Vec::new();
         for ev in events {
             let s = &ev.schema;
             if key_sources.is_empty() {
                 key_sources = s.key.iter().map(|&k| s.columns[k].name.clone()).collect();
             }
             for (i, c) in s.columns.iter().enumerate() {
-                let exists = self
+                let existing = self
                     .tables
                     .get(tid)
-                    .is_some_and(|t| t.col_index(&c.name).is_some());
-                if exists || !seen.insert(c.name.clone()) {
+                    .and_then(|t| t.col_index(&c.name).map(|j| (j, &t.cols[j].ty)));
+                if let Some((j, have)) = existing {
+                    if c.kind != ColumnKind::Unknown {
+                        let have = widened
+                            .iter()
+                            .find(|(k, _)| *k == j)
+                            .map(|(_, w)| w)
+                            .unwrap_or(have);
+                        if let Some(w) = crate::widen::widen(have, &PgType::for_kind(&c.kind)) {
+                            widened.retain(|(k, _)| *k != j);
+                            widened.push((j, w));
+                        }
+                    }
+                    continue;
+                }
+                if !seen.insert(c.name.clone()) {
                     continue;
                 }
                 let kind = match &c.kind {
@@ -376,6 +393,9 @@ impl PgSink {
                 }
             }
         }
+        if !widened.is_empty() {
+            self.widen_columns(tid, &widened).await?;
+        }
         if !missing.is_empty() {
             self.create_or_evolve(tid, &missing, &key_sources).await?;
         }
@@ -395,6 +415,52 @@ impl PgSink {
             }
             t.add_mapping(&ev.schema);
         }
+        Ok(())
+    }
+
+    /// Change the types of `tid`'s warehouse columns to ones that hold the source's new type
+    /// (current and history, lossless `USING` casts; see `widen.rs`).
+    async fn widen_columns(
+        &mut self,
+        tid: &TableId,
+        widened: &[(usize, PgType)],
+    ) -> Result<(), ApplyError> {
+        let t = self.tables.get(tid).expect("checked by the caller");
+        let (q_cur, q_hist) = (t.q_current(), t.q_history());
+        let mut ddl = format!(
+            "SELECT pg_advisory_xact_lock(hashtext({}));\n",
+            crate::config::lit(&format!(
+                "tributary:ddl:{}.{}",
+                t.layout.schema, t.layout.current
+            ))
+        );
+        for (j, w) in widened {
+            let c = &t.cols[*j];
+            let col = ident(&c.target);
+            let using = crate::widen::using(&col, &c.ty, w);
+            for q in [&q_cur, &q_hist] {
+                ddl.push_str(&format!(
+                    "ALTER TABLE {q} ALTER COLUMN {col} TYPE {} USING {using};\n",
+                    w.ddl()
+                ));
+            }
+            info!(
+                "{tid}: source column {:?} changed type; warehouse column {col} {} -> {}",
+                names::printable(&c.source),
+                c.ty.ddl(),
+                w.ddl()
+            );
+        }
+        self.client
+            .batch_execute(&ddl)
+            .await
+            .map_err(|e| pg_err(&format!("changing column types of {tid}"), e))
+            .map_err(|e| with_statement(e, &ddl))?;
+        let layout = self.tables.get(tid).expect("checked").layout.clone();
+        let t = self.load_target(tid, layout).await?.ok_or_else(|| {
+            ApplyError::definite(format!("target tables for {tid} missing after ALTER"))
+        })?;
+        self.tables.insert(tid.clone(), t);
         Ok(())
     }
 
@@ -430,7 +496,7 @@ impl PgSink {
     }
 
     /// Load an existing target (current table is the source of truth for column types).
-    async fn load_target(
+    pub(crate) async fn load_target(
         &self,
         tid: &TableId,
         layout: Layout,
@@ -710,7 +776,7 @@ impl PgSink {
 
     /// Record in the control schema where a source table's rows land and every column whose
     /// warehouse name differs from its source name (bind parameters: names are input).
-    async fn record_names(
+    pub(crate) async fn record_names(
         &self,
         tid: &TableId,
         layout: &Layout,
