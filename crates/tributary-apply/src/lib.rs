@@ -598,6 +598,12 @@ impl PgSink {
             )));
         }
         stats.dead_lettered = self.write_dead_letters(batch.pipeline, &dead).await?;
+        if let Some(Checkpoint::Binlog(b)) = batch.checkpoint {
+            // A re-snapshot completed these tables: rows it did not read are gone (table.rs).
+            for tid in &b.tables_snapshotted {
+                self.reconcile_snapshot(tid, b).await?;
+            }
+        }
         if let Some(cp) = batch.checkpoint {
             self.write_checkpoint(batch.pipeline, cp).await?;
         }

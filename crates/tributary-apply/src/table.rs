@@ -1427,3 +1427,118 @@ pub(crate) fn put_text(buf: &mut BytesMut, s: &str) {
     buf.put_i32(s.len() as i32);
     buf.put_slice(s.as_bytes());
 }
+
+impl PgSink {
+    /// After a re-snapshot of `tid` in binlog epoch `cp.epoch` (> 0) completed: every current
+    /// row whose stale-update key is from an earlier epoch was not read by the new snapshot —
+    /// snapshot rows carry keys of the new epoch and the stream has applied nothing of it yet —
+    /// so its source row is gone. Each is deleted from current and gets a DELETE in history
+    /// (its last image; source file/pos = the position the re-snapshot streams from; SCD2:
+    /// the open version is closed), in the batch's transaction. Without a position column on
+    /// the current table there is no way to tell: refused, with the fix.
+    pub(crate) async fn reconcile_snapshot(
+        &mut self,
+        tid: &TableId,
+        cp: &tributary_model::BinlogCheckpoint,
+    ) -> Result<u64, ApplyError> {
+        if cp.epoch == 0 {
+            return Ok(0);
+        }
+        if !self.tables.contains_key(tid) {
+            let layout = self.cfg.layout(tid);
+            match self.load_target(tid, layout).await? {
+                Some(t) => {
+                    self.tables.insert(tid.clone(), t);
+                }
+                None => return Ok(0), // no warehouse table: nothing to reconcile
+            }
+        }
+        let t = self.tables.get(tid).expect("loaded");
+        let cm = &t.layout.current_meta;
+        let hm = &t.layout.history_meta;
+        let Some(sp) = cm.source_pos.as_deref() else {
+            return Err(ApplyError::definite(format!(
+                "{tid}: a re-snapshot must delete the warehouse rows that are gone from the source, \
+                 which it recognises by the current table's position column — switched off for \
+                 this table; switch it on ([sink.tables] current source_pos) or truncate {} \
+                 before re-snapshotting",
+                t.q_current()
+            )));
+        };
+        let threshold = tributary_model::SourcePosition {
+            epoch: cp.epoch,
+            ..Default::default()
+        }
+        .order_key();
+        let (q_cur, q_hist) = (t.q_current(), t.q_history());
+        let cols: Vec<String> = t.cols.iter().map(|c| ident(&c.target)).collect();
+        let gcols: Vec<String> = cols.iter().map(|c| format!("g.{c}")).collect();
+        let mut hcols = cols.clone();
+        let mut hvals = gcols.clone();
+        hcols.push(ident(&hm.change_type));
+        hvals.push("'DELETE'".into());
+        hcols.push(ident(&hm.event_id));
+        // Unique per (table, epoch, row image): a re-run of the same re-snapshot rolls back
+        // with its transaction, so this never meets itself.
+        hvals.push(format!(
+            "md5({} || ':' || $2::text || ':' || g::text)::uuid",
+            crate::config::lit(&tid.to_string())
+        ));
+        for (c, which) in hm.written() {
+            let v = match which {
+                HistoryCol::SourceFile => "$3::text".to_string(),
+                HistoryCol::SourcePos => "$4::bigint".to_string(),
+                HistoryCol::SourceRow => "0".to_string(),
+                HistoryCol::ValidFrom => "now()".to_string(),
+                _ => continue, // NULL: no source time, GTID or Kafka coordinates
+            };
+            hcols.push(ident(c));
+            hvals.push(v);
+        }
+        let closed = match (&hm.valid_to, t.is_keyless()) {
+            (Some(vt), false) => {
+                let join: Vec<String> = t
+                    .key
+                    .iter()
+                    .map(|&i| {
+                        let c = ident(&t.cols[i].target);
+                        format!("h.{c} = g.{c}")
+                    })
+                    .collect();
+                format!(
+                    ", closed AS (UPDATE {q_hist} h SET {vt} = now() FROM gone g WHERE {} AND h.{vt} IS NULL)",
+                    join.join(" AND "),
+                    vt = ident(vt)
+                )
+            }
+            _ => String::new(),
+        };
+        let sql = format!(
+            "WITH gone AS (
+               DELETE FROM {q_cur} c WHERE c.{sp} < $1 RETURNING {}
+             ){closed}
+             INSERT INTO {q_hist} ({}) SELECT {} FROM gone g",
+            cols.iter()
+                .map(|c| format!("c.{c}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            hcols.join(", "),
+            hvals.join(", "),
+            sp = ident(sp),
+        );
+        let pos = i64::try_from(cp.pos).unwrap_or(i64::MAX);
+        let n = self
+            .client
+            .execute(
+                &sql,
+                &[&threshold, &cp.epoch.to_string(), &cp.file, &pos],
+            )
+            .await
+            .map_err(|e| pg_err(&format!("reconciling {q_cur} after its re-snapshot"), e))?;
+        if n > 0 {
+            info!(table = %tid, deleted = n, epoch = cp.epoch,
+                "re-snapshot: rows gone from the source deleted from current (DELETE in history)");
+        }
+        Ok(n)
+    }
+}

@@ -378,6 +378,67 @@ impl MySqlSource {
         Ok(src)
     }
 
+    /// What `tributary check` says about a stored position on the server at `url`: `None`
+    /// when streaming can resume from it; `Some((fatal, text))` otherwise — purged (fatal, with
+    /// the fix), a restarted numbering (capture goes on in a new epoch; a warning), another
+    /// server without a GTID position to resume from (fatal).
+    pub async fn stored_position_problem(
+        url: &str,
+        cp: &BinlogCheckpoint,
+    ) -> Result<Option<(bool, String)>, CaptureError> {
+        if cp.file.is_empty() {
+            return Ok(None);
+        }
+        let mut conn = connect(url).await?;
+        let version: String = conn
+            .query_first("SELECT VERSION()")
+            .await?
+            .unwrap_or_default();
+        let flavor = if version.to_ascii_lowercase().contains("mariadb") {
+            Flavor::MariaDb
+        } else {
+            Flavor::MySql
+        };
+        let identity = server_identity(&mut conn, flavor).await?;
+        let gtids = parse_gtid_set(cp.gtid_set.as_deref().unwrap_or(""));
+        if cp.server.as_deref().is_some_and(|s| s != identity) {
+            let _ = conn.disconnect().await;
+            return Ok(if flavor == Flavor::MariaDb && !gtids.is_empty() {
+                None // resumed from the GTID state (see `open_stream`)
+            } else {
+                Some((
+                    true,
+                    format!(
+                        "the stored position {}:{} belongs to server {}, this is server \
+                         {identity}, and there is no GTID position to resume from — fix: \
+                         tributary resnapshot -c <config>",
+                        cp.file,
+                        cp.pos,
+                        cp.server.as_deref().unwrap_or("?")
+                    ),
+                ))
+            });
+        }
+        let at = locate(&mut conn, flavor, &cp.file, cp.pos, &gtids).await?;
+        let _ = conn.disconnect().await;
+        Ok(match at {
+            Located::Here => None,
+            Located::Purged { oldest } => {
+                Some((true, purged_error(&cp.file, cp.pos, &oldest).to_string()))
+            }
+            Located::Restarted { first, why } => Some((
+                false,
+                format!(
+                    "the stored position {}:{} is from an earlier binlog numbering ({why}): \
+                     capture goes on at {first}:4 in a new epoch; changes written between the \
+                     stored position and the restart are not in the binlog — if there can have \
+                     been any, run tributary resnapshot -c <config>",
+                    cp.file, cp.pos
+                ),
+            )),
+        })
+    }
+
     /// The server's own `server_id`.
     pub fn server_id(&self) -> u32 {
         self.server_id
@@ -415,6 +476,7 @@ impl MySqlSource {
             snapshot,
             epoch: self.epoch,
             server: self.server.clone(),
+            tables_snapshotted: vec![],
         })
     }
 
@@ -490,7 +552,19 @@ impl MySqlSource {
     pub async fn next_batch(&mut self, max_events: usize) -> Result<Batch, CaptureError> {
         let max = max_events.max(1);
         if let Some(snap) = self.snap.as_mut() {
+            let done_before = snap.state().tables_done.len();
             let (events, done) = snap.next_chunk(max, self.flavor).await?;
+            // Tables this chunk completed: in a re-snapshot (epoch > 0) apply removes their
+            // rows the snapshot did not read (see `BinlogCheckpoint::tables_snapshotted`).
+            let completed: Vec<TableId> = if self.epoch > 0 {
+                snap.state().tables_done[done_before..]
+                    .iter()
+                    .filter_map(|t| t.split_once('.'))
+                    .map(|(d, t)| TableId::new(d, t))
+                    .collect()
+            } else {
+                vec![]
+            };
             let state = if done {
                 None
             } else {
@@ -502,9 +576,13 @@ impl MySqlSource {
                     self.finished = true;
                 }
             }
+            let mut cp = self.checkpoint(state);
+            if let Checkpoint::Binlog(b) = &mut cp {
+                b.tables_snapshotted = completed;
+            }
             return Ok(Batch {
                 events,
-                checkpoint: Some(self.checkpoint(state)),
+                checkpoint: Some(cp),
                 pipeline: self.pipeline.clone(),
                 ..Default::default()
             });
@@ -593,7 +671,10 @@ impl MySqlSource {
                 }
             }
         }
-        out.checkpoint = Some(self.checkpoint(None));
+        // While resuming by GTID on another server nothing has been read there yet: no
+        // checkpoint (the stored one stays; `--until-caught-up` cannot mistake the old
+        // server's position for this one's).
+        out.checkpoint = self.gtid_resume.is_none().then(|| self.checkpoint(None));
         Ok(out)
     }
 

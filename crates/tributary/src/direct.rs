@@ -134,6 +134,124 @@ pub async fn start_source(
     }
 }
 
+/// `tributary check`: what the source says about the stored position of the direct-mode
+/// pipeline (`None`: fine, or nothing stored). `Some((fatal, text))` otherwise.
+pub async fn check_stored_position(cfg: &Config) -> Result<Option<(bool, String)>> {
+    let (Some(url), Some(pg_url)) = (&cfg.source.url, &cfg.sink.url) else {
+        return Ok(None);
+    };
+    let pipeline = format!("mysql:{}", cfg.source.name);
+    let pg = tributary_apply::PgSink::connect(pg_url, cfg.sink.apply.clone()).await?;
+    let Some(cp) = pg.load_binlog_checkpoint(&pipeline).await? else {
+        return Ok(None);
+    };
+    Ok(MySqlSource::stored_position_problem(url, &cp).await?)
+}
+
+/// The tables of the source the configuration captures, as `db.table`.
+async fn captured_tables(cc: &CaptureConfig) -> Result<Vec<String>> {
+    use mysql_async::prelude::*;
+    let opts = mysql_async::Opts::from_url(&cc.url)
+        .map_err(|e| anyhow::anyhow!("invalid MySQL URL {}: {e}", redact(&cc.url)))?;
+    let mut conn = mysql_async::Conn::new(opts)
+        .await
+        .with_context(|| format!("connecting to {}", redact(&cc.url)))?;
+    let tables: Vec<(String, String)> = conn
+        .query("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' ORDER BY 1, 2")
+        .await
+        .context("listing the source's tables")?;
+    let _ = conn.disconnect().await;
+    Ok(tables
+        .into_iter()
+        .filter(|(d, t)| cc.includes(d, t))
+        .map(|(d, t)| format!("{d}.{t}"))
+        .collect())
+}
+
+/// `tributary resnapshot [TABLE…]`: read the tables again and stream on (see `run`).
+///
+/// A re-snapshot is a new binlog epoch (the model's docs): its rows' stale-update keys are
+/// above every stored row's, so they replace them, and when a table's snapshot completes apply
+/// deletes the current rows the snapshot did not read (gone from the source) with a DELETE in
+/// history — no ghost rows. Without tables: everything, and streaming starts at the new
+/// snapshot's position (the way out of a purged position). With tables: those tables are read
+/// at a new consistent point while streaming goes on from the stored position (the snapshot
+/// resume path with every other table marked done); their stream events before the new point
+/// are older than the snapshot rows and leave them alone.
+pub async fn resnapshot(cfg: &Config, tables: &[String], until_caught_up: bool) -> Result<()> {
+    let mut cfg = cfg.clone();
+    cfg.source.snapshot = "initial".into();
+    let cc = capture_config(&cfg)?;
+    let pipeline = format!("mysql:{}", cc.name);
+    let pg = crate::sink::connect_sink(cfg.postgres_url()?, cfg.sink.apply.clone()).await?;
+    let prev = pg.load_binlog_checkpoint(&pipeline).await?;
+    let epoch = prev.as_ref().map(|p| p.epoch).unwrap_or(0) + 1;
+    if epoch > tributary_model::MAX_EPOCH {
+        anyhow::bail!(
+            "binlog epoch {epoch} is beyond the last one ({}): re-create the warehouse tables              and snapshot again",
+            tributary_model::MAX_EPOCH
+        );
+    }
+    let cp = if tables.is_empty() {
+        // No position: a new start in the new epoch (`MySqlSource::start`).
+        tributary_model::BinlogCheckpoint {
+            epoch,
+            ..Default::default()
+        }
+    } else {
+        let prev = prev.context(
+            "re-snapshotting single tables streams on from the stored position, and there is              none: run `tributary resnapshot` without table names",
+        )?;
+        if prev.snapshot.is_some() {
+            anyhow::bail!(
+                "a snapshot is in progress: let it finish (tributary run), or re-snapshot every                  table (tributary resnapshot without table names)"
+            );
+        }
+        let all = captured_tables(&cc).await?;
+        for t in tables {
+            if !all.contains(t) {
+                anyhow::bail!(
+                    "resnapshot {t:?}: not a table this configuration captures (write db.table;                      captured: {})",
+                    all.join(", ")
+                );
+            }
+        }
+        let done: Vec<&String> = all.iter().filter(|t| !tables.contains(t)).collect();
+        let state = serde_json::json!({
+            "position": {"file": prev.file, "pos": prev.pos},
+            "tables_done": done, "current_table": null, "last_pk": null, "rows_done": 0,
+            "total_done": 0,
+        });
+        tributary_model::BinlogCheckpoint {
+            epoch,
+            snapshot: Some(state.to_string()),
+            ..prev
+        }
+    };
+    info!(
+        "resnapshot of {} in binlog epoch {epoch}{}",
+        if tables.is_empty() {
+            "every captured table".to_string()
+        } else {
+            tables.join(", ")
+        },
+        match &cp.file {
+            f if f.is_empty() => ", then streaming from the new snapshot's position".to_string(),
+            f => format!(", streaming on from {f}:{}", cp.pos),
+        }
+    );
+    let mut pg = pg;
+    pg.apply(&tributary_model::Batch {
+        checkpoint: Some(Checkpoint::Binlog(cp)),
+        pipeline: pipeline.clone(),
+        ..Default::default()
+    })
+    .await
+    .context("storing the re-snapshot's starting point")?;
+    drop(pg);
+    run(&cfg, until_caught_up).await
+}
+
 /// The `--until-caught-up` target: the server's binlog end when the run started.
 pub async fn catch_up_target(src: &mut MySqlSource) -> Result<(String, u64)> {
     let l = src

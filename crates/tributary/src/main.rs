@@ -187,6 +187,19 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Read tables again (all captured ones, or the named `db.table`s) in a new binlog epoch,
+    /// delete warehouse rows gone from the source (with a DELETE in history), stream on. The
+    /// way out of a purged binlog position.
+    Resnapshot {
+        /// Tables to re-read (`db.table`); none = every captured table, streaming from the new
+        /// snapshot's position.
+        tables: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+        /// Exit 0 once everything available at start has been applied.
+        #[arg(long)]
+        until_caught_up: bool,
+    },
     /// Check the source server's settings and privileges (and the sink's reachability).
     Check {
         #[command(flatten)]
@@ -376,6 +389,17 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Status { common, json } => {
             let cfg = common.load()?;
             tributary::status::status(&cfg, json).await?;
+        }
+        Cmd::Resnapshot {
+            tables,
+            common,
+            until_caught_up,
+        } => {
+            let cfg = common.load()?;
+            if cfg.source.kind != SourceKind::Mysql {
+                anyhow::bail!("resnapshot re-reads a MySQL/MariaDB source: [source] kind = \"mysql\"");
+            }
+            tributary::direct::resnapshot(&cfg, &tables, until_caught_up).await?;
         }
         Cmd::Check { common } => {
             let cfg = common.load()?;

@@ -219,6 +219,17 @@ pub async fn verify(cfg: &Config) -> Result<bool> {
     let url = cfg.postgres_url()?;
     let src = cfg
         .source
+    // The stored position must still be on the source (purged, reset, another server).
+    if ok && cfg.source.kind == crate::config::SourceKind::Mysql {
+        match crate::direct::check_stored_position(cfg).await {
+            Ok(None) => {}
+            Ok(Some((fatal, text))) => {
+                println!("{} stored position: {text}", if fatal { "FAIL" } else { "WARN" });
+                ok &= !fatal;
+            }
+            Err(e) => println!("WARN  stored position not checked: {e:#}"),
+        }
+    }
         .url
         .as_ref()
         .context("verify needs the source: --mysql-url or [source] url")?;
