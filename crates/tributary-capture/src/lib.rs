@@ -23,9 +23,16 @@
 //!   `0` or a wrapped number;
 //! * MariaDB `JSON` is a `LONGTEXT` alias: it is captured as `ColumnKind::String` (exactly
 //!   what Debezium reports for MariaDB); MySQL 8 binary JSON is `ColumnKind::Json`;
-//! * without `binlog_row_metadata=FULL`, names/keys/signedness/ENUM labels come from
-//!   information_schema at the time the table version is first seen (wrong if DDL ran in
-//!   between);
+//! * without `binlog_row_metadata=FULL` (MySQL's default MINIMAL, MariaDB 11.8's NO_LOG),
+//!   names/keys/signedness/ENUM labels come from information_schema at the time the table
+//!   version is first seen, by position, after checking that the TABLE_MAP's column count and
+//!   types agree with it (`schema::enrich`): capture reading behind a DDL that changed them
+//!   stops with the fix `SET GLOBAL binlog_row_metadata=FULL`, never `@N` names or values under
+//!   the wrong columns; a DDL keeping count and types (a rename) is not detectable without FULL;
+//! * on MySQL ≥ 8.4 the server position is `SHOW BINARY LOG STATUS` (`snapshot::master_status`),
+//!   GTIDs (also tagged `uuid:tag:N`) go into each record's source block, and [`check`] warns
+//!   about `gtid_mode` other than ON and about missing grants (SELECT, RELOAD, REPLICATION
+//!   CLIENT, REPLICATION SLAVE), besides the fatal row image / format / partial JSON settings;
 //! * schema changes carry the DDL text; `SchemaChange::tables` is left empty — the new
 //!   shape arrives with the next rows event's TableMap (with DEFAULTs from
 //!   information_schema);
@@ -288,6 +295,39 @@ pub async fn binlog_position(url: &str) -> Result<(String, u64), CaptureError> {
     fp.map(|f| (f.file, f.pos))
 }
 
+/// The server's current binlog `(file, position)` (`SHOW BINARY LOG STATUS` on MySQL ≥ 8.2,
+/// `SHOW MASTER STATUS` elsewhere; see [`snapshot`]), over a session made as [`mysqlconn`] says.
+pub async fn binlog_position(url: &str) -> Result<(String, u64), CaptureError> {
+    let mut conn = connect(url).await?;
+    let fp = snapshot::master_status(&mut conn).await;
+    let _ = conn.disconnect().await;
+    fp.map(|f| (f.file, f.pos))
+}
+
+/// The capture privileges a MySQL `SHOW GRANTS` output does not grant on `*.*`.
+fn missing_mysql_grants(grants: &[String]) -> Vec<&'static str> {
+    let global: Vec<String> = grants
+        .iter()
+        .map(|g| g.to_ascii_uppercase())
+        .filter(|g| g.contains(" ON *.* "))
+        .collect();
+    if global.iter().any(|g| g.starts_with("GRANT ALL PRIVILEGES ON")) {
+        return vec![];
+    }
+    ["SELECT", "RELOAD", "REPLICATION CLIENT", "REPLICATION SLAVE"]
+        .into_iter()
+        .filter(|need| {
+            !global.iter().any(|g| {
+                let list = g
+                    .strip_prefix("GRANT ")
+                    .and_then(|r| r.split(" ON *.* ").next())
+                    .unwrap_or("");
+                list.split(',').any(|p| p.trim() == *need)
+            })
+        })
+        .collect()
+}
+
 async fn var(conn: &mut mysql_async::Conn, name: &str) -> Result<Option<String>, CaptureError> {
     let q = format!("SHOW GLOBAL VARIABLES LIKE '{name}'");
     let row: Option<(String, String)> = conn.query_first(q).await?;
@@ -356,7 +396,7 @@ pub async fn check(url: &str, server_id: u32) -> Result<CheckReport, CaptureErro
             "binlog_row_metadata",
             &m,
             "FULL (recommended)",
-            "SET GLOBAL binlog_row_metadata=FULL (and `binlog_row_metadata=FULL` in my.cnf [mysqld]); without it column names, keys and ENUM labels are read from information_schema and can be wrong right after DDL".into(),
+            "SET GLOBAL binlog_row_metadata=FULL (and `binlog_row_metadata=FULL` in my.cnf [mysqld]); without it the binlog carries no column names: tributary names columns by position from information_schema, checking count and types against each TABLE_MAP — capture reading behind a DDL that changed them stops with this fix, a DDL that keeps them (a rename) is not seen".into(),
             false,
         ),
         None => p(
@@ -409,6 +449,42 @@ pub async fn check(url: &str, server_id: u32) -> Result<CheckReport, CaptureErro
             );
         }
     }
+    if flavor == Flavor::MySql {
+        // GTIDs: without them records carry no GTID and a failover cannot be resumed by GTID.
+        if let Some(g) = var(&mut conn, "gtid_mode").await? {
+            if !g.eq_ignore_ascii_case("ON") {
+                p(
+                    "gtid_mode",
+                    &g,
+                    "ON (recommended)",
+                    "SET GLOBAL enforce_gtid_consistency=ON, then gtid_mode step by step \
+                     (OFF_PERMISSIVE, ON_PERMISSIVE, ON) and both in my.cnf [mysqld]; without \
+                     GTIDs records carry no gtid and capture cannot follow a failover by GTID"
+                        .into(),
+                    false,
+                );
+            }
+        }
+        // The grants capture needs (MySQL: SHOW GRANTS lists them per user; through roles
+        // they may be there without being listed, hence a warning).
+        if let Ok(grants) = conn.query::<String, _>("SHOW GRANTS").await {
+            let missing = missing_mysql_grants(&grants);
+            if !missing.is_empty() {
+                p(
+                    "privileges",
+                    &format!("no {}", missing.join(", ")),
+                    "SELECT, RELOAD, REPLICATION CLIENT, REPLICATION SLAVE",
+                    format!(
+                        "GRANT {} ON *.* TO <capture user> (SELECT and RELOAD for the snapshot, \
+                         REPLICATION CLIENT for SHOW BINARY LOG STATUS, REPLICATION SLAVE for \
+                         the binlog dump)",
+                        missing.join(", ")
+                    ),
+                    false,
+                );
+            }
+        }
+    }
     // Settings that make binlog event headers carry position 0; capture counts positions from
     // the bytes it reads (stream.rs), so they are safe — reported as such.
     let mut handled = Vec::new();
@@ -441,4 +517,26 @@ pub async fn check(url: &str, server_id: u32) -> Result<CheckReport, CaptureErro
         problems,
         handled,
     })
+}
+
+#[cfg(test)]
+mod grant_tests {
+    use super::missing_mysql_grants;
+
+    #[test]
+    fn mysql_grants_are_read_from_show_grants() {
+        let g = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(missing_mysql_grants(&g(&[
+            "GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO `cdc`@`%`"
+        ]))
+        .is_empty());
+        assert!(missing_mysql_grants(&g(&["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"])).is_empty());
+        assert_eq!(
+            missing_mysql_grants(&g(&[
+                "GRANT SELECT ON *.* TO `cdc`@`%`",
+                "GRANT RELOAD, REPLICATION SLAVE ON `db`.* TO `cdc`@`%`"
+            ])),
+            vec!["RELOAD", "REPLICATION CLIENT", "REPLICATION SLAVE"]
+        );
+    }
 }

@@ -319,18 +319,81 @@ pub(crate) fn schema_from_info(id: &TableId, cols: &[InfoColumn], pk: &[String])
     }
 }
 
+/// Whether a column the TABLE_MAP describes (`binlog`) can be the column information_schema
+/// describes (`info`) — the check that names taken by position (binlog_row_metadata
+/// MINIMAL/NO_LOG) belong to these values. Same kind, and where the TABLE_MAP carries them, the
+/// same integer width, DECIMAL precision/scale, BIT length and fractional seconds. Text and
+/// bytes are one family: without charset metadata (MariaDB's NO_LOG) the TABLE_MAP cannot tell
+/// them apart.
+fn binlog_kind_agrees(binlog: &ColumnKind, info: &ColumnKind) -> bool {
+    use ColumnKind as K;
+    match (binlog, info) {
+        (K::Int { bits: a, .. }, K::Int { bits: b, .. }) => a == b,
+        (
+            K::Decimal {
+                precision: p1,
+                scale: s1,
+            },
+            K::Decimal {
+                precision: p2,
+                scale: s2,
+            },
+        ) => p1 == p2 && s1 == s2,
+        (K::Bits { len: a }, K::Bits { len: b }) => a == b,
+        (K::Time { fsp: a }, K::Time { fsp: b })
+        | (K::DateTime { fsp: a }, K::DateTime { fsp: b })
+        | (K::Timestamp { fsp: a }, K::Timestamp { fsp: b }) => a == b,
+        (K::String { .. } | K::Bytes { .. }, K::String { .. } | K::Bytes { .. }) => true,
+        (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
+}
+
 /// Complete a TableMap-derived schema with DEFAULTs / source types (and, without
 /// binlog_row_metadata=FULL, names, keys, signedness and ENUM/SET labels) from
 /// information_schema.
+///
+/// Without names in the TABLE_MAP (MySQL's default `binlog_row_metadata=MINIMAL`, MariaDB's
+/// `NO_LOG`) the columns are named by position from information_schema as it is *now*. That is
+/// only right if the table has not changed since the event was written, so the column count and
+/// every column's type must agree with the TABLE_MAP; a disagreement (capture reading behind a
+/// DDL) is an error naming table, column and both types with the fix, never values mapped under
+/// the wrong columns and never `@N` names. A DDL that keeps count and types (a rename, swapped
+/// columns of one type) cannot be seen this way: only `binlog_row_metadata=FULL` is exact there
+/// (README, Known limits).
 pub(crate) fn enrich(
     schema: &mut TableSchema,
     has_names: bool,
     cols: &[InfoColumn],
     pk: &[String],
-) {
-    if !has_names && cols.len() == schema.columns.len() {
-        // Fallback: match by position. Documented limit: wrong if DDL ran between the
-        // event and this lookup.
+) -> Result<(), String> {
+    const FIX: &str = "the binlog was written with binlog_row_metadata=MINIMAL/NO_LOG (no column \
+        names) and the table has changed since (DDL after this event): SET GLOBAL \
+        binlog_row_metadata=FULL (and `binlog_row_metadata=FULL` in my.cnf [mysqld]) so new \
+        events carry their names, and re-snapshot the table from a position after the DDL";
+    if !has_names && cols.len() != schema.columns.len() {
+        return Err(format!(
+            "the TABLE_MAP has {} columns, information_schema now has {}: {FIX}",
+            schema.columns.len(),
+            cols.len()
+        ));
+    }
+    if !has_names {
+        for (n, (c, i)) in schema.columns.iter().zip(cols).enumerate() {
+            let ik = kind_of(i);
+            if !binlog_kind_agrees(&c.kind, &ik) {
+                return Err(format!(
+                    "column {} is {:?} in the TABLE_MAP but `{}` is {} ({ik:?}) in \
+                     information_schema now: {FIX}",
+                    n + 1,
+                    c.kind,
+                    i.name,
+                    i.column_type
+                ));
+            }
+        }
+    }
+    if !has_names {
+        // Match by position (checked above).
         for (c, i) in schema.columns.iter_mut().zip(cols) {
             c.name = i.name.clone();
             let ik = kind_of(i);
@@ -360,6 +423,7 @@ pub(crate) fn enrich(
             }
         }
     }
+    Ok(())
 }
 
 /// Convert a binary-protocol value read by the snapshot into the model value, exactly as the

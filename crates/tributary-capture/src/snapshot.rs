@@ -6,9 +6,11 @@
 //!   `binlog_snapshot_position`: the binlog position that is *exactly* consistent with the
 //!   transaction's read view (MariaDB takes both under the commit-ordering lock; this is what
 //!   `mysqldump --single-transaction --master-data` relies on).
-//! * **MySQL**: `FLUSH TABLES WITH READ LOCK`, `SHOW MASTER STATUS` (`SHOW BINARY LOG STATUS`
-//!   on 8.4+), `START TRANSACTION WITH CONSISTENT SNAPSHOT`, `UNLOCK TABLES` — the lock is held
-//!   only for the two statements.
+//! * **MySQL**: `FLUSH TABLES WITH READ LOCK`, `SHOW BINARY LOG STATUS` (8.2+; the only form
+//!   since 8.4 — `SHOW MASTER STATUS` before, see [`master_status`]), `START TRANSACTION WITH
+//!   CONSISTENT SNAPSHOT`, `UNLOCK TABLES` — the lock is held only for the two statements. The
+//!   user needs `SELECT`, `RELOAD` (the lock), `REPLICATION CLIENT` (the status) and
+//!   `REPLICATION SLAVE` (the dump); tested with exactly these on MySQL 9.7.
 //!
 //! The session uses `time_zone='+00:00'` so TIMESTAMP columns read as UTC instants, and the
 //! binary protocol (prepared statements) so values are typed exactly like the binlog decoder's
@@ -539,19 +541,40 @@ impl Snapshotter {
     }
 }
 
+/// The server's current binlog position: `SHOW BINARY LOG STATUS` (MySQL ≥ 8.2; the only form
+/// since 8.4, where `SHOW MASTER STATUS` is a syntax error), else `SHOW MASTER STATUS` (MariaDB,
+/// older MySQL) — as Debezium's MySQL connector does. Only a syntax error (1064) moves on to the
+/// other statement; a missing privilege or a lost connection is that error, never masked.
 pub(crate) async fn master_status(conn: &mut mysql_async::Conn) -> Result<FilePos, CaptureError> {
-    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
-        Ok(r) => r,
-        Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await?,
-    };
+    let mut row: Option<mysql_async::Row> = None;
+    let mut used = "";
+    for q in ["SHOW BINARY LOG STATUS", "SHOW MASTER STATUS"] {
+        used = q;
+        match conn.query_first(q).await {
+            Ok(r) => {
+                row = r;
+                break;
+            }
+            Err(mysql_async::Error::Server(e)) if e.code == 1064 && q != "SHOW MASTER STATUS" => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let row = row.ok_or_else(|| {
-        CaptureError::Settings("SHOW MASTER STATUS returned nothing: log_bin is OFF".into())
+        CaptureError::Settings(format!(
+            "{used} returned nothing: log_bin is OFF — add `log_bin=mysql-bin` (and a unique \
+             `server_id`) to the [mysqld] section of my.cnf and restart"
+        ))
     })?;
     let v: Vec<MyValue> = row.unwrap();
-    Ok(FilePos {
-        file: crate::schema::vstr(&v[0]).unwrap_or_default(),
-        pos: crate::schema::vu64(&v[1]).unwrap_or(4),
-    })
+    let file = v.first().and_then(crate::schema::vstr).unwrap_or_default();
+    let pos = v.get(1).and_then(crate::schema::vu64);
+    match pos {
+        Some(pos) if !file.is_empty() => Ok(FilePos { file, pos }),
+        _ => Err(CaptureError::Sql(
+            format!("{used} returned no file/position: {v:?}"),
+            false,
+        )),
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {

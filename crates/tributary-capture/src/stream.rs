@@ -979,21 +979,37 @@ impl MySqlSource {
                 }
                 Ok(false)
             }
-            // MySQL GTID
-            33 => {
-                if let Ok(Some(EventData::GtidEvent(g))) = ev.read_data() {
-                    let sid = g.sid();
-                    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-                    self.cur_gtid = Some(format!(
-                        "{}-{}-{}-{}-{}:{}",
-                        &hex[0..8],
-                        &hex[8..12],
-                        &hex[12..16],
-                        &hex[16..20],
-                        &hex[20..32],
-                        g.gno()
-                    ));
-                }
+            // MySQL GTID (33) and tagged GTID (42, MySQL ≥ 8.3: `uuid:tag:N`, in MySQL's
+            // serialization format, parsed by mysql_common ≥ 0.37). A GTID that cannot be read
+            // stops capture: positions and the source block must never lose it silently.
+            33 | 42 => {
+                let g = match ev.read_data() {
+                    Ok(Some(EventData::GtidEvent(g))) => g,
+                    other => {
+                        return Err(derr(
+                            &self.file,
+                            format!(
+                                "GTID event (type {ty}) could not be read: {}",
+                                match other {
+                                    Err(e) => e.to_string(),
+                                    Ok(_) => "not a GTID event".to_string(),
+                                }
+                            ),
+                        ))
+                    }
+                };
+                let sid = g.sid();
+                let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+                let tag = g.tag().map(|t| format!(":{t}")).unwrap_or_default();
+                self.cur_gtid = Some(format!(
+                    "{}-{}-{}-{}-{}{tag}:{}",
+                    &hex[0..8],
+                    &hex[8..12],
+                    &hex[12..16],
+                    &hex[16..20],
+                    &hex[20..32],
+                    g.gno()
+                ));
                 Ok(false)
             }
             // QUERY
@@ -1150,10 +1166,30 @@ impl MySqlSource {
         })?;
         if included {
             let mut conn = self.pool.get_conn().await?;
-            if let Some((cols, pk)) = load_table(&mut conn, &id, self.flavor).await? {
-                let mut s = (*tv.schema).clone();
-                enrich(&mut s, tv.has_names, &cols, &pk);
-                tv.schema = Arc::new(s);
+            // At the start of the transaction holding the TABLE_MAP (where a restart resumes).
+            let unnamed = |reason: String| CaptureError::Decode {
+                file: self.boundary_file.clone(),
+                pos: self.boundary_pos,
+                reason: format!("{id}: {reason}"),
+            };
+            match load_table(&mut conn, &id, self.flavor).await? {
+                Some((cols, pk)) => {
+                    let mut s = (*tv.schema).clone();
+                    enrich(&mut s, tv.has_names, &cols, &pk).map_err(unnamed)?;
+                    tv.schema = Arc::new(s);
+                }
+                // Without names in the TABLE_MAP the columns cannot be named: stop.
+                None if !tv.has_names => {
+                    return Err(unnamed(
+                        "the TABLE_MAP carries no column names (binlog_row_metadata=MINIMAL/\
+                         NO_LOG) and the table no longer exists in information_schema, so its \
+                         columns cannot be named: SET GLOBAL binlog_row_metadata=FULL for new \
+                         events; for these, exclude the table or re-snapshot from a position \
+                         after its DROP"
+                            .into(),
+                    ))
+                }
+                None => {}
             }
             tracing::debug!(table = %id, "new table version");
         }
@@ -1315,10 +1351,8 @@ impl MySqlSource {
     /// How far behind the server's current binlog position the last delivered batch is.
     pub async fn lag(&mut self) -> Option<Lag> {
         let mut conn = self.pool.get_conn().await.ok()?;
-        let row: Option<mysql_async::Row> = conn.query_first("SHOW MASTER STATUS").await.ok()?;
-        let v: Vec<mysql_async::Value> = row?.unwrap();
-        let server_file = crate::schema::vstr(&v[0])?;
-        let server_pos = crate::schema::vu64(&v[1])?;
+        let fp = master_status(&mut conn).await.ok()?;
+        let (server_file, server_pos) = (fp.file, fp.pos);
         let fs = tributary_model::binlog_file_seq(&server_file);
         let cs = tributary_model::binlog_file_seq(&self.boundary_file);
         let same = server_file == self.boundary_file;

@@ -41,11 +41,11 @@ pub async fn status(cfg: &Config, json: bool) -> Result<()> {
     });
     let mut binlog_end: Option<(String, u64)> = None;
     if let Some(u) = &cfg.source.url {
-        if let Ok(mut c) = mysql_async::Conn::from_url(u.as_str()).await {
-            let row: Option<mysql_async::Row> =
-                c.query_first("SHOW MASTER STATUS").await.ok().flatten();
-            binlog_end = row.and_then(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)));
-            let _ = c.disconnect().await;
+        // SHOW BINARY LOG STATUS / SHOW MASTER STATUS, whichever the server has; an error is
+        // shown (lag unknown), never taken for "no lag".
+        match tributary_capture::binlog_position(u.as_str()).await {
+            Ok(fp) => binlog_end = Some(fp),
+            Err(e) => tracing::warn!(error = %e, "reading the source's binlog position for the lag"),
         }
     }
     let mut positions = Vec::new();
