@@ -26,6 +26,9 @@
 //!   (the new source table starts empty) and clears the mark.
 //! * everything else — no effect.
 //!
+//! Schema changes recorded during a snapshot (Debezium's snapshot emits `DROP TABLE IF
+//! EXISTS` + `CREATE TABLE` for every captured table to rebuild its schema) are skipped.
+//!
 //! ## Exactly once
 //! Every applied action is logged in `tributary.schema_changes`, unique by (table, action,
 //! position): a schema change delivered again (a re-published Kafka record, a replay file
@@ -41,7 +44,7 @@
 
 use tracing::{info, warn};
 use tributary_model::ddl::{self, DdlAction};
-use tributary_model::{DeadLetter, SchemaChange, TableId};
+use tributary_model::{DeadLetter, SchemaChange, SnapshotMarker, TableId};
 
 use crate::config::{ident, lit, DropPolicy, HistoryCol};
 use crate::names;
@@ -60,6 +63,12 @@ impl PgSink {
         sc: &SchemaChange,
         dead: &mut Vec<DeadLetter>,
     ) -> Result<(), ApplyError> {
+        // Debezium's snapshot writes the statements it rebuilds its schema from (`DROP TABLE
+        // IF EXISTS` for every captured table, `CREATE TABLE`, …) to the schema-change topic:
+        // a description of the tables, not something that happened to them.
+        if sc.source.snapshot != SnapshotMarker::False {
+            return Ok(());
+        }
         let actions = match ddl::parse(&sc.db, &sc.ddl) {
             Ok(a) => a,
             Err(e) => {
