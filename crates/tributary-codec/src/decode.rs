@@ -265,6 +265,9 @@ impl Decoder {
         if has("ddl") && has("databaseName") && !has("op") {
             return decode_schema_change(rec, &map, path).map(Decoded::SchemaChange);
         }
+        if map.get("op").and_then(J::as_str) == Some("t") && has("source") {
+            return decode_truncate(rec, &map, path).map(Decoded::SchemaChange);
+        }
         if has("op") && has("source") && (has("after") || has("before")) {
             return self.decode_envelope(rec, schema, map, path);
         }
@@ -950,6 +953,24 @@ fn decode_schema_change(
         ddl,
         source,
         tables,
+    })
+}
+
+/// Debezium's `op: "t"` (TRUNCATE, emitted with `skipped.operations` not holding `t`): no
+/// row, the table in `source` — a schema change (`TRUNCATE TABLE` at that position) for
+/// apply, which empties current and writes one history record.
+fn decode_truncate(rec: &RawRecord, m: &Map<String, J>, path: &str) -> Result<SchemaChange, Fail> {
+    let src = m.get("source").unwrap_or(&J::Null);
+    let source = parse_source(src, &At(&path, "source"), topic_prefix(&rec.topic))?;
+    let src_db = src.get("db").and_then(J::as_str).filter(|s| !s.is_empty());
+    let src_table = src.get("table").and_then(J::as_str).filter(|s| !s.is_empty());
+    let tid = table_id(rec, src_db, src_table)?;
+    let q = |s: &str| format!("`{}`", s.replace('`', "``"));
+    Ok(SchemaChange {
+        ddl: format!("TRUNCATE TABLE {}.{}", q(&tid.db), q(&tid.table)),
+        db: tid.db,
+        source,
+        tables: vec![],
     })
 }
 
