@@ -86,6 +86,13 @@ fn feed_value(h: &mut Xxh3, v: &Value) {
             h.update(&(s.len() as u64).to_le_bytes());
             h.update(s.as_bytes())
         }
+        Value::Vector(v) => {
+            h.update(&[17]);
+            h.update(&(v.len() as u64).to_le_bytes());
+            for f in v {
+                h.update(&f.to_le_bytes());
+            }
+        }
         Value::Unresolved(j) => {
             h.update(&[16]);
             let s = j.to_string();

@@ -44,6 +44,8 @@ pub enum PgType {
     Jsonb,
     Json,
     Uuid,
+    /// `real[]`: MySQL 9 VECTOR (one-dimensional, no NULL elements).
+    Float4Array,
 }
 
 impl PgType {
@@ -74,6 +76,7 @@ impl PgType {
             PgType::Jsonb => "jsonb".into(),
             PgType::Json => "json".into(),
             PgType::Uuid => "uuid".into(),
+            PgType::Float4Array => "real[]".into(),
         }
     }
 
@@ -106,6 +109,7 @@ impl PgType {
             "jsonb" => PgType::Jsonb,
             "json" => PgType::Json,
             "uuid" => PgType::Uuid,
+            "real[]" => PgType::Float4Array,
             _ if s.starts_with("numeric") => {
                 let a = args(s);
                 PgType::Numeric(if a.len() == 2 {
@@ -171,6 +175,7 @@ impl PgType {
             ColumnKind::Timestamp { fsp } => PgType::Timestamptz(Some((*fsp).min(6))),
             ColumnKind::Year => PgType::Int2,
             ColumnKind::Json => PgType::Jsonb,
+            ColumnKind::Vector { .. } => PgType::Float4Array,
             ColumnKind::Unknown => PgType::Text,
         }
     }
@@ -212,6 +217,7 @@ impl PgType {
                 fsp: p.unwrap_or(6),
             },
             PgType::Jsonb | PgType::Json => ColumnKind::Json,
+            PgType::Float4Array => ColumnKind::Vector { dim: None },
         }
     }
 }
@@ -442,6 +448,28 @@ fn encode_payload(buf: &mut BytesMut, v: &Value, t: &PgType) -> Result<(), Encod
             buf.put_slice(text.as_bytes());
         }
         PgType::Uuid => return Err(err(v, t, "uuid columns are not a source type")),
+        PgType::Float4Array => {
+            let Value::Vector(x) = v else {
+                return Err(err(v, t, "not a VECTOR"));
+            };
+            if x.iter().any(|f| !f.is_finite()) {
+                return Err(err(v, t, "NaN or infinity in a VECTOR"));
+            }
+            let n = i32::try_from(x.len()).map_err(|_| err(v, t, "too many elements"))?;
+            // Binary array: ndim, has-null flag, element type (float4 = 700), then per
+            // dimension (size, lower bound 1), then each element as (length, value).
+            buf.put_i32(i32::from(n > 0));
+            buf.put_i32(0);
+            buf.put_u32(700);
+            if n > 0 {
+                buf.put_i32(n);
+                buf.put_i32(1);
+            }
+            for f in x {
+                buf.put_i32(4);
+                buf.put_f32(*f);
+            }
+        }
     }
     Ok(())
 }
@@ -671,6 +699,17 @@ pub fn write_text(s: &mut String, v: &Value) {
         }
         Value::Year(y) => {
             let _ = write!(s, "{y}");
+        }
+        Value::Vector(v) => {
+            // PostgreSQL's array spelling (`{1.5,-2,3.25}`), shortest float32 digits.
+            s.push('{');
+            for (i, f) in v.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                let _ = write!(s, "{f}");
+            }
+            s.push('}');
         }
         Value::Unresolved(j) => match j {
             serde_json::Value::String(x) => s.push_str(x),

@@ -63,6 +63,8 @@ pub(crate) const T_BIT: u8 = 16;
 pub(crate) const T_TIMESTAMP2: u8 = 17;
 pub(crate) const T_DATETIME2: u8 = 18;
 pub(crate) const T_TIME2: u8 = 19;
+/// MySQL 9 VECTOR: a length-prefixed (metadata: prefix bytes) run of little-endian float32.
+pub(crate) const T_VECTOR: u8 = 242;
 pub(crate) const T_JSON: u8 = 245;
 pub(crate) const T_NEWDECIMAL: u8 = 246;
 pub(crate) const T_ENUM: u8 = 247;
@@ -146,8 +148,9 @@ pub(crate) fn table_version(
             T_VARCHAR | T_VAR_STRING => (raw_ty, m0 | (m1 << 8), 0),
             T_NEWDECIMAL => (raw_ty, m0, m1),
             T_BIT => (raw_ty, m1, m0),
-            T_BLOB | T_TINY_BLOB | T_MEDIUM_BLOB | T_LONG_BLOB | T_JSON | T_GEOMETRY => (
-                if raw_ty == T_JSON || raw_ty == T_GEOMETRY {
+            T_BLOB | T_TINY_BLOB | T_MEDIUM_BLOB | T_LONG_BLOB | T_JSON | T_GEOMETRY
+            | T_VECTOR => (
+                if raw_ty == T_JSON || raw_ty == T_GEOMETRY || raw_ty == T_VECTOR {
                     raw_ty
                 } else {
                     T_BLOB
@@ -299,6 +302,8 @@ pub(crate) fn table_version(
             }
             T_GEOMETRY => ColumnKind::Bytes { max_len: None },
             T_JSON => ColumnKind::Json,
+            // The dimension is not in the TableMap; information_schema adds it (enrich).
+            T_VECTOR => ColumnKind::Vector { dim: None },
             T_ENUM => {
                 let allowed = labels(&enums, enum_i);
                 enum_i += 1;
@@ -787,6 +792,12 @@ pub(crate) fn decode_value(
             let s = take(buf, p, n)?;
             Value::Json(jsonb_to_text(s).map_err(|e| bad_value(col, e))?)
         }
+        T_VECTOR => {
+            let lb = usize::try_from(c.len).map_err(|_| "VECTOR pack length")?;
+            let n = len_prefix(buf, p, lb).map_err(|e| bad_value(col, e))?;
+            let s = take(buf, p, n)?;
+            Value::Vector(vector_floats(s).map_err(|e| bad_value(col, e))?)
+        }
         T_ENUM => {
             if !(1..=2).contains(&c.len) {
                 return Err(bad_value(col, format_args!("ENUM pack length {}", c.len)));
@@ -980,6 +991,25 @@ pub(crate) fn decode_image(
         }
     }
     Ok(out)
+}
+
+/// The floats of a MySQL VECTOR value (little-endian float32, as the binlog and the client
+/// protocol both carry it). A length that is not a multiple of 4, or a NaN/infinity (which
+/// MySQL refuses to store), is an error.
+pub(crate) fn vector_floats(b: &[u8]) -> Result<Vec<f32>, String> {
+    if b.len() % 4 != 0 {
+        return Err(format!("VECTOR of {} bytes (not a multiple of 4)", b.len()));
+    }
+    b.chunks_exact(4)
+        .map(|c| {
+            let f = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            if f.is_finite() {
+                Ok(f)
+            } else {
+                Err(format!("VECTOR element {f}"))
+            }
+        })
+        .collect()
 }
 
 /// MySQL binary JSON → text in MySQL's own spelling (`{"k": [1, 2]}`), so that streamed

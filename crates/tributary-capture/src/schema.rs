@@ -16,6 +16,7 @@ pub(crate) struct InfoColumn {
     pub data_type: String,
     pub column_type: String,
     pub nullable: bool,
+    /// The constant DEFAULT (see [`normalize_default`]); `None` for none or an expression.
     pub default: Option<String>,
     pub char_max: Option<u64>,
     pub num_precision: Option<u64>,
@@ -48,7 +49,7 @@ pub(crate) async fn load_table<Q: Queryable>(
     let rows: Vec<mysql_async::Row> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, \
-             CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION \
+             CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, EXTRA \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              ORDER BY ORDINAL_POSITION",
             (id.db.as_str(), id.table.as_str()),
@@ -61,12 +62,13 @@ pub(crate) async fn load_table<Q: Queryable>(
     for r in rows {
         let v: Vec<MyValue> = r.unwrap();
         let default = vstr(&v[4]);
+        let extra = v.get(9).and_then(vstr).unwrap_or_default();
         cols.push(InfoColumn {
             name: vstr(&v[0]).unwrap_or_default(),
             data_type: vstr(&v[1]).unwrap_or_default().to_ascii_lowercase(),
             column_type: vstr(&v[2]).unwrap_or_default(),
             nullable: vstr(&v[3]).as_deref() == Some("YES"),
-            default: normalize_default(default, flavor),
+            default: normalize_default(default, &extra, flavor),
             char_max: vu64(&v[5]),
             num_precision: vu64(&v[6]),
             num_scale: vu64(&v[7]),
@@ -91,8 +93,17 @@ pub(crate) async fn load_table<Q: Queryable>(
 /// MariaDB spells COLUMN_DEFAULT as an SQL expression (`'dflt'`, `NULL`, `current_timestamp()`),
 /// MySQL as the raw value. Returns the literal text, `Some("\0NULL")` for an explicit NULL
 /// default, `None` for no default / an expression.
-fn normalize_default(d: Option<String>, flavor: Flavor) -> Option<String> {
+///
+/// MySQL 8.0.13+ expression defaults (`DEFAULT (JSON_OBJECT('a', 1))`, `DEFAULT (UUID())`,
+/// `DEFAULT CURRENT_TIMESTAMP`) show their SQL text in COLUMN_DEFAULT, marked
+/// `DEFAULT_GENERATED` in EXTRA: that text is MySQL SQL, not a value, so it is no default here
+/// (it must never reach PostgreSQL DDL, where `json_object(_utf8mb4'a',1)` cannot run).
+/// Generated columns (`VIRTUAL GENERATED` / `STORED GENERATED`) have no default at all.
+fn normalize_default(d: Option<String>, extra: &str, flavor: Flavor) -> Option<String> {
     let d = d?;
+    if extra.to_ascii_uppercase().contains("DEFAULT_GENERATED") {
+        return None;
+    }
     match flavor {
         Flavor::MySql => Some(d),
         Flavor::MariaDb => {
@@ -211,6 +222,10 @@ pub(crate) fn kind_of(c: &InfoColumn) -> ColumnKind {
         "timestamp" => ColumnKind::Timestamp { fsp },
         "year" => ColumnKind::Year,
         "json" => ColumnKind::Json,
+        // MySQL 9: CHARACTER_MAXIMUM_LENGTH is the byte size, 4 per dimension.
+        "vector" => ColumnKind::Vector {
+            dim: u32_of(c.char_max).map(|b| b / 4),
+        },
         _ => ColumnKind::Bytes { max_len: None },
     }
 }
@@ -265,7 +280,8 @@ pub(crate) fn default_value(kind: &ColumnKind, d: &Option<String>) -> Option<Val
             let us = parse_hms_us(d.trim_start_matches('-'))?;
             Value::Time(if neg { -us } else { us })
         }
-        ColumnKind::Unknown => return None,
+        // VECTOR has no literal DEFAULT (only an expression one).
+        ColumnKind::Vector { .. } | ColumnKind::Unknown => return None,
     })
 }
 
@@ -419,6 +435,7 @@ pub(crate) fn enrich(
             match (&mut c.kind, kind_of(i)) {
                 (ColumnKind::String { max_len }, ColumnKind::String { max_len: m }) => *max_len = m,
                 (ColumnKind::Bytes { max_len }, ColumnKind::Bytes { max_len: m }) => *max_len = m,
+                (ColumnKind::Vector { dim }, ColumnKind::Vector { dim: d }) => *dim = d,
                 _ => {}
             }
         }
@@ -564,6 +581,9 @@ pub(crate) fn from_mysql(v: MyValue, col: &Column, table: &TableId) -> Result<Va
             Value::String(text(b)?)
         }
         (MyValue::Bytes(b), K::Json) => Value::Json(text(b)?),
+        (MyValue::Bytes(b), K::Vector { .. }) => {
+            Value::Vector(crate::decode::vector_floats(&b).map_err(|e| err(&b.len(), &e))?)
+        }
         (MyValue::Bytes(b), K::Bytes { .. }) => Value::Bytes(b),
         (MyValue::Int(y), K::Year) => {
             Value::Year(i32::try_from(y).map_err(|_| err(&y, "YEAR out of range"))?)
@@ -667,6 +687,7 @@ pub(crate) fn to_param(v: &Value) -> Result<MyValue, CaptureError> {
             MyValue::Bytes(s.as_bytes().to_vec())
         }
         Value::Bytes(b) => MyValue::Bytes(b.clone()),
+        Value::Vector(v) => MyValue::Bytes(v.iter().flat_map(|f| f.to_le_bytes()).collect()),
         Value::Bits(b) => MyValue::UInt(*b),
         Value::Year(y) => MyValue::Int(i64::from(*y)),
         Value::Date(d) => {
@@ -838,11 +859,11 @@ mod tests {
     #[test]
     fn mariadb_defaults() {
         assert_eq!(
-            normalize_default(Some("'dflt'".into()), Flavor::MariaDb).as_deref(),
+            normalize_default(Some("'dflt'".into()), "", Flavor::MariaDb).as_deref(),
             Some("dflt")
         );
         assert_eq!(
-            normalize_default(Some("current_timestamp()".into()), Flavor::MariaDb),
+            normalize_default(Some("current_timestamp()".into()), "", Flavor::MariaDb),
             None
         );
         assert_eq!(

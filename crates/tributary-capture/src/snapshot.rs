@@ -127,6 +127,7 @@ fn tag(v: &Value) -> serde_json::Value {
         Value::DateTime(t) => json!(["dt", t.to_string()]),
         Value::Timestamp(t) => json!(["ts", t.to_string()]),
         Value::Year(y) => json!(["y", y]),
+        Value::Vector(v) => json!(["vec", v]),
         Value::Unresolved(j) => json!(["x", j]),
     }
 }
@@ -165,6 +166,9 @@ fn untag(j: &serde_json::Value) -> Result<Value, CaptureError> {
         "ts" => Value::Timestamp(p(&s)?),
         "y" => Value::Year(p(&s)? as i32),
         "x" => Value::Unresolved(a.get(1).cloned().unwrap_or_default()),
+        "vec" => Value::Vector(
+            serde_json::from_value(a.get(1).cloned().unwrap_or_default()).map_err(|_| bad())?,
+        ),
         _ => return Err(bad()),
     })
 }

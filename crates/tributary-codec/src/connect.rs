@@ -59,6 +59,8 @@ pub enum FieldCodec {
     Zoned,
     Year,
     Json,
+    /// `io.debezium.data.FloatVector`: an array of float32 (MySQL 9 VECTOR).
+    FloatVector,
     /// struct/array/map or anything unknown: kept as [`Value::Unresolved`].
     Raw,
 }
@@ -197,6 +199,9 @@ fn connect_kind(
             (K::Set { allowed: allowed() }, C::Str)
         }
         Some("io.debezium.data.Json") if ty == "string" => (K::Json, C::Json),
+        Some("io.debezium.data.FloatVector") if ty == "array" => {
+            (K::Vector { dim: None }, C::FloatVector)
+        }
         Some("io.debezium.time.Date") | Some("org.apache.kafka.connect.data.Date")
             if ty == "int32" =>
         {
@@ -371,6 +376,25 @@ pub(crate) fn decode_value(codec: FieldCodec, kind: &ColumnKind, v: J) -> Result
             Value::String(s)
         }
         FieldCodec::Json => Value::Json(want_str(v)?),
+        FieldCodec::FloatVector => match v {
+            J::Array(a) => Value::Vector(
+                a.iter()
+                    .map(|x| {
+                        num_text(x)?
+                            .parse::<f32>()
+                            .ok()
+                            .filter(|f| f.is_finite())
+                            .ok_or_else(|| format!("bad FloatVector element {x}"))
+                    })
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => {
+                return Err(format!(
+                    "expected a FloatVector array, got {}",
+                    crate::error::short_json(&other)
+                ))
+            }
+        },
         FieldCodec::Bytes => Value::Bytes(want_b64(v)?),
         FieldCodec::Decimal { scale } => {
             Value::Decimal(num::unscaled_bytes_to_decimal(&want_b64(v)?, scale)?)

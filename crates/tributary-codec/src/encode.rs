@@ -225,6 +225,8 @@ enum Target {
     TsUs,
     Zoned(Option<u8>),
     Year,
+    /// Debezium's `io.debezium.data.FloatVector` (MySQL 9 VECTOR): an array of float32.
+    FloatVector,
     Unknown,
 }
 
@@ -296,6 +298,7 @@ fn target(col: &Column, o: &EncodeOptions) -> Target {
             })
         }
         K::Year => Target::Year,
+        K::Vector { .. } => Target::FloatVector,
         K::Unknown => Target::Unknown,
     }
 }
@@ -339,6 +342,25 @@ fn field_schema(col: &Column, o: &EncodeOptions) -> J {
             m.insert("doc".into(), s("Variable scaled decimal"));
             if let Some(d) = &col.default {
                 m.insert("default".into(), value_json(&t, d));
+            }
+            m.insert("field".into(), s(&col.name));
+            return J::Object(m);
+        }
+        Target::FloatVector => {
+            // Connect's JsonConverter: type, items, optional, name, version, default, field.
+            m.insert("type".into(), s("array"));
+            m.insert(
+                "items".into(),
+                obj([("type", s("float")), ("optional", J::Bool(false))]),
+            );
+            m.insert("optional".into(), J::Bool(col.nullable));
+            m.insert("name".into(), s("io.debezium.data.FloatVector"));
+            m.insert("version".into(), n(1));
+            if let Some(d) = &col.default {
+                let dv = value_json(&t, d);
+                if !dv.is_null() {
+                    m.insert("default".into(), dv);
+                }
             }
             m.insert("field".into(), s(&col.name));
             return J::Object(m);
@@ -448,6 +470,7 @@ fn generic_json(v: &Value) -> J {
         Value::Time(t) | Value::DateTime(t) => n(*t),
         Value::Timestamp(t) => J::String(num::format_zoned(*t, None)),
         Value::Year(y) => n(*y as i64),
+        Value::Vector(v) => J::Array(v.iter().map(|f| float_json(num::java_float(*f))).collect()),
         Value::Unresolved(j) => j.clone(),
     }
 }
@@ -536,6 +559,12 @@ fn value_json(t: &Target, v: &Value) -> J {
             other => {
                 int_of(other).map(|b| J::String(b64().encode(num::bits_to_le(b as u64, *len))))
             }
+        },
+        Target::FloatVector => match v {
+            Value::Vector(x) => Some(J::Array(
+                x.iter().map(|f| float_json(num::java_float(*f))).collect(),
+            )),
+            _ => None,
         },
         Target::MicroTime => match v {
             Value::Time(t) => Some(n(*t)),

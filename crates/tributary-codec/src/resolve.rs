@@ -290,6 +290,20 @@ pub fn resolve(v: &J, kind: &ColumnKind) -> Result<Value, ResolveError> {
             J::String(s) => s.clone(),
             other => other.to_string(),
         }),
+        // MySQL 9 VECTOR (Debezium FloatVector): an array of numbers, each a float32.
+        K::Vector { .. } => match v {
+            J::Array(a) => Value::Vector(
+                a.iter()
+                    .map(|x| {
+                        x.as_f64()
+                            .map(|f| f as f32)
+                            .filter(|f| f.is_finite())
+                            .ok_or_else(|| err(kind, v, "expected an array of float32 numbers"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => return Err(err(kind, v, "expected an array of float32 numbers")),
+        },
     })
 }
 

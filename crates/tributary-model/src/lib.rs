@@ -137,6 +137,11 @@ pub enum ColumnKind {
     },
     Year,
     Json,
+    /// MySQL 9 `VECTOR(dim)`: 32-bit floats (`dim` when known: information_schema, not the
+    /// binlog). Debezium: `io.debezium.data.FloatVector`; PostgreSQL: `real[]`.
+    Vector {
+        dim: Option<u32>,
+    },
     /// Type not known yet (schemaless input); values are [`Value::Unresolved`].
     Unknown,
 }
@@ -212,6 +217,8 @@ pub enum Value {
     Year(i32),
     /// JSON document as text (kept as the source spelled it).
     Json(String),
+    /// MySQL 9 VECTOR value: its 32-bit floats.
+    Vector(Vec<f32>),
     /// A value from schemaless input whose type is not known yet.
     Unresolved(serde_json::Value),
 }
