@@ -8,7 +8,7 @@
 //! as real Debezium emitted for the same SQL (`fixtures/ddl/debezium-default.jsonl`, an
 //! independent oracle).
 //!
-//! Runs on MariaDB 10.11 and MariaDB 11.8 (binlog_row_metadata=FULL: with NO_LOG the column
+//! Runs on MariaDB 10.11, MariaDB 11.8 and MySQL 9.7 (binlog_row_metadata=FULL: with NO_LOG/MINIMAL the column
 //! names of rows written before a DDL cannot be known once capture is behind it — see README).
 
 use std::collections::BTreeMap;
@@ -244,4 +244,15 @@ fn ddl_scenario_direct_mariadb_11_8() {
         return;
     };
     scenario(&db, "m118");
+}
+
+#[test]
+fn ddl_scenario_direct_mysql_9_7() {
+    let Some(db) = tributary_testkit::mysql97_or_skip_with(
+        "ddl_scenario_direct_mysql_9_7",
+        &["--binlog-row-metadata=FULL"],
+    ) else {
+        return;
+    };
+    scenario(&db, "my97");
 }
