@@ -295,15 +295,6 @@ pub async fn binlog_position(url: &str) -> Result<(String, u64), CaptureError> {
     fp.map(|f| (f.file, f.pos))
 }
 
-/// The server's current binlog `(file, position)` (`SHOW BINARY LOG STATUS` on MySQL ≥ 8.2,
-/// `SHOW MASTER STATUS` elsewhere; see [`snapshot`]), over a session made as [`mysqlconn`] says.
-pub async fn binlog_position(url: &str) -> Result<(String, u64), CaptureError> {
-    let mut conn = connect(url).await?;
-    let fp = snapshot::master_status(&mut conn).await;
-    let _ = conn.disconnect().await;
-    fp.map(|f| (f.file, f.pos))
-}
-
 /// The capture privileges a MySQL `SHOW GRANTS` output does not grant on `*.*`.
 fn missing_mysql_grants(grants: &[String]) -> Vec<&'static str> {
     let global: Vec<String> = grants

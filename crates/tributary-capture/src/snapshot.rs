@@ -193,10 +193,10 @@ struct Current {
 pub(crate) struct Snapshotter {
     conn: Option<mysql_async::Conn>,
     pub(crate) position: FilePos,
-    server_id: u32,
-    name: String,
     /// The binlog epoch `position` belongs to (set by the stream; see the model's docs).
     pub(crate) epoch: u32,
+    server_id: u32,
+    name: String,
     chunk: usize,
     remaining: Vec<(TableId, u64)>,
     tables_done: Vec<String>,
@@ -281,9 +281,9 @@ impl Snapshotter {
         let mut s = Snapshotter {
             conn: Some(conn),
             position,
+            epoch: 0,
             server_id,
             name: cfg.name.clone(),
-            epoch: 0,
             chunk: cfg.chunk_size.max(1),
             remaining,
             tables_done: resume.tables_done.clone(),
@@ -461,9 +461,9 @@ impl Snapshotter {
                         thread: None,
                         query: None,
                         name: self.name.clone(),
+                        epoch: self.epoch,
                     },
                     ts_ms: ts,
-                        epoch: self.epoch,
                     transaction: None,
                     kafka: None,
                 });
