@@ -193,7 +193,8 @@ enum Cmd {
     Resnapshot {
         /// Tables to re-read (`db.table`); none = every captured table, streaming from the new
         /// snapshot's position.
-        tables: Vec<String>,
+        #[arg(value_name = "TABLE")]
+        resnapshot_tables: Vec<String>,
         #[command(flatten)]
         common: Common,
         /// Exit 0 once everything available at start has been applied.
@@ -382,6 +383,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
                 partitions,
                 &files,
                 cfg.pipeline.batch_size,
+                &cfg.kafka_properties(),
             )
             .await?;
             println!("published {n} record(s)");
@@ -391,7 +393,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
             tributary::status::status(&cfg, json).await?;
         }
         Cmd::Resnapshot {
-            tables,
+            resnapshot_tables: tables,
             common,
             until_caught_up,
         } => {

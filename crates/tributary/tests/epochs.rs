@@ -141,3 +141,112 @@ fn reset_master_mid_stream_and_while_stopped_changes_after_it_reach_current() {
         format!("DELETE\t1\nINSERT\t1\nSNAPSHOT\t50\nUPDATE\t{updates}\n")
     );
 }
+
+fn history_kinds(pg: &PgDb) -> String {
+    pg.query("SELECT change_type, count(*) FROM ep.t_history GROUP BY 1 ORDER BY 1")
+        .unwrap()
+}
+
+#[test]
+fn purged_stored_position_is_a_clear_error_check_reports_it_and_resnapshot_recovers() {
+    let db = MariaDb::start().unwrap();
+    let pg = PgDb::new("epoch_purge").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = direct_config(dir.path(), &db, &pg, "ep", "[pipeline]\nbatch_size = 100\n");
+    db.sql(SETUP).unwrap();
+    until_caught_up(&cfg);
+    assert_eq!(source_rows(&db), current_rows(&pg));
+
+    // While tributary is stopped: changes, then the binlogs holding them are purged.
+    db.sql(
+        "UPDATE ep.t SET v = 9 WHERE id <= 10; DELETE FROM ep.t WHERE id > 40;
+         INSERT INTO ep.t VALUES (60, 60); FLUSH BINARY LOGS;
+         UPDATE ep.t SET v = 8 WHERE id = 1; FLUSH BINARY LOGS;",
+    )
+    .unwrap();
+    let last = db.sql("SHOW BINARY LOGS").unwrap();
+    let last = last.lines().last().unwrap().split('\t').next().unwrap();
+    // (MariaDB keeps a file until its binlog checkpoint is written: retry the purge.)
+    let t0 = Instant::now();
+    loop {
+        db.sql(&format!("PURGE BINARY LOGS TO '{last}'")).unwrap();
+        let first = db.sql("SHOW BINARY LOGS").unwrap();
+        if first.lines().next().unwrap().starts_with(last) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(20), "binlogs not purged: {first}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A clear, definite error naming the file and the fix (was: a raw ERROR 1236).
+    let out = bin()
+        .env("TRIBUTARY_LOG", "info")
+        .args(["run", "--until-caught-up", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "run must stop: {err}");
+    assert!(
+        err.contains("bin.000001") && err.contains("purged") && err.contains("tributary resnapshot"),
+        "{err}"
+    );
+    // check reports it.
+    let ck = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&ck.stdout);
+    assert_eq!(ck.status.code(), Some(2), "check must fail: {text}");
+    assert!(
+        text.contains("FAIL stored position") && text.contains("bin.000001 was purged"),
+        "{text}"
+    );
+
+    // resnapshot: current equals the source (the 10 rows deleted while away are gone, with a
+    // DELETE each in history: no ghost rows), then streaming goes on.
+    let out = bin()
+        .env("TRIBUTARY_LOG", "info")
+        .args(["resnapshot", "--until-caught-up", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(source_rows(&db), current_rows(&pg), "after resnapshot");
+    assert_eq!(history_kinds(&pg), "DELETE\t10\nSNAPSHOT\t91\n");
+    let deleted = pg
+        .query("SELECT string_agg(id::text, ',' ORDER BY id) FROM ep.t_history WHERE change_type = 'DELETE'")
+        .unwrap();
+    assert_eq!(deleted.trim(), "41,42,43,44,45,46,47,48,49,50");
+    db.sql("UPDATE ep.t SET v = 77 WHERE id = 2; DELETE FROM ep.t WHERE id = 3;")
+        .unwrap();
+    until_caught_up(&cfg);
+    assert_eq!(source_rows(&db), current_rows(&pg), "streaming after resnapshot");
+    assert_eq!(history_kinds(&pg), "DELETE\t11\nSNAPSHOT\t91\nUPDATE\t1\n");
+    let ck = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
+    assert!(
+        ck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ck.stdout)
+    );
+
+    // One table re-read while streaming goes on from the stored position: a row the warehouse
+    // holds but the source does not (a ghost) goes, with its DELETE; changes made meanwhile
+    // arrive once.
+    pg.query("INSERT INTO ep.t_current (id, v, _source_pos) VALUES (999, 1, 0)")
+        .unwrap();
+    db.sql("UPDATE ep.t SET v = 5 WHERE id = 4").unwrap();
+    let out = bin()
+        .args(["resnapshot", "ep.t", "--until-caught-up", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(source_rows(&db), current_rows(&pg), "after resnapshot ep.t");
+    assert_eq!(history_kinds(&pg), "DELETE\t12\nSNAPSHOT\t131\nUPDATE\t2\n");
+}
