@@ -27,6 +27,37 @@
 //! position makes the source reopen the dump at the last transaction boundary.
 //! A compressed payload whose events do not all arrive (the next event has a header position
 //! before the payload's uncompressed bytes were handed out) stops capture with a decode error.
+//!
+//! ## Binlog epochs, lost positions, another server
+//!
+//! A file/position only means something in one numbering of one server's binlog. Every time a
+//! dump is opened (start, reconnect) the boundary position is checked against the server
+//! (`locate`), and positions carry the numbering's **epoch** (model docs: folded into the top
+//! bits of the stale-update key, so a new epoch is never compared numerically with an old one):
+//! * **Another server** (MySQL `@@server_uuid`, MariaDB `@@server_id` differ from the
+//!   checkpoint's — a failover, a VIP moved): its file names and positions are unrelated. On
+//!   MariaDB the dump starts from the stored GTID state (`@slave_connect_state`, strict mode;
+//!   the server skips what the state contains) in a new epoch; the positions of the skipped
+//!   part are unknown, so until the first transaction read there ends no checkpoint is handed
+//!   out (the stored one stays the truth) and positions come from the headers (a GTID event
+//!   always has one). Without a stored GTID state (or on MySQL) it is a definite error with
+//!   the fix (`tributary resnapshot`).
+//! * **Purged**: the file is gone and every later file of the same basename is there — a
+//!   definite error naming the file, what it means and the fix (`purged_error`); a dump that
+//!   reports ERROR 1236 says the same.
+//! * **Restarted numbering** (`RESET MASTER`, a new basename, or the file of that name is a
+//!   new one: shorter than the position, or MariaDB's `BINLOG_GTID_POS` there is behind what
+//!   was read): streaming goes on at the start of the server's first binlog in epoch + 1,
+//!   with a warning that changes written between the old position and the reset are not in
+//!   the binlog (the fix, if there were any: `tributary resnapshot`).
+//! * A dump open across `RESET MASTER` (MariaDB) waits on the deleted file forever without an
+//!   error: an idle stream checks every 2 s whether its file is still listed and long enough,
+//!   and whether MariaDB's GTID counters went back, and reopens (then `locate` decides). A real
+//!   ROTATE to a lower sequence or another basename is a new epoch too.
+//! * A re-snapshot (`tributary resnapshot`) is a new epoch: a batch that completes a table's
+//!   snapshot in epoch > 0 names it in `BinlogCheckpoint::tables_snapshotted`, and apply
+//!   deletes that table's current rows from earlier epochs (not read by the snapshot: gone)
+//!   with a DELETE in history.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
