@@ -5,7 +5,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tributary_testkit::{assert_final, golden, maria118_or_skip, KillOnDrop, MariaDb, PgDb};
+use tributary_testkit::{
+    assert_final, golden, maria118_or_skip, mysql97_or_skip, KillOnDrop, MariaDb, PgDb,
+};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
@@ -185,14 +187,25 @@ fn kill_9_during_snapshot_and_streaming_on_mariadb_118_defaults_is_exact() {
     kill_9_during_snapshot_and_streaming(db, "direct_kill118");
 }
 
+/// The same on Oracle MySQL 9.7 with its defaults (GTIDs on, binlog_row_metadata=MINIMAL,
+/// SHOW BINARY LOG STATUS).
+#[test]
+fn kill_9_during_snapshot_and_streaming_on_mysql_97_is_exact() {
+    let Some(db) = mysql97_or_skip("kill_9_during_snapshot_and_streaming_on_mysql_97") else {
+        return;
+    };
+    kill_9_during_snapshot_and_streaming(db, "direct_kill97");
+}
+
 fn kill_9_during_snapshot_and_streaming(db: MariaDb, tag: &str) {
     let pg = PgDb::new(tag).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &db, &pg, "bench", 500);
-    db.sql(
+    db.sql(&format!(
         "CREATE DATABASE bench; CREATE TABLE bench.t (id INT PRIMARY KEY, v VARCHAR(40)) ENGINE=InnoDB;
-         INSERT INTO bench.t SELECT seq, CONCAT('v', seq) FROM bench.seq_1_to_60000;",
-    )
+         INSERT INTO bench.t SELECT seq, CONCAT('v', seq) FROM {} s;",
+        db.seq(1, 60000)
+    ))
     .unwrap();
 
     // 1. kill -9 in the middle of the snapshot.
@@ -208,11 +221,12 @@ fn kill_9_during_snapshot_and_streaming(db: MariaDb, tag: &str) {
         "snapshot finished before the kill ({partial} rows)"
     );
     // Changes while the pipeline is down: rows already snapshotted and rows not yet.
-    db.sql(
+    db.sql(&format!(
         "UPDATE bench.t SET v = CONCAT(v, '-a') WHERE id % 100 = 0;
          DELETE FROM bench.t WHERE id % 250 = 1;
-         INSERT INTO bench.t SELECT seq, 'new' FROM bench.seq_60001_to_60500;",
-    )
+         INSERT INTO bench.t SELECT seq, 'new' FROM {} s;",
+        db.seq(60001, 60500)
+    ))
     .unwrap();
     run_until_caught_up(&cfg);
     assert_eq!(warehouse_rows(&pg, "t"), source_rows(&db, "t"));
@@ -246,7 +260,7 @@ fn kill_9_during_snapshot_and_streaming(db: MariaDb, tag: &str) {
     // 2. kill -9 while streaming many small transactions.
     let mut child = KillOnDrop(spawn_run(&cfg));
     let writer = {
-        let port = db.port;
+        let mut client = db.client();
         std::thread::spawn(move || {
             let sql: String = (1..=3000)
                 .map(|i| {
@@ -257,13 +271,7 @@ fn kill_9_during_snapshot_and_streaming(db: MariaDb, tag: &str) {
                 })
                 .collect();
             use std::io::Write;
-            let mut c = Command::new("mariadb")
-                .args([
-                    "--no-defaults",
-                    "-h127.0.0.1",
-                    &format!("-P{port}"),
-                    "-uroot",
-                ])
+            let mut c = client
                 .stdin(Stdio::piped())
                 .spawn()
                 .unwrap();
@@ -324,6 +332,15 @@ fn mariadb_118_restart_mid_stream_resumes_by_itself() {
     mariadb_restart_mid_stream(db, "direct_restart118");
 }
 
+/// The same on Oracle MySQL 9.7 (restarted with its arguments; GTIDs on).
+#[test]
+fn mysql_97_restart_mid_stream_resumes_by_itself() {
+    let Some(db) = mysql97_or_skip("mysql_97_restart_mid_stream") else {
+        return;
+    };
+    mariadb_restart_mid_stream(db, "direct_restart97");
+}
+
 fn mariadb_restart_mid_stream(mut db: MariaDb, tag: &str) {
     let pg = PgDb::new(tag).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -344,14 +361,20 @@ fn mariadb_restart_mid_stream(mut db: MariaDb, tag: &str) {
     wait_for("the snapshot", 60, || {
         count(&pg, "SELECT count(*) FROM bench.r_current") == 1
     });
-    db.sql("INSERT INTO bench.r SELECT seq, 'before' FROM bench.seq_2_to_100;")
-        .unwrap();
+    db.sql(&format!(
+        "INSERT INTO bench.r SELECT seq, 'before' FROM {} s;",
+        db.seq(2, 100)
+    ))
+    .unwrap();
     wait_for("rows before the restart", 60, || {
         count(&pg, "SELECT count(*) FROM bench.r_current") == 100
     });
     db.restart().unwrap();
-    db.sql("INSERT INTO bench.r SELECT seq, 'after' FROM bench.seq_101_to_200; UPDATE bench.r SET v = 'changed' WHERE id = 1;")
-        .unwrap();
+    db.sql(&format!(
+        "INSERT INTO bench.r SELECT seq, 'after' FROM {} s; UPDATE bench.r SET v = 'changed' WHERE id = 1;",
+        db.seq(101, 200)
+    ))
+    .unwrap();
     wait_for("rows after the restart", 120, || {
         count(&pg, "SELECT count(*) FROM bench.r_current") == 200
             && count(
