@@ -5,7 +5,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use tributary_testkit::{KillOnDrop, MariaDb, PgDb};
+use tributary_testkit::{mysql97_or_skip, KillOnDrop, MariaDb, PgDb};
 
 mod common;
 use common::{bin, until_caught_up};
@@ -84,8 +84,20 @@ fn a_transaction_larger_than_a_batch_is_applied_whole() {
 /// none of it (the parts were never committed), and the restart applies all of it once.
 #[test]
 fn kill_9_inside_a_large_transaction_leaves_nothing_half_applied() {
-    let db = MariaDb::start().unwrap();
-    let pg = PgDb::new("large_txn_kill").unwrap();
+    kill_9_inside_a_large_transaction(MariaDb::start().unwrap(), "large_txn_kill");
+}
+
+/// The same on Oracle MySQL 9.7 with its defaults (GTIDs on, row metadata MINIMAL).
+#[test]
+fn kill_9_inside_a_large_transaction_on_mysql_97() {
+    let Some(db) = mysql97_or_skip("kill_9_inside_a_large_transaction_on_mysql_97") else {
+        return;
+    };
+    kill_9_inside_a_large_transaction(db, "large_txn_kill97");
+}
+
+fn kill_9_inside_a_large_transaction(db: MariaDb, tag: &str) {
+    let pg = PgDb::new(tag).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &db, &pg, 500);
     db.sql(
@@ -94,8 +106,11 @@ fn kill_9_inside_a_large_transaction_leaves_nothing_half_applied() {
     )
     .unwrap();
     until_caught_up(&cfg);
-    db.sql("INSERT INTO big.t SELECT seq, CONCAT('v', seq) FROM big.seq_1_to_150000;")
-        .unwrap();
+    db.sql(&format!(
+        "INSERT INTO big.t SELECT seq, CONCAT('v', seq) FROM {} s;",
+        db.seq(1, 150_000)
+    ))
+    .unwrap();
     let mut child = KillOnDrop(spawn(&cfg));
     // Wait until the sink holds an open transaction with part of it.
     let started = Instant::now();
