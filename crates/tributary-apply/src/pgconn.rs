@@ -624,10 +624,25 @@ impl PgTarget {
         res.map_err(|e| {
             let plaintext_refused = mode == SslMode::Disable
                 && e.code().map(|c| c.code()) == Some("28000")
-                && e.to_string().contains("no encryption");
+                && e.as_db_error()
+                    .is_some_and(|d| d.message().contains("no encryption"));
             let tls = is_tls_failure(&e);
+            // tokio-postgres prints only its error kind ("error performing TLS handshake"):
+            // the cause (the certificate problem) is in the source chain.
+            let chain = if e.code().is_none() {
+                let mut c = String::new();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    c.push_str(&format!(": {s}"));
+                    src = s.source();
+                }
+                c
+            } else {
+                String::new()
+            };
             let mut err = pg_err(&ctx, e);
             let (ApplyError::Definite(f) | ApplyError::Transient(f)) = &mut err;
+            f.message.push_str(&chain);
             if plaintext_refused {
                 f.message.push_str(
                     " — the server accepts this user only over TLS: set sslmode=require (or verify-ca/verify-full with sslrootcert)",

@@ -166,10 +166,7 @@ pub fn mysql_target(url: &str) -> Result<MySqlTarget, CaptureError> {
             .map(|(_, v)| v.clone())
     };
     let base = Opts::from_url(&rest).map_err(|e| {
-        CaptureError::Config(format!(
-            "invalid MySQL URL {}: {e}",
-            redact_mysql_url(url)
-        ))
+        CaptureError::Config(format!("invalid MySQL URL {}: {e}", redact_mysql_url(url)))
     })?;
     let mode = match get("ssl-mode") {
         Some(m) => SslMode::parse(&m).map_err(|e| CaptureError::Config(format!("MySQL {e}")))?,
@@ -186,6 +183,13 @@ pub fn mysql_target(url: &str) -> Result<MySqlTarget, CaptureError> {
         (SslMode::Required, Some(_)) => SslMode::VerifyCa,
         (m, _) => m,
     };
+    // mysql_async's own `require_ssl`/`verify_*` parameters verify against the built-in
+    // (Mozilla) roots unless a CA is given.
+    let ca = ca.or_else(|| {
+        (get("ssl-mode").is_none()
+            && matches!(mode, SslMode::VerifyCa | SslMode::VerifyIdentity))
+        .then(|| "system".to_string())
+    });
     let mut b = OptsBuilder::from_opts(base.clone());
     if let Some(p) = get("password_file") {
         let pw = std::fs::read_to_string(&p).map_err(|e| {
@@ -251,6 +255,11 @@ pub fn mysql_target(url: &str) -> Result<MySqlTarget, CaptureError> {
             ))
         }
     };
+    // A `localhost` URL would otherwise switch to the Unix socket, where no TLS is used:
+    // explicit TLS stays on TCP.
+    if !matches!(mode, SslMode::Disabled | SslMode::Preferred) {
+        b = b.prefer_socket(false);
+    }
     Ok(MySqlTarget {
         opts: Opts::from(b.ssl_opts(ssl)),
         mode,
@@ -259,9 +268,10 @@ pub fn mysql_target(url: &str) -> Result<MySqlTarget, CaptureError> {
 }
 
 fn check_pem(path: &PathBuf, what: &str, label: &str) -> Result<(), CaptureError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CaptureError::Config(format!("{what} {}: cannot read: {e}", path.display())))?;
-    if !text.contains(&format!("-----BEGIN ")) || !text.contains(label) {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CaptureError::Config(format!("{what} {}: cannot read: {e}", path.display()))
+    })?;
+    if !text.contains("-----BEGIN ") || !text.contains(label) {
         return Err(CaptureError::Config(format!(
             "{what} {}: no PEM {label} in the file",
             path.display()
@@ -273,10 +283,21 @@ fn check_pem(path: &PathBuf, what: &str, label: &str) -> Result<(), CaptureError
 /// Turn a connection failure into an error naming the TLS setting when TLS is the cause.
 pub(crate) fn connect_error(t: &MySqlTarget, e: mysql_async::Error) -> CaptureError {
     use mysql_async::{DriverError, Error as E, IoError};
+    // A handshake failure arrives from tokio-rustls as an I/O error of kind InvalidData
+    // carrying rustls' error.
+    let handshake = match &e {
+        E::Io(IoError::Io(io)) if t.mode != SslMode::Disabled => io
+            .get_ref()
+            .filter(|_| io.kind() == std::io::ErrorKind::InvalidData)
+            .map(|inner| inner.to_string()),
+        E::Io(IoError::Tls(te)) => Some(te.to_string()),
+        _ => None,
+    };
     match &e {
-        E::Io(IoError::Tls(te)) => CaptureError::Config(format!(
-            "{}: TLS failed: {te}{}",
+        _ if handshake.is_some() => CaptureError::Config(format!(
+            "{}: TLS failed: {}{}",
             t.describe(),
+            handshake.unwrap_or_default(),
             match t.mode {
                 SslMode::VerifyCa | SslMode::VerifyIdentity => {
                     " (check ssl-ca: is it the CA that signed the server's certificate? VERIFY_IDENTITY also needs the host name in the certificate)"
@@ -350,9 +371,10 @@ mod tests {
 
     #[test]
     fn parses_modes_and_params() {
-        let (rest, taken) =
-            split_tls_params("mysql://u:p@h:3306/db?ssl-mode=required&prefer_socket=false&ssl_ca=%2Fx")
-                .unwrap();
+        let (rest, taken) = split_tls_params(
+            "mysql://u:p@h:3306/db?ssl-mode=required&prefer_socket=false&ssl_ca=%2Fx",
+        )
+        .unwrap();
         assert_eq!(rest, "mysql://u:p@h:3306/db?prefer_socket=false");
         assert_eq!(
             taken,
@@ -370,8 +392,8 @@ mod tests {
         assert!(e.to_string().contains("needs ssl-ca"), "{e}");
         let e = mysql_target("mysql://u@h/db?ssl-mode=sometimes").unwrap_err();
         assert!(e.to_string().contains("ssl-mode=\"sometimes\""), "{e}");
-        let e = mysql_target("mysql://u@h/db?ssl-mode=VERIFY_CA&ssl-ca=/nonexistent.pem")
-            .unwrap_err();
+        let e =
+            mysql_target("mysql://u@h/db?ssl-mode=VERIFY_CA&ssl-ca=/nonexistent.pem").unwrap_err();
         assert!(e.to_string().contains("/nonexistent.pem"), "{e}");
     }
 }
@@ -382,7 +404,10 @@ pub fn redact_mysql_url(url: &str) -> String {
     let mut out = url.to_string();
     if let Some(scheme_end) = out.find("://") {
         let start = scheme_end + 3;
-        let end = out[start..].find('?').map(|q| start + q).unwrap_or(out.len());
+        let end = out[start..]
+            .find('?')
+            .map(|q| start + q)
+            .unwrap_or(out.len());
         if let Some(at) = out[start..end].rfind('@') {
             let at = start + at;
             if let Some(colon) = out[start..at].find(':') {

@@ -1096,13 +1096,9 @@ impl KafkaSource {
             probe_cfg,
         };
         let consumer: BaseConsumer<Ctx> =
-            client_cfg.create_with_context(ctx).map_err(|e| match e {
-                RdError::ClientConfig(_, desc, key, value) => {
-                    KafkaError::Config(format!("{key}={value}: {desc}"))
-                }
-                RdError::ClientCreation(msg) => KafkaError::Config(msg),
-                other => KafkaError::Client(other),
-            })?;
+            client_cfg
+                .create_with_context(ctx)
+                .map_err(|e| crate::security::config_error(&client_cfg, e))?;
         let topics: Vec<&str> = cfg.topics.iter().map(|s| s.as_str()).collect();
         consumer
             .subscribe(&topics)

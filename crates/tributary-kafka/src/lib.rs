@@ -100,6 +100,7 @@ use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 
 mod consumer;
 mod producer;
+pub mod security;
 
 pub use consumer::{
     ApplyGuard, CaughtUp, ConsumerConfig, FetchedEpochs, KafkaSource, OffsetFallback, OffsetPolicy,
@@ -338,13 +339,7 @@ pub(crate) fn apply_extra(
     cfg: &mut rdkafka::ClientConfig,
     extra: &[(String, String)],
 ) -> Result<(), KafkaError> {
-    for (k, v) in extra {
-        if k.trim().is_empty() {
-            return Err(KafkaError::Config("empty librdkafka property name".into()));
-        }
-        cfg.set(k.trim(), v);
-    }
-    Ok(())
+    security::apply_properties(cfg, extra)
 }
 
 #[cfg(test)]

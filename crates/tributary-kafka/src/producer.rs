@@ -52,15 +52,6 @@ pub struct KafkaSink {
     cfg: ProducerConfig,
 }
 
-fn map_create_err(e: RdError) -> KafkaError {
-    match e {
-        RdError::ClientConfig(_, desc, key, value) => {
-            KafkaError::Config(format!("{key}={value}: {desc}"))
-        }
-        RdError::ClientCreation(msg) => KafkaError::Config(msg),
-        other => KafkaError::Client(other),
-    }
-}
 
 impl KafkaSink {
     pub fn new(cfg: ProducerConfig) -> Result<Self, KafkaError> {
@@ -86,11 +77,14 @@ impl KafkaSink {
             .set("compression.type", "none")
             .set("message.timeout.ms", "60000");
         apply_extra(&mut c, &cfg.extra)?;
-        let producer: FutureProducer = c.create().map_err(map_create_err)?;
+        let producer: FutureProducer = crate::security::create(&c)?;
+        // The admin client (topic creation) connects like the producer: same properties
+        // (TLS, SASL), only its client id differs.
         let mut ac = ClientConfig::new();
-        ac.set("bootstrap.servers", &cfg.brokers)
-            .set("client.id", format!("{}-admin", cfg.client_id));
-        let admin: AdminClient<DefaultClientContext> = ac.create().map_err(map_create_err)?;
+        ac.set("bootstrap.servers", &cfg.brokers);
+        apply_extra(&mut ac, &cfg.extra)?;
+        ac.set("client.id", format!("{}-admin", cfg.client_id));
+        let admin: AdminClient<DefaultClientContext> = crate::security::create(&ac)?;
         Ok(KafkaSink {
             producer,
             admin,

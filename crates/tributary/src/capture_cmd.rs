@@ -172,6 +172,7 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
         file = Some(open_output(p)?);
     } else {
         let mut pc = ProducerConfig::new(o.brokers.clone().unwrap());
+        pc.extra = cfg.kafka_properties();
         pc.partitions_for_new_topics = o.partitions.max(1);
         pc.replication_factor = o.replication_factor;
         producer = Some(KafkaSink::new(pc).context("creating Kafka producer")?);
@@ -308,8 +309,10 @@ pub async fn publish_files(
     partitions: i32,
     files: &[PathBuf],
     batch: usize,
+    kafka_properties: &[(String, String)],
 ) -> Result<u64> {
     let mut pc = ProducerConfig::new(brokers.to_string());
+    pc.extra = kafka_properties.to_vec();
     pc.partitions_for_new_topics = partitions.max(1);
     let producer = KafkaSink::new(pc).context("creating Kafka producer")?;
     let mut known: std::collections::HashSet<String> = Default::default();

@@ -55,7 +55,8 @@ pub struct SourceConfig {
     pub group_id: String,
     /// Topic names; entries starting with `^` are regular expressions.
     pub topics: Vec<String>,
-    /// Extra librdkafka consumer properties.
+    /// librdkafka properties for every Kafka client (TLS, SASL, compression, tuning); see
+    /// [`Config::kafka_properties`].
     pub kafka_properties: std::collections::BTreeMap<String, String>,
     /// A stored offset that does not fit its partition's log (the broker lost its log, the
     /// topic was re-created): `"stop"` (default) or `"earliest"` (re-read the partition).
@@ -172,6 +173,9 @@ pub struct PublishConfig {
     pub unwrap: bool,
     /// Where capture keeps its own resumable binlog position.
     pub state_file: Option<String>,
+    /// librdkafka properties for the producer and its admin client, on top of
+    /// `[source] kafka_properties` (see [`Config::kafka_properties`]).
+    pub kafka_properties: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for PublishConfig {
@@ -183,6 +187,7 @@ impl Default for PublishConfig {
             schemas: true,
             unwrap: false,
             state_file: None,
+            kafka_properties: Default::default(),
         }
     }
 }
@@ -339,6 +344,18 @@ impl Config {
             self.source.url = Some(url);
         }
         Ok(())
+    }
+
+    /// The librdkafka properties every Kafka client of this configuration gets (consumer,
+    /// producer, admin, `status`, capture's watcher): `[source] kafka_properties`, then
+    /// `[publish] kafka_properties` over them. Values may be `${env:NAME}` / `${file:PATH}`
+    /// (see `tributary_kafka::security`).
+    pub fn kafka_properties(&self) -> Vec<(String, String)> {
+        let mut m = self.source.kafka_properties.clone();
+        if let Some(p) = &self.publish {
+            m.extend(p.kafka_properties.clone());
+        }
+        m.into_iter().collect()
     }
 
     pub fn postgres_url(&self) -> Result<&str> {

@@ -33,11 +33,19 @@ pub async fn status(cfg: &Config, json: bool) -> Result<()> {
         .context("reading tributary.checkpoints (has a pipeline run against this database?)")?;
     // Kafka end offsets, when brokers are configured.
     let consumer: Option<BaseConsumer> = cfg.source.brokers.as_ref().and_then(|b| {
-        rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", b)
-            .set("group.id", "tributary-status")
-            .create()
-            .ok()
+        // The same properties (TLS, SASL) as every other Kafka client of this config.
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", b)
+            .set("group.id", "tributary-status");
+        match tributary_kafka::security::apply_properties(&mut c, &cfg.kafka_properties())
+            .and_then(|_| tributary_kafka::security::create(&c))
+        {
+            Ok(consumer) => Some(consumer),
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka end offsets unavailable");
+                None
+            }
+        }
     });
     let mut binlog_end: Option<(String, u64)> = None;
     if let Some(u) = &cfg.source.url {
