@@ -896,9 +896,50 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
+/// [`redact_url`] for free text (an error message, a log line): every `scheme://…` word and
+/// every `password=` parameter in it.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains("://") {
+            out.push_str(&redact_url(word));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace() || c == '"' || c == '\'' || c == '(' || c == ')' {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    // `password=` anywhere (keyword connection strings, URL queries)
+    if out.contains("password=") {
+        out = redact_url(&out);
+    }
+    out
+}
+
 #[cfg(test)]
 mod redact_tests {
-    use super::redact_url;
+    use super::{redact_text, redact_url};
+
+    #[test]
+    fn redacts_urls_inside_text() {
+        assert_eq!(
+            redact_text("connecting to mysql://u:p@ss@h:1/db failed (\"postgres://a:b@c/d\")"),
+            "connecting to mysql://u:***@h:1/db failed (\"postgres://a:***@c/d\")"
+        );
+        assert_eq!(
+            redact_text("bad host=h password=sec user=u"),
+            "bad host=h password=*** user=u"
+        );
+    }
 
     #[test]
     fn redacts_every_form() {

@@ -103,7 +103,7 @@ pub async fn run(base: &Config, via_kafka: bool, keep: bool) -> Result<()> {
     db.sql(SEED_SQL)?;
     eprintln!(
         "  bankdb.bank_accounts created on {} with 3 accounts",
-        db.url()
+        crate::config::redact(&db.url())
     );
 
     let mut cfg: Config = toml::from_str(BANK_TOML).expect("examples/bank.toml parses");
@@ -232,7 +232,10 @@ pub async fn run(base: &Config, via_kafka: bool, keep: bool) -> Result<()> {
         latency.as_secs_f64() * 1000.0,
         started.elapsed().as_secs_f64()
     );
-    println!("status: tributary status --postgres-url {pg_url}");
+    println!(
+        "status: tributary status --postgres-url {}",
+        crate::config::redact(&pg_url)
+    );
     if keep {
         eprintln!("--keep: MariaDB at {} stays up; Ctrl-C to end", db.url());
         crate::shutdown_signal().await;

@@ -48,7 +48,9 @@ pub fn set_lag(topic: &str, partition: i32, lag: i64) {
 }
 
 pub fn set_error(msg: &str) {
-    *LAST_ERROR.get_or_init(Default::default).lock().unwrap() = Some((now(), msg.to_string()));
+    // Served to anyone who can reach /health: never a credential, whatever the error quoted.
+    let msg = tributary_apply::pgconn::redact_text(msg);
+    *LAST_ERROR.get_or_init(Default::default).lock().unwrap() = Some((now(), msg));
 }
 
 pub fn mark_ok() {
