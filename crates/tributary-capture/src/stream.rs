@@ -142,6 +142,10 @@ pub struct MySqlSource {
     gtid_resume: Option<BinlogCheckpoint>,
     /// Last time an idle stream checked that the server's binlog numbering is still its own.
     last_numbering_check: Instant,
+    /// `gtids` as of the boundary position: a GTID event is recorded when read, before its
+    /// transaction ends; a dump reopened at the boundary reads it again (and `locate` compares
+    /// the server's state at the boundary with this).
+    committed_gtids: BTreeMap<u32, (u32, u64)>,
 }
 
 /// Where a stored position is on the server now.
@@ -338,6 +342,7 @@ impl MySqlSource {
             server: Some(identity.clone()),
             gtid_resume: None,
             last_numbering_check: Instant::now(),
+            committed_gtids: BTreeMap::new(),
             cfg,
         };
         let mut gtid_set = None;
@@ -401,6 +406,7 @@ impl MySqlSource {
         if let Some(g) = gtid_set {
             src.gtids = parse_gtid_set(&g);
         }
+        src.committed_gtids = src.gtids.clone();
         src.file = src.boundary_file.clone();
         tracing::info!(
             name = %src.cfg.name, file = %src.boundary_file, pos = src.boundary_pos,
@@ -537,6 +543,7 @@ impl MySqlSource {
         self.boundary_file = file;
         self.boundary_pos = 4;
         self.gtids.clear();
+        self.committed_gtids.clear();
         self.cur_gtid = None;
         Ok(())
     }
@@ -721,6 +728,7 @@ impl MySqlSource {
         self.pending_dead.clear();
         self.in_txn = false;
         self.cur_gtid = None;
+        self.gtids.clone_from(&self.committed_gtids);
         self.file = self.boundary_file.clone();
         self.at = PosTracker::new(self.boundary_pos);
     }
@@ -796,7 +804,7 @@ impl MySqlSource {
                 self.flavor,
                 &self.boundary_file,
                 self.boundary_pos,
-                &self.gtids,
+                &self.committed_gtids,
             )
             .await?
             {
@@ -875,6 +883,9 @@ impl MySqlSource {
         self.thread = None;
         self.boundary_file = self.file.clone();
         self.boundary_pos = next;
+        if self.committed_gtids != self.gtids {
+            self.committed_gtids.clone_from(&self.gtids);
+        }
         if self.gtid_resume.take().is_some() {
             // The first transaction on the new server ended: its positions are real now.
             tracing::info!(file = %self.boundary_file, pos = next, "resumed on the new server by GTID");

@@ -129,7 +129,11 @@ fn reset_master_mid_stream_and_while_stopped_changes_after_it_reach_current() {
         updates += 40 - i as i64 + 1;
     }
     until_caught_up(&cfg);
-    assert_eq!(source_rows(&db), current_rows(&pg), "after a reset while stopped");
+    assert_eq!(
+        source_rows(&db),
+        current_rows(&pg),
+        "after a reset while stopped"
+    );
     assert_eq!(stored_epoch(&pg), 2);
 
     // History: every change once.
@@ -174,7 +178,10 @@ fn purged_stored_position_is_a_clear_error_check_reports_it_and_resnapshot_recov
         if first.lines().next().unwrap().starts_with(last) {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "binlogs not purged: {first}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "binlogs not purged: {first}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -188,7 +195,9 @@ fn purged_stored_position_is_a_clear_error_check_reports_it_and_resnapshot_recov
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "run must stop: {err}");
     assert!(
-        err.contains("bin.000001") && err.contains("purged") && err.contains("tributary resnapshot"),
+        err.contains("bin.000001")
+            && err.contains("purged")
+            && err.contains("tributary resnapshot"),
         "{err}"
     );
     // check reports it.
@@ -222,7 +231,11 @@ fn purged_stored_position_is_a_clear_error_check_reports_it_and_resnapshot_recov
     db.sql("UPDATE ep.t SET v = 77 WHERE id = 2; DELETE FROM ep.t WHERE id = 3;")
         .unwrap();
     until_caught_up(&cfg);
-    assert_eq!(source_rows(&db), current_rows(&pg), "streaming after resnapshot");
+    assert_eq!(
+        source_rows(&db),
+        current_rows(&pg),
+        "streaming after resnapshot"
+    );
     assert_eq!(history_kinds(&pg), "DELETE\t11\nSNAPSHOT\t91\nUPDATE\t1\n");
     let ck = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
     assert!(

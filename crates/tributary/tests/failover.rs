@@ -26,7 +26,10 @@ fn current(pg: &PgDb) -> String {
 fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !ok() {
-        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out: {what}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -51,12 +54,20 @@ fn failover_to_a_gtid_replica_resumes_from_the_gtid_state_with_every_change_once
         )
         .unwrap();
     // The replica's binlog is laid out differently from the primary's from the start.
-    replica.sql("FLUSH BINARY LOGS; FLUSH BINARY LOGS;").unwrap();
+    replica
+        .sql("FLUSH BINARY LOGS; FLUSH BINARY LOGS;")
+        .unwrap();
 
     let pg = PgDb::new("failover").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("run.log");
-    let cfg = direct_config(dir.path(), &primary, &pg, "fo", "[pipeline]\nbatch_size = 50\n");
+    let cfg = direct_config(
+        dir.path(),
+        &primary,
+        &pg,
+        "fo",
+        "[pipeline]\nbatch_size = 50\n",
+    );
     let mut updates = 0i64;
     {
         let _run = KillOnDrop(
@@ -71,7 +82,10 @@ fn failover_to_a_gtid_replica_resumes_from_the_gtid_state_with_every_change_once
         wait_for("the snapshot", 40, || rows(&primary) == current(&pg));
         for i in 0..15 {
             primary
-                .sql(&format!("UPDATE fo.t SET v = v + 1 WHERE id % 3 = {}", i % 3))
+                .sql(&format!(
+                    "UPDATE fo.t SET v = v + 1 WHERE id % 3 = {}",
+                    i % 3
+                ))
                 .unwrap();
             updates += if i % 3 == 1 { 14 } else { 13 };
         }
@@ -88,14 +102,13 @@ fn failover_to_a_gtid_replica_resumes_from_the_gtid_state_with_every_change_once
             .unwrap();
         updates += i + 5;
     }
-    primary.sql("DELETE FROM fo.t WHERE id IN (7, 8, 101)").unwrap();
+    primary
+        .sql("DELETE FROM fo.t WHERE id IN (7, 8, 101)")
+        .unwrap();
     // The replica has everything the primary committed; then the primary dies.
     let gtid = primary.sql("SELECT @@gtid_binlog_pos").unwrap();
     let waited = replica
-        .sql(&format!(
-            "SELECT MASTER_GTID_WAIT('{}', 30)",
-            gtid.trim()
-        ))
+        .sql(&format!("SELECT MASTER_GTID_WAIT('{}', 30)", gtid.trim()))
         .unwrap();
     assert_eq!(waited.trim(), "0", "replica caught up with {gtid}");
     assert_eq!(rows(&primary), rows(&replica));
@@ -107,7 +120,10 @@ fn failover_to_a_gtid_replica_resumes_from_the_gtid_state_with_every_change_once
         .unwrap();
     for i in 0..10 {
         replica
-            .sql(&format!("UPDATE fo.t SET v = v * 2 + 1 WHERE id > {}", 30 + i))
+            .sql(&format!(
+                "UPDATE fo.t SET v = v * 2 + 1 WHERE id > {}",
+                30 + i
+            ))
             .unwrap();
     }
     let n_after: i64 = (0..10)
@@ -121,9 +137,19 @@ fn failover_to_a_gtid_replica_resumes_from_the_gtid_state_with_every_change_once
     replica.sql("DELETE FROM fo.t WHERE id = 1").unwrap();
 
     // tributary pointed at the promoted server: same pipeline, same warehouse.
-    let cfg2 = direct_config(dir.path(), &replica, &pg, "fo", "[pipeline]\nbatch_size = 50\n");
+    let cfg2 = direct_config(
+        dir.path(),
+        &replica,
+        &pg,
+        "fo",
+        "[pipeline]\nbatch_size = 50\n",
+    );
     until_caught_up(&cfg2);
-    assert_eq!(rows(&replica), current(&pg), "warehouse equals the promoted server");
+    assert_eq!(
+        rows(&replica),
+        current(&pg),
+        "warehouse equals the promoted server"
+    );
     let kinds = pg
         .query("SELECT change_type, count(*) FROM fo.t_history GROUP BY 1 ORDER BY 1")
         .unwrap();
