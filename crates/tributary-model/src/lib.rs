@@ -491,6 +491,11 @@ pub struct BinlogCheckpoint {
     /// different server means the file/pos are meaningless there: capture resumes from
     /// `gtid_set` instead (or stops, saying so).
     pub server: Option<String>,
+    /// Tables whose snapshot the batch carrying this checkpoint completes, when `epoch > 0`
+    /// (a `tributary resnapshot`): apply deletes their current rows from earlier epochs — rows
+    /// the new snapshot did not read, i.e. gone from the source — with a DELETE in history, in
+    /// the same transaction. Not stored.
+    pub tables_snapshotted: Vec<TableId>,
 }
 
 impl BinlogCheckpoint {
@@ -498,11 +503,6 @@ impl BinlogCheckpoint {
     /// file); missing keys read back as their defaults, so older stored positions load.
     pub fn to_json(&self) -> serde_json::Value {
         let mut j = serde_json::json!({
-    /// Tables whose snapshot the batch carrying this checkpoint completes, when `epoch > 0`
-    /// (a `tributary resnapshot`): apply deletes their current rows from earlier epochs — rows
-    /// the new snapshot did not read, i.e. gone from the source — with a DELETE in history, in
-    /// the same transaction. Not stored.
-    pub tables_snapshotted: Vec<TableId>,
             "file": self.file, "pos": self.pos, "gtid_set": self.gtid_set,
             "snapshot": self.snapshot,
         });
@@ -528,6 +528,7 @@ impl BinlogCheckpoint {
                 .and_then(|e| u32::try_from(e).ok())
                 .unwrap_or(0),
             server: j.get("server").and_then(|g| g.as_str()).map(String::from),
+            tables_snapshotted: vec![],
         })
     }
 }
@@ -535,7 +536,6 @@ impl BinlogCheckpoint {
 /// A record as it sits on Kafka (or in a replay JSONL line): coordinates and raw bytes.
 /// `value == None` is a tombstone.
 #[derive(Debug, Clone, PartialEq)]
-            tables_snapshotted: vec![],
 pub struct RawRecord {
     pub topic: String,
     pub partition: i32,
@@ -689,6 +689,7 @@ mod tests {
             snapshot: None,
             epoch: 3,
             server: Some("12".into()),
+            tables_snapshotted: vec![],
         };
         assert_eq!(BinlogCheckpoint::from_json(&cp.to_json()), Some(cp));
         let old = serde_json::json!({"file": "bin.000001", "pos": 4, "gtid_set": null, "snapshot": null});
@@ -696,7 +697,6 @@ mod tests {
         assert_eq!((got.epoch, got.server), (0, None));
     }
 
-            tables_snapshotted: vec![],
     #[test]
     fn op_codes_round_trip() {
         for op in [Op::Insert, Op::Update, Op::Delete, Op::Snapshot] {
