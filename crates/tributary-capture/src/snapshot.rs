@@ -193,6 +193,8 @@ struct Current {
 pub(crate) struct Snapshotter {
     conn: Option<mysql_async::Conn>,
     pub(crate) position: FilePos,
+    /// MySQL: the GTID set executed at `position` (read under the same lock).
+    pub(crate) gtid_executed: Option<String>,
     /// The binlog epoch `position` belongs to (set by the stream; see the model's docs).
     pub(crate) epoch: u32,
     server_id: u32,
@@ -221,6 +223,7 @@ impl Snapshotter {
         conn.query_drop("SET SESSION time_zone = '+00:00'").await?;
         conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .await?;
+        let mut gtid_executed = None;
         let position = match flavor {
             Flavor::MariaDb => {
                 conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -244,7 +247,8 @@ impl Snapshotter {
             }
             Flavor::MySql => {
                 conn.query_drop("FLUSH TABLES WITH READ LOCK").await?;
-                let fp = master_status(&mut conn).await?;
+                let (fp, g) = binlog_status(&mut conn).await?;
+                gtid_executed = g;
                 conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                     .await?;
                 conn.query_drop("UNLOCK TABLES").await?;
@@ -281,6 +285,7 @@ impl Snapshotter {
         let mut s = Snapshotter {
             conn: Some(conn),
             position,
+            gtid_executed,
             epoch: 0,
             server_id,
             name: cfg.name.clone(),
@@ -550,6 +555,14 @@ impl Snapshotter {
 /// older MySQL) — as Debezium's MySQL connector does. Only a syntax error (1064) moves on to the
 /// other statement; a missing privilege or a lost connection is that error, never masked.
 pub(crate) async fn master_status(conn: &mut mysql_async::Conn) -> Result<FilePos, CaptureError> {
+    Ok(binlog_status(conn).await?.0)
+}
+
+/// [`master_status`] and, on MySQL, the `Executed_Gtid_Set` of the same row (the GTID set
+/// executed up to that position; `None` on MariaDB, whose status has no such column).
+pub(crate) async fn binlog_status(
+    conn: &mut mysql_async::Conn,
+) -> Result<(FilePos, Option<String>), CaptureError> {
     let mut row: Option<mysql_async::Row> = None;
     let mut used = "";
     for q in ["SHOW BINARY LOG STATUS", "SHOW MASTER STATUS"] {
@@ -572,8 +585,9 @@ pub(crate) async fn master_status(conn: &mut mysql_async::Conn) -> Result<FilePo
     let v: Vec<MyValue> = row.unwrap();
     let file = v.first().and_then(crate::schema::vstr).unwrap_or_default();
     let pos = v.get(1).and_then(crate::schema::vu64);
+    let gtids = v.get(4).and_then(crate::schema::vstr);
     match pos {
-        Some(pos) if !file.is_empty() => Ok(FilePos { file, pos }),
+        Some(pos) if !file.is_empty() => Ok((FilePos { file, pos }, gtids)),
         _ => Err(CaptureError::Sql(
             format!("{used} returned no file/position: {v:?}"),
             false,

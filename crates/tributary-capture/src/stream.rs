@@ -74,7 +74,7 @@ use tributary_model::{
 
 use crate::decode::{decode_image, table_version, TableVersion};
 use crate::schema::{enrich, load_table};
-use crate::snapshot::{master_status, now_ms, SnapshotState, Snapshotter};
+use crate::snapshot::{binlog_status, master_status, now_ms, SnapshotState, Snapshotter};
 use crate::{check, connect, CaptureConfig, CaptureError, Flavor, SnapshotMode, SnapshotProgress};
 
 /// How far the source is behind the server.
@@ -115,6 +115,11 @@ pub struct MySqlSource {
     boundary_file: String,
     boundary_pos: u64,
     gtids: BTreeMap<u32, (u32, u64)>,
+    /// MySQL: the GTID set executed up to the position read (`None` = unknown, not stored).
+    mysql_gtids: Option<mysql_gtid::GtidSet>,
+    /// MySQL: `(uuid, tag, gno)` of the transaction being read, added to `mysql_gtids` when it
+    /// commits (a checkpoint never claims a transaction it does not include).
+    mysql_txn_gtid: Option<(String, String, u64)>,
     cur_gtid: Option<String>,
     in_txn: bool,
     thread: Option<u64>,
@@ -325,6 +330,8 @@ impl MySqlSource {
             boundary_file: String::new(),
             boundary_pos: 4,
             gtids: BTreeMap::new(),
+            mysql_gtids: None,
+            mysql_txn_gtid: None,
             cur_gtid: None,
             in_txn: false,
             thread: None,
@@ -375,14 +382,20 @@ impl MySqlSource {
             None => match src.cfg.snapshot {
                 SnapshotMode::Initial | SnapshotMode::Only => {
                     let s = Snapshotter::open(&src.cfg, src.flavor, server_id, None).await?;
+                    if src.flavor == Flavor::MySql {
+                        gtid_set = s.gtid_executed.clone();
+                    }
                     src.boundary_file = s.position.file.clone();
                     src.boundary_pos = s.position.pos;
                     src.snap = Some(s);
                 }
                 SnapshotMode::Never => {
                     let mut c = connect(&src.cfg.url).await?;
-                    let fp = master_status(&mut c).await?;
+                    let (fp, g) = binlog_status(&mut c).await?;
                     let _ = c.disconnect().await;
+                    if src.flavor == Flavor::MySql {
+                        gtid_set = g;
+                    }
                     src.boundary_file = fp.file;
                     src.boundary_pos = fp.pos;
                 }
@@ -403,8 +416,13 @@ impl MySqlSource {
                 .flatten()
                 .flatten();
         }
-        if let Some(g) = gtid_set {
-            src.gtids = parse_gtid_set(&g);
+        match gtid_set {
+            Some(g) if src.flavor == Flavor::MySql => {
+                let set = mysql_gtid::GtidSet::parse(&g).map_err(CaptureError::Checkpoint)?;
+                src.mysql_gtids = Some(set);
+            }
+            Some(g) => src.gtids = parse_gtid_set(&g),
+            None => {}
         }
         src.committed_gtids = src.gtids.clone();
         src.file = src.boundary_file.clone();
@@ -505,7 +523,9 @@ impl MySqlSource {
         Checkpoint::Binlog(BinlogCheckpoint {
             file: self.boundary_file.clone(),
             pos: self.boundary_pos,
-            gtid_set: if self.gtids.is_empty() {
+            gtid_set: if let Some(m) = self.mysql_gtids.as_ref().filter(|m| !m.is_empty()) {
+                Some(m.to_string())
+            } else if self.gtids.is_empty() {
                 None
             } else {
                 Some(format_gtid_set(&self.gtids))
@@ -544,6 +564,9 @@ impl MySqlSource {
         self.boundary_pos = 4;
         self.gtids.clear();
         self.committed_gtids.clear();
+        // MySQL: RESET BINARY LOGS AND GTIDS empties gtid_executed too; what the new numbering
+        // holds is not known from here, so no set is stored in this epoch.
+        self.mysql_gtids = None;
         self.cur_gtid = None;
         Ok(())
     }
@@ -728,6 +751,7 @@ impl MySqlSource {
         self.pending_dead.clear();
         self.in_txn = false;
         self.cur_gtid = None;
+        self.mysql_txn_gtid = None;
         self.gtids.clone_from(&self.committed_gtids);
         self.file = self.boundary_file.clone();
         self.at = PosTracker::new(self.boundary_pos);
@@ -880,6 +904,11 @@ impl MySqlSource {
         self.handed_partial = false;
         self.in_txn = false;
         self.cur_gtid = None;
+        if let Some((uuid, tag, gno)) = self.mysql_txn_gtid.take() {
+            if let Some(set) = self.mysql_gtids.as_mut() {
+                set.add(&uuid, &tag, gno);
+            }
+        }
         self.thread = None;
         self.boundary_file = self.file.clone();
         self.boundary_pos = next;
@@ -1042,16 +1071,21 @@ impl MySqlSource {
                 };
                 let sid = g.sid();
                 let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-                let tag = g.tag().map(|t| format!(":{t}")).unwrap_or_default();
-                self.cur_gtid = Some(format!(
-                    "{}-{}-{}-{}-{}{tag}:{}",
+                let tag = g.tag().map(|t| t.to_string()).unwrap_or_default();
+                let uuid = format!(
+                    "{}-{}-{}-{}-{}",
                     &hex[0..8],
                     &hex[8..12],
                     &hex[12..16],
                     &hex[16..20],
-                    &hex[20..32],
-                    g.gno()
-                ));
+                    &hex[20..32]
+                );
+                self.mysql_txn_gtid = Some((uuid.clone(), tag.clone(), g.gno()));
+                self.cur_gtid = Some(if tag.is_empty() {
+                    format!("{uuid}:{}", g.gno())
+                } else {
+                    format!("{uuid}:{tag}:{}", g.gno())
+                });
                 Ok(false)
             }
             // QUERY
@@ -1557,6 +1591,7 @@ impl PosTracker {
 }
 
 mod dump;
+mod mysql_gtid;
 
 /// The binlog dump connection: `mysql_async`'s, or [`dump::MariaDump`] where positions must be
 /// counted on MariaDB.

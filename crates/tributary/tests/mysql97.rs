@@ -196,6 +196,11 @@ fn direct_mode(db: MariaDb, tag: &str) {
         .query("SELECT position->>'file', position->>'pos' FROM tributary.checkpoints WHERE pipeline = 'mysql:dbserver1'")
         .unwrap();
     assert_eq!(cp.trim(), format!("{file}\t{pos}"));
+    // ... with the server's executed GTID set (tagged GTIDs included).
+    let stored = pg
+        .query("SELECT position->>'gtid_set' FROM tributary.checkpoints WHERE pipeline = 'mysql:dbserver1'")
+        .unwrap();
+    assert_same_gtid_set(&db, stored.trim());
     // A further bounded run adds nothing.
     run_until_caught_up(&cfg);
     assert_eq!(
@@ -310,12 +315,29 @@ fn capture_on_mysql97_records_real_positions_and_gtids() {
         &std::fs::read_to_string(format!("{}.position.json", out.display())).unwrap(),
     )
     .unwrap();
-    let (file, pos, gtids) = db.binlog_status().unwrap();
+    let (file, pos, _) = db.binlog_status().unwrap();
     assert_eq!(
         (st["file"].as_str().unwrap(), st["pos"].as_u64().unwrap()),
         (file.as_str(), pos)
     );
-    let _ = gtids;
+    assert_same_gtid_set(&db, st["gtid_set"].as_str().unwrap_or_default());
+}
+
+/// `stored` is the server's executed GTID set now (compared by the server itself), and holds
+/// the tagged transaction of the workload.
+fn assert_same_gtid_set(db: &MariaDb, stored: &str) {
+    let (_, _, executed) = db.binlog_status().unwrap();
+    assert!(stored.contains(":batch7:"), "stored GTID set {stored:?}");
+    let same = db
+        .sql(&format!(
+            "SELECT GTID_SUBSET('{stored}', '{executed}') AND GTID_SUBSET('{executed}', '{stored}')"
+        ))
+        .unwrap();
+    assert_eq!(
+        same.trim(),
+        "1",
+        "stored GTID set {stored:?}, server's {executed:?}"
+    );
 }
 
 /// `check` on MySQL 9.7 reports every setting that silently breaks capture, each with its fix:
