@@ -138,6 +138,9 @@ pub enum KafkaError {
     /// A stored offset does not fit the partition's log (definite): see [`OffsetProblem`].
     #[error("{0}")]
     OffsetOutOfRange(OffsetProblem),
+    /// The broker no longer has records it acknowledged to the producer (definite).
+    #[error("{0}")]
+    LogLost(String),
 }
 
 /// A stored position that does not fit the partition's log: beyond its end, below its start,
@@ -252,7 +255,7 @@ impl tributary_model::ErrorClass for KafkaError {
             KafkaError::OffsetStore { transient, .. } => *transient,
             KafkaError::Closed(_) => false,
             KafkaError::Timeout(_) => true,
-            KafkaError::OffsetOutOfRange(_) => false,
+            KafkaError::OffsetOutOfRange(_) | KafkaError::LogLost(_) => false,
             KafkaError::Client(e) => match e {
                 RdError::ClientConfig(..) | RdError::ClientCreation(_) | RdError::Nul(_) => false,
                 RdError::Subscription(_) => false,

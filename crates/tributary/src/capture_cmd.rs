@@ -7,6 +7,18 @@
 //! the two re-publishes the last batch on restart — at-least-once — and the sink's
 //! coordinate-based identity makes the duplicates no-ops (tested). A partial last line left
 //! in the output file by a crash is cut off before appending.
+//!
+//! Publishing to Kafka survives broker trouble without waiting forever or losing silently:
+//! * a failed send is retried with backoff for at most `[pipeline] max_outage_secs` (then the
+//!   error ends capture with exit code 5); every wait also ends on SIGTERM/Ctrl-C (the batch
+//!   not acknowledged is published again on restart);
+//! * before a retry, and before a batch at most once a second, the end offsets of the batch's
+//!   topics are compared with the highest seen ([`LogWatch`]): a partition whose end went
+//!   back, or a topic that vanished after this process saw records in it, means the broker
+//!   lost records it had acknowledged. Capture stops then (exit code 6) with the topic,
+//!   partition and both ends, and the fix — its position is past records that are gone, and
+//!   going on would hand the sinks a log with a hole. A topic that is missing without such
+//!   evidence (deleted while empty, or before this process saw it) is simply created again.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Seek, Write};
@@ -16,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tracing::{info, warn};
 use tributary_codec::encode::{encode, encode_schema_change, EncodeOptions, UnwrapOptions};
-use tributary_kafka::{KafkaSink, OutRecord, ProducerConfig};
+use tributary_kafka::{KafkaError, KafkaSink, OutRecord, ProducerConfig};
 use tributary_model::{BinlogCheckpoint, Checkpoint, ErrorClass};
 
 use crate::config::Config;
@@ -178,6 +190,10 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
         producer = Some(KafkaSink::new(pc).context("creating Kafka producer")?);
     }
     let mut known_topics: std::collections::HashSet<String> = Default::default();
+    let mut watch = match &o.brokers {
+        Some(b) => Some(LogWatch::new(b, &cfg.kafka_properties())?),
+        None => None,
+    };
     let mut src = crate::direct::start_source(&cc, resume).await?;
     let target = if o.until_caught_up {
         Some(crate::direct::catch_up_target(&mut src).await?)
@@ -189,16 +205,30 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
     let started = Instant::now();
     let mut total = 0u64;
     let mut last_log = Instant::now();
+    let mut source_down: Option<Instant> = None;
     loop {
         let batch = tokio::select! {
             b = src.next_batch(cfg.pipeline.batch_size) => b,
             _ = &mut shutdown => { info!("signal received: stopping"); break; }
         };
         let batch = match batch {
-            Ok(b) => b,
+            Ok(b) => {
+                source_down = None;
+                b
+            }
             Err(e) if e.is_transient() => {
+                let since = *source_down.get_or_insert_with(Instant::now);
+                if since.elapsed() >= crate::sink::max_outage() {
+                    return Err(e).context(format!(
+                        "source unreachable for {:?} ([pipeline] max_outage_secs)",
+                        since.elapsed()
+                    ));
+                }
                 warn!("source: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = &mut shutdown => { info!("signal received: stopping"); break; }
+                }
                 continue;
             }
             Err(e) => return Err(e).context("capture failed"),
@@ -250,26 +280,73 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
                 drop(w);
                 f.sync_data()?;
             }
-            if let Some(p) = &producer {
-                let new: Vec<String> = out
+            if let (Some(p), Some(watch)) = (&producer, &mut watch) {
+                let topics: Vec<String> = out
                     .iter()
                     .map(|r| r.topic.clone())
-                    .filter(|t| !known_topics.contains(t))
                     .collect::<std::collections::BTreeSet<_>>()
                     .into_iter()
                     .collect();
-                if !new.is_empty() {
-                    p.ensure_topics(&new).await.context("creating topics")?;
-                    known_topics.extend(new);
+                let mut new: Vec<String> = topics
+                    .iter()
+                    .filter(|t| !known_topics.contains(*t))
+                    .cloned()
+                    .collect();
+                if watch.due() {
+                    watch.check(&topics, &state_path)?;
                 }
                 let n = out.len();
                 let mut delay = Duration::from_millis(200);
+                let failing_since = Instant::now();
                 loop {
-                    match p.send_batch(out.clone()).await {
-                        Ok(()) => break,
+                    let res = {
+                        let attempt = async {
+                            if !new.is_empty() {
+                                p.ensure_topics(&new).await?;
+                            }
+                            p.send_batch(out.clone()).await
+                        };
+                        tokio::pin!(attempt);
+                        // While the send waits (up to message.timeout.ms when a topic is gone),
+                        // the end offsets are checked every 2 s.
+                        loop {
+                            tokio::select! {
+                                r = &mut attempt => break r,
+                                _ = &mut shutdown => {
+                                    info!("signal received: stopping (the batch not acknowledged is published again on restart)");
+                                    return Ok(());
+                                }
+                                _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                                    watch.check(&topics, &state_path)?;
+                                }
+                            }
+                        }
+                    };
+                    match res {
+                        Ok(()) => {
+                            known_topics.extend(new.drain(..));
+                            watch.acked(&topics);
+                            break;
+                        }
                         Err(e) if e.is_transient() => {
+                            if failing_since.elapsed() >= crate::sink::max_outage() {
+                                return Err(e).context(format!(
+                                    "publishing to Kafka: failing for {:?} ([pipeline] max_outage_secs); giving up",
+                                    failing_since.elapsed()
+                                ));
+                            }
                             warn!("publishing {n} records: {e}; retrying in {delay:?}");
-                            tokio::time::sleep(delay).await;
+                            // A topic deleted meanwhile is created again — unless records it
+                            // had acknowledged are gone (then capture stops).
+                            watch.check(&topics, &state_path)?;
+                            new = topics.clone();
+                            tokio::select! {
+                                _ = tokio::time::sleep(delay) => {}
+                                _ = &mut shutdown => {
+                                    info!("signal received: stopping (the batch not acknowledged is published again on restart)");
+                                    return Ok(());
+                                }
+                            }
                             delay = (delay * 2).min(Duration::from_secs(10));
                         }
                         Err(e) => return Err(e).context("publishing to Kafka"),
@@ -300,6 +377,130 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The highest end offset seen per partition of the topics capture publishes to, to notice a
+/// broker that lost records it had acknowledged (see the module docs). End offsets come from
+/// ListOffsets; tansu answers it with the last batch's base offset + 1 (below the true end),
+/// which still only grows while the log is intact, so comparing answers with answers is sound.
+struct LogWatch {
+    consumer: rdkafka::consumer::BaseConsumer,
+    seen: HashMap<(String, i32), i64>,
+    /// Topics the broker acknowledged records of (to this process).
+    acked: std::collections::HashSet<String>,
+    last: Option<Instant>,
+}
+
+impl LogWatch {
+    fn new(brokers: &str, props: &[(String, String)]) -> Result<LogWatch> {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", brokers);
+        tributary_kafka::security::apply_properties(&mut c, props)?;
+        c.set("client.id", "tributary-capture-watch");
+        let consumer = tributary_kafka::security::create(&c)
+            .context("creating the Kafka end-offset watcher")?;
+        Ok(LogWatch {
+            consumer,
+            seen: HashMap::new(),
+            acked: Default::default(),
+            last: None,
+        })
+    }
+
+    /// The broker acknowledged a batch with records of `topics`.
+    fn acked(&mut self, topics: &[String]) {
+        self.acked.extend(topics.iter().cloned());
+    }
+
+    fn due(&self) -> bool {
+        self.last
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+    }
+
+    /// Compare the end offsets of `topics` with the highest seen. No answer (broker away) is
+    /// not evidence of anything; a lower end, or a topic gone after records were seen in it,
+    /// is — a definite error naming both ends and the fix.
+    fn check(&mut self, topics: &[String], state: &Path) -> Result<()> {
+        use rdkafka::consumer::Consumer;
+        self.last = Some(Instant::now());
+        for t in topics {
+            let md = match tokio::task::block_in_place(|| {
+                self.consumer
+                    .fetch_metadata(Some(t), Duration::from_secs(3))
+            }) {
+                Ok(md) => md,
+                Err(e) => {
+                    tracing::debug!(topic = %t, error = %e, "end-offset check: no metadata");
+                    continue;
+                }
+            };
+            let Some(mt) = md.topics().iter().find(|mt| mt.name() == t) else {
+                tracing::debug!(topic = %t, "end-offset check: topic not in the metadata answer");
+                continue;
+            };
+            tracing::debug!(topic = %t, error = ?mt.error(), partitions = mt.partitions().len(), "end-offset check: metadata");
+            let partitions: Vec<i32> = if mt.error().is_some() || mt.partitions().is_empty() {
+                Vec::new()
+            } else {
+                mt.partitions().iter().map(|p| p.id()).collect()
+            };
+            if partitions.is_empty() {
+                // The topic is gone: lost only if it had acknowledged records of ours.
+                if self.acked.contains(t) {
+                    let (p, seen) = self
+                        .seen
+                        .iter()
+                        .filter(|((st, _), _)| st == t)
+                        .map(|((_, p), n)| (*p, *n))
+                        .max_by_key(|x| x.1)
+                        .unwrap_or((0, 1));
+                    return Err(log_lost(t, p, seen.max(1), None, state));
+                }
+                continue;
+            }
+            let mut ends = Vec::new();
+            for p in partitions {
+                let hi = match tokio::task::block_in_place(|| {
+                    self.consumer.fetch_watermarks(t, p, Duration::from_secs(3))
+                }) {
+                    Ok((_, hi)) => hi,
+                    Err(_) => continue,
+                };
+                tracing::debug!(topic = %t, partition = p, hi, seen = ?self.seen.get(&(t.clone(), p)), "end-offset check");
+                let e = self.seen.entry((t.clone(), p)).or_insert(hi);
+                if hi < *e {
+                    return Err(log_lost(t, p, *e, Some(hi), state));
+                }
+                *e = hi;
+                ends.push(hi);
+            }
+            // Re-created empty (e.g. by a broker's auto-create) after records were acknowledged.
+            if self.acked.contains(t) && !ends.is_empty() && ends.iter().all(|h| *h == 0) {
+                return Err(log_lost(t, 0, 1, Some(0), state));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn log_lost(
+    topic: &str,
+    partition: i32,
+    seen: i64,
+    now: Option<i64>,
+    state: &Path,
+) -> anyhow::Error {
+    let now = now.map_or("the topic no longer exists".to_string(), |n| {
+        format!("it now ends at {n}")
+    });
+    anyhow::Error::new(KafkaError::LogLost(format!(
+        "the broker lost records it had acknowledged: topic {topic} partition {partition} ended at >= {seen}, {now} \
+         (the broker lost its log, or the topic was deleted). Capture stops: its position ({}) is past records that \
+         are gone. Fix: restore the broker's data, or delete {} to snapshot again into the new log \
+         (sinks then need [source] on_offset_out_of_range = \"earliest\")",
+        state.display(),
+        state.display()
+    )))
 }
 
 /// `tributary publish FILE…`: recorded records to Kafka (key and value bytes as recorded;

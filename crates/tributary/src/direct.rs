@@ -441,9 +441,15 @@ impl Fetcher {
     fn spawn(mut src: MySqlSource, batch_size: usize) -> Fetcher {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let task = tokio::spawn(async move {
+            let mut failing: Option<std::time::Instant> = None;
             loop {
-                match src.next_batch(batch_size).await {
+                // `/health` turns "error" while a read waits far longer than a heartbeat.
+                m::source_read_started();
+                let r = src.next_batch(batch_size).await;
+                m::source_read_done(r.is_ok());
+                match r {
                     Ok(b) => {
+                        failing = None;
                         let p = src.snapshot_progress();
                         if tx.send((b, p)).await.is_err() {
                             src.close().await;
@@ -453,6 +459,13 @@ impl Fetcher {
                     Err(e) if e.is_transient() => {
                         // The source reconnects by itself; this is only reached if it gave
                         // up a round.
+                        let since = *failing.get_or_insert_with(std::time::Instant::now);
+                        if since.elapsed() >= crate::sink::max_outage() {
+                            return Err(anyhow::Error::new(e).context(format!(
+                                "source unreachable for {:?} ([pipeline] max_outage_secs)",
+                                since.elapsed()
+                            )));
+                        }
                         warn!("source: {e}; retrying");
                         m::set_error(&e.to_string());
                         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -4,7 +4,11 @@
 //! `events_duplicate_total`, `dead_letters_total`, `batches_total`, `batch_seconds`
 //! (histogram), `retries_total`, `records_skipped_total{kind}`, `lag_records{topic,partition}`,
 //! `last_batch_timestamp_seconds`. Health is `ok` while batches keep committing (or the source
-//! is idle) and `error` with the last error while retries are failing.
+//! is idle) and `error` with the last error while retries are failing — and also while a read
+//! from the source has been waiting for longer than [`SOURCE_STALL`]: an idle source still
+//! answers every heartbeat (0.5 s in direct mode), so a read that long is a source outage the
+//! capture is riding out by reconnecting (which logs, but returns nothing to report until it
+//! gives up). The reason never contains a URL or credentials.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -14,13 +18,35 @@ use metrics::{counter, gauge, histogram};
 use tributary_apply::ApplyStats;
 
 static LAST_OK: AtomicI64 = AtomicI64::new(0);
+/// Unix milliseconds when the pending source read started (0: none pending).
+static SOURCE_READ_SINCE: AtomicI64 = AtomicI64::new(0);
+
+/// A source read pending longer than this turns `/health` to "error" (heartbeats come every
+/// 0.5 s; a snapshot chunk or a batch of a large transaction takes far less).
+pub const SOURCE_STALL: Duration = Duration::from_secs(10);
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+/// A read from the source (binlog) starts.
+pub fn source_read_started() {
+    SOURCE_READ_SINCE.store(now_ms(), Ordering::Relaxed);
+}
+
+/// The pending source read returned (`ok`: with a batch or a heartbeat; progress itself is
+/// marked by the pipeline once the batch is applied).
+pub fn source_read_done(ok: bool) {
+    let _ = ok;
+    SOURCE_READ_SINCE.store(0, Ordering::Relaxed);
+}
 static LAST_ERROR: OnceLock<Mutex<Option<(i64, String)>>> = OnceLock::new();
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    now_ms() / 1000
 }
 
 pub fn record_batch(records: usize, s: &ApplyStats, took: Duration) {
@@ -59,6 +85,20 @@ pub fn mark_ok() {
 
 fn health() -> (bool, String) {
     let ok = LAST_OK.load(Ordering::Relaxed);
+    let since = SOURCE_READ_SINCE.load(Ordering::Relaxed);
+    if since > 0 && now_ms() - since > SOURCE_STALL.as_millis() as i64 {
+        let secs = (now_ms() - since) / 1000;
+        return (
+            false,
+            serde_json::json!({
+                "status": "error",
+                "error": format!("source: no batch and no heartbeat for {secs} s (unreachable or stalled; capture keeps reconnecting, see the log)"),
+                "since": since / 1000,
+                "last_progress": ok,
+            })
+            .to_string(),
+        );
+    }
     let err = LAST_ERROR
         .get_or_init(Default::default)
         .lock()

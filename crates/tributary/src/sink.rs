@@ -150,7 +150,8 @@ pub fn max_outage() -> Duration {
 /// given up on.
 pub const EXIT_UNREACHABLE: u8 = 5;
 /// Exit code: a stored Kafka offset does not fit its partition's log and the policy is
-/// `on_offset_out_of_range = "stop"`.
+/// `on_offset_out_of_range = "stop"`; or capture found that the broker lost records it had
+/// acknowledged.
 pub const EXIT_OFFSET_OUT_OF_RANGE: u8 = 6;
 
 /// The process exit code for a pipeline error (README "Exit codes"): classified by the typed
@@ -160,7 +161,7 @@ pub fn exit_code(e: &anyhow::Error) -> u8 {
     use tributary_model::ErrorClass;
     for c in e.chain() {
         if let Some(k) = c.downcast_ref::<KafkaError>() {
-            if matches!(k, KafkaError::OffsetOutOfRange(_)) {
+            if matches!(k, KafkaError::OffsetOutOfRange(_) | KafkaError::LogLost(_)) {
                 return EXIT_OFFSET_OUT_OF_RANGE;
             }
             if k.is_transient() {

@@ -163,6 +163,14 @@ pub async fn status(cfg: &Config, json: bool) -> Result<()> {
             },
             p["updated_at"].as_str().unwrap_or("")
         );
+        // A Kafka offset that did not fit its log (see kafka_run / on_offset_out_of_range).
+        if let Some(problem) = p["position"]["offset_problem"].as_str() {
+            println!(
+                "  ! {} at {}: {problem}",
+                p["position"]["offset_problem_action"].as_str().unwrap_or(""),
+                p["position"]["offset_problem_at"].as_str().unwrap_or("?")
+            );
+        }
     }
     println!("\nTABLES");
     println!(

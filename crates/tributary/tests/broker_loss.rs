@@ -292,3 +292,259 @@ fn until_caught_up_ends_with_an_error_when_topics_or_broker_are_missing() {
         t0.elapsed()
     );
 }
+
+fn sigterm(child: &std::process::Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// Wait for `child` to exit within `limit`; its exit status.
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+fn shop() -> tributary_testkit::MariaDb {
+    let db = tributary_testkit::MariaDb::start().unwrap();
+    db.sql("CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO shop.items VALUES (1,'a'),(2,'b'),(3,'c');").unwrap();
+    db
+}
+
+fn capture_cmd(
+    db: &tributary_testkit::MariaDb,
+    brokers: &str,
+    state: &Path,
+    stderr: &Path,
+) -> KillOnDrop {
+    KillOnDrop(
+        bin()
+            .env("TRIBUTARY_LOG", "warn,tributary::capture_cmd=debug")
+            .args([
+                "capture",
+                "--mysql-url",
+                &db.url(),
+                "--databases",
+                "shop",
+                "--server-id",
+                &(db.server_id + 7000).to_string(),
+                "--kafka-brokers",
+                brokers,
+                "--state",
+            ])
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(stderr).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Capture publishing to a broker that went away keeps retrying — and a SIGTERM ends it
+/// within seconds in that state (it used to wait out every retry, forever).
+#[test]
+fn capture_with_the_broker_down_stops_on_sigterm() {
+    let db = shop();
+    let mut t = Tansu::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cap.json");
+    let log = dir.path().join("cap.log");
+    let mut cap = capture_cmd(&db, &t.brokers(), &state, &log);
+    wait_for(
+        "the snapshot to be published",
+        Duration::from_secs(60),
+        || state.exists(),
+    );
+    t.kill();
+    db.sql("INSERT INTO shop.items VALUES (4,'d'),(5,'e')")
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4)); // publishing is failing now
+    assert!(
+        cap.0.try_wait().unwrap().is_none(),
+        "capture exited early: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let t0 = Instant::now();
+    sigterm(&cap.0);
+    let st = wait_exit(&mut cap.0, Duration::from_secs(10));
+    assert!(
+        st.is_some(),
+        "capture ignored SIGTERM for 10 s: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(
+        st.unwrap().success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10));
+}
+
+/// The broker comes back without the records capture published (and it acknowledged):
+/// capture notices the end offsets went back / the topic vanished and stops with exit code 6
+/// naming the topic and the fix, instead of retrying forever or publishing past a hole. The
+/// documented fix (a new snapshot into the new log, sinks re-reading with `earliest`)
+/// brings the warehouse back to the source.
+#[test]
+fn capture_stops_when_the_broker_lost_what_it_acknowledged() {
+    let db = shop();
+    let mut t = Tansu::start().unwrap();
+    let pg = PgDb::new("broker_loss_cap").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cap.json");
+    let log = dir.path().join("cap.log");
+    let mut cap = capture_cmd(&db, &t.brokers(), &state, &log);
+    wait_for(
+        "the snapshot to be published",
+        Duration::from_secs(60),
+        || state.exists(),
+    );
+    db.sql("INSERT INTO shop.items VALUES (4,'d')").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let topic = "dbserver1.shop.items";
+    let out = sink_until_caught_up(dir.path(), &t.brokers(), &pg, topic, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&pg, "SELECT count(*) FROM shop.items_current"), 4);
+
+    t.restart_empty().unwrap();
+    db.sql("UPDATE shop.items SET v = 'x' WHERE id = 1")
+        .unwrap();
+    let st = wait_exit(&mut cap.0, Duration::from_secs(60));
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(st.and_then(|s| s.code()), Some(6), "capture: {err}");
+    assert!(
+        err.contains("lost records it had acknowledged") && err.contains(topic),
+        "{err}"
+    );
+
+    // The fix: snapshot again into the new log; the sink re-reads it.
+    std::fs::remove_file(&state).unwrap();
+    let mut cap = capture_cmd(&db, &t.brokers(), &state, &log);
+    wait_for("the new snapshot", Duration::from_secs(60), || {
+        state.exists()
+    });
+    db.sql("DELETE FROM shop.items WHERE id = 2").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let out = sink_until_caught_up(
+        dir.path(),
+        &t.brokers(),
+        &pg,
+        topic,
+        "[source]\non_offset_out_of_range = \"earliest\"\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        pg.query("SELECT id, v FROM shop.items_current ORDER BY id")
+            .unwrap()
+            .trim(),
+        db.sql("SELECT id, v FROM shop.items ORDER BY id")
+            .unwrap()
+            .trim()
+    );
+    sigterm(&cap.0);
+    assert!(wait_exit(&mut cap.0, Duration::from_secs(10)).is_some());
+}
+
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((code, body))
+}
+
+/// Direct mode: `/health` turns to an error naming the source while the source is down
+/// (capture is reconnecting), and back to ok when it returns.
+#[test]
+fn health_reports_a_source_outage() {
+    let mut db = shop();
+    let pg = PgDb::new("broker_loss_health").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", tributary_testkit::free_port());
+    let cfg = dir.path().join("d.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\nurl = \"{}\"\ndatabases = [\"shop\"]\nserver_id = {}\n\n[sink]\nurl = \"{}\"\n\n[pipeline]\nmetrics_addr = \"{addr}\"\n",
+            db.url(),
+            db.server_id + 5000,
+            pg.url
+        ),
+    )
+    .unwrap();
+    let mut run = KillOnDrop(
+        bin()
+            .args(["run", "-c"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the snapshot", Duration::from_secs(60), || {
+        count(&pg, "SELECT count(*) FROM shop.items_current") == 3
+    });
+    wait_for("health ok", Duration::from_secs(20), || {
+        http_get(&addr, "/health").is_some_and(|(c, _)| c == 200)
+    });
+    db.kill();
+    let t0 = Instant::now();
+    let mut body = String::new();
+    wait_for(
+        "health to report the outage",
+        Duration::from_secs(30),
+        || match http_get(&addr, "/health") {
+            Some((503, b)) => {
+                body = b;
+                true
+            }
+            _ => false,
+        },
+    );
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert!(body.contains("source"), "{body}");
+    assert!(!body.contains("mysql://"), "no URL in the reason: {body}");
+    db.restart().unwrap();
+    db.sql("INSERT INTO shop.items VALUES (9,'z')").unwrap();
+    wait_for(
+        "the change after the outage",
+        Duration::from_secs(90),
+        || count(&pg, "SELECT count(*) FROM shop.items_current") == 4,
+    );
+    wait_for("health ok again", Duration::from_secs(20), || {
+        http_get(&addr, "/health").is_some_and(|(c, _)| c == 200)
+    });
+    assert!(run.0.try_wait().unwrap().is_none());
+}
