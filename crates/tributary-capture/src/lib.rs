@@ -30,7 +30,8 @@
 //!   stops with the fix `SET GLOBAL binlog_row_metadata=FULL`, never `@N` names or values under
 //!   the wrong columns; a DDL keeping count and types (a rename) is not detectable without FULL;
 //! * on MySQL ≥ 8.4 the server position is `SHOW BINARY LOG STATUS` (`snapshot::master_status`),
-//!   GTIDs (also tagged `uuid:tag:N`) go into each record's source block, and [`check`] warns
+//!   GTIDs (also tagged `uuid:tag:N`) go into each record's source block and the executed GTID
+//!   set into every stored position (`stream::mysql_gtid`), and [`check`] warns
 //!   about `gtid_mode` other than ON and about missing grants (SELECT, RELOAD, REPLICATION
 //!   CLIENT, REPLICATION SLAVE), besides the fatal row image / format / partial JSON settings;
 //! * schema changes carry the DDL text; `SchemaChange::tables` is left empty — the new

@@ -1177,7 +1177,12 @@ impl MySqlSource {
             }
             39 => Err(derr(
                 &self.file,
-                "PARTIAL_UPDATE_ROWS_EVENT: set binlog_row_value_options='' on the server".into(),
+                "PARTIAL_UPDATE_ROWS_EVENT (a partial JSON update, binlog_row_value_options=\
+                 PARTIAL_JSON — also settable per session by any client) is not supported: SET \
+                 GLOBAL binlog_row_value_options='' (and in my.cnf [mysqld]), make sure no \
+                 client sets it for its session, then re-snapshot from a position after this \
+                 event"
+                    .into(),
             )),
             // XA_PREPARE: the rows before it are committed (or rolled back) by a later,
             // separate XA COMMIT / XA ROLLBACK. Applying them now could apply a rollback;

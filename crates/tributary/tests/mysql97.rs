@@ -429,3 +429,50 @@ fn minimal_row_metadata_behind_a_ddl_stops_with_the_fix() {
     // With names in the binlog, what is written after the switch streams again: the fix works
     // for new events (the ones before it still need a re-snapshot; not exercised here).
 }
+
+/// A partial JSON update written by a client that set `binlog_row_value_options=PARTIAL_JSON`
+/// for its session only (the global setting, which `check` reads, is empty): capture stops on
+/// the event with the fix; the update is never applied partially or dropped silently.
+#[test]
+fn a_session_partial_json_update_stops_capture_with_the_fix() {
+    let Some(db) = mysql97_or_skip("a_session_partial_json_update_stops_capture_with_the_fix")
+    else {
+        return;
+    };
+    let pg = PgDb::new("mysql97_partial").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &db.url(), &db, &pg);
+    db.sql(
+        "CREATE DATABASE bench; CREATE TABLE bench.j (id INT PRIMARY KEY, doc JSON);
+         INSERT INTO bench.j VALUES (1, JSON_OBJECT('a', REPEAT('x', 100), 'b', 1));",
+    )
+    .unwrap();
+    run_until_caught_up(&cfg);
+    db.sql(
+        "SET SESSION binlog_row_value_options = 'PARTIAL_JSON';
+         UPDATE bench.j SET doc = JSON_SET(doc, '$.b', 2) WHERE id = 1;",
+    )
+    .unwrap();
+    assert!(db
+        .sql("SHOW BINLOG EVENTS")
+        .unwrap()
+        .contains("Update_rows_partial"));
+    let out = bin()
+        .args(["run", "--until-caught-up", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must stop: {err}");
+    assert!(
+        err.contains("PARTIAL_UPDATE_ROWS_EVENT")
+            && err.contains("SET GLOBAL binlog_row_value_options=''"),
+        "{err}"
+    );
+    assert_eq!(
+        pg.query("SELECT doc->>'b' FROM bench.j_current")
+            .unwrap()
+            .trim(),
+        "1"
+    );
+}
