@@ -2,8 +2,10 @@
 //! (RENAME COLUMN, MODIFY/CHANGE type widening, DROP COLUMN, ADD COLUMN … DEFAULT … AFTER,
 //! TRUNCATE of a keyless and of a keyed table, RENAME TABLE, DROP TABLE, CREATE TABLE mid-stream,
 //! ADD INDEX / CREATE INDEX) interleaved with DML, multi-table transactions and primary-key changes,
-//! captured with the real Debezium 3.6.3 from MariaDB 11.8 and from MySQL 9.7
-//! (`fixtures/ddl/README.md` says how).
+//! captured with the real Debezium 3.6.3 (`fixtures/ddl/README.md` says how): from MariaDB 11.8
+//! with Debezium's defaults (`debezium-default.jsonl`) and with truncate records
+//! (`debezium-truncate.jsonl`, replayed in batches of 5), in the seed's flattened schemaless
+//! format (`debezium-flattened.jsonl`), and from MySQL 9.7 (`debezium-mysql97-truncate.jsonl`).
 //! Each capture is replayed with `tributary replay` into a fresh PostgreSQL database and the
 //! warehouse is compared with the source itself (`expected-final.tsv`, queried from the source
 //! server after the scenario):
@@ -13,8 +15,12 @@
 //! * the old name of a renamed column holds no value in current (values follow the rename);
 //! * warehouse tables follow RENAME TABLE (`staging_items` → `items_current`/`items_history`,
 //!   holding the history of both names) and a dropped table is kept as it was at the DROP;
+//! * no other warehouse tables (no stale copy beside a renamed table);
 //! * every `<table>_history` has one row per data record in the fixture (snapshot/insert/update/
-//!   delete, and one per `op: "t"` truncate record), per change type, with distinct `_event_id`s;
+//!   delete, and one per `op: "t"` truncate record), per change type, with distinct `_event_id`s,
+//!   plus the lead's `DROP TABLE` marker row per streamed DROP TABLE; record by record: the row
+//!   at the record's Kafka coordinates (a TRUNCATE row: at its source position) has the record's
+//!   change type and its integer/string values under the warehouse column names;
 //! * nothing is dead-lettered; replaying the same file again changes nothing.
 //!
 //! What a Debezium-fed warehouse cannot get right, because it is not in the records, is accepted
