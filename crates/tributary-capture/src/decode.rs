@@ -148,16 +148,17 @@ pub(crate) fn table_version(
             T_VARCHAR | T_VAR_STRING => (raw_ty, m0 | (m1 << 8), 0),
             T_NEWDECIMAL => (raw_ty, m0, m1),
             T_BIT => (raw_ty, m1, m0),
-            T_BLOB | T_TINY_BLOB | T_MEDIUM_BLOB | T_LONG_BLOB | T_JSON | T_GEOMETRY
-            | T_VECTOR => (
-                if raw_ty == T_JSON || raw_ty == T_GEOMETRY || raw_ty == T_VECTOR {
-                    raw_ty
-                } else {
-                    T_BLOB
-                },
-                m0,
-                0,
-            ),
+            T_BLOB | T_TINY_BLOB | T_MEDIUM_BLOB | T_LONG_BLOB | T_JSON | T_GEOMETRY | T_VECTOR => {
+                (
+                    if raw_ty == T_JSON || raw_ty == T_GEOMETRY || raw_ty == T_VECTOR {
+                        raw_ty
+                    } else {
+                        T_BLOB
+                    },
+                    m0,
+                    0,
+                )
+            }
             T_TIME2 | T_DATETIME2 | T_TIMESTAMP2 => (raw_ty, m0, 0),
             _ => (raw_ty, m0, m1),
         };
@@ -763,7 +764,10 @@ pub(crate) fn decode_value(
             let lb = if c.len < 256 { 1 } else { 2 };
             let n = len_prefix(buf, p, lb)?;
             let s = take(buf, p, n)?;
-            if c.cs == Cs::Binary {
+            if let ColumnKind::Vector { .. } = col.kind {
+                // MariaDB's VECTOR (a binary VARCHAR in the binlog; see schema::enrich).
+                Value::Vector(vector_floats(s).map_err(|e| bad_value(col, e))?)
+            } else if c.cs == Cs::Binary {
                 let mut v = s.to_vec();
                 // BINARY(n) is zero-padded on read; the binlog strips the padding. `c.len` comes
                 // from 2 metadata bytes (≤ 65535): bounded.

@@ -360,6 +360,8 @@ fn binlog_kind_agrees(binlog: &ColumnKind, info: &ColumnKind) -> bool {
         | (K::DateTime { fsp: a }, K::DateTime { fsp: b })
         | (K::Timestamp { fsp: a }, K::Timestamp { fsp: b }) => a == b,
         (K::String { .. } | K::Bytes { .. }, K::String { .. } | K::Bytes { .. }) => true,
+        // MariaDB's VECTOR travels as a binary VARCHAR.
+        (K::String { .. } | K::Bytes { .. }, K::Vector { .. }) => true,
         (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
     }
 }
@@ -431,6 +433,13 @@ pub(crate) fn enrich(
         if let Some(i) = cols.iter().find(|i| i.name == c.name) {
             c.default = default_value(&c.kind, &i.default);
             c.source_type = Some(i.column_type.clone());
+            // MariaDB 11.7+ VECTOR travels as a binary VARCHAR: information_schema says what it
+            // is, and the decoder reads those bytes as floats for a Vector column.
+            if matches!(c.kind, ColumnKind::Bytes { .. }) {
+                if let ColumnKind::Vector { dim } = kind_of(i) {
+                    c.kind = ColumnKind::Vector { dim };
+                }
+            }
             // Character lengths: information_schema knows characters exactly.
             match (&mut c.kind, kind_of(i)) {
                 (ColumnKind::String { max_len }, ColumnKind::String { max_len: m }) => *max_len = m,

@@ -21,6 +21,8 @@ use std::collections::BTreeMap;
 use common::{bin, direct_config, until_caught_up};
 use tributary_testkit::{mysql97_or_skip_with, MariaDb, PgDb};
 
+/// No NULL goes into a column with a constant DEFAULT (`secret`): Kafka's JsonConverter, which
+/// the capture file follows, writes such a NULL as the DEFAULT (`replace.null.with.default`).
 const SETUP: &str = r#"
 CREATE DATABASE mv;
 CREATE TABLE mv.tsrc (id INT PRIMARY KEY, t TIMESTAMP(6));
@@ -45,13 +47,13 @@ INSERT INTO mv.docs (id, doc, n, emb, secret) VALUES
   (2, JSON_ARRAY(18446744073709551615, 9223372036854775807, -9223372036854775808, 4294967295,
      -32768, 1e300, 0.1e0, -0.0e0, 123456789012345678e0, 3.14e0, 100e0, 1.5e-5, true, false, NULL),
    2, STRING_TO_VECTOR('[0.1, 123456.78, -0.001]'), 'shh'),
-  (3, JSON_OBJECT('big', REPEAT('x', 70000), 'arr', JSON_ARRAY(1, 'two', 3.0)), 3, NULL, NULL),
+  (3, JSON_OBJECT('big', REPEAT('x', 70000), 'arr', JSON_ARRAY(1, 'two', 3.0)), 3, NULL, 'z'),
   (4, CAST(CONCAT(REPEAT('[', 99), '1', REPEAT(']', 99)) AS JSON), 4, STRING_TO_VECTOR('[0,0,0]'), 'x'),
   (5, JSON_OBJECT('s', 'quote" back\\ nl\n tab\t é 日本 😀', 'ctl', CHAR(1), '', JSON_OBJECT()), 5,
    NULL, 'y'),
-  (6, NULL, 6, NULL, NULL),
-  (7, CAST('null' AS JSON), 7, NULL, NULL),
-  (8, CAST('"a bare string"' AS JSON), 8, NULL, NULL);
+  (6, NULL, 6, NULL, 'z'),
+  (7, CAST('null' AS JSON), 7, NULL, 'z'),
+  (8, CAST('"a bare string"' AS JSON), 8, NULL, 'z');
 SET SESSION sql_generate_invisible_primary_key = ON;
 CREATE TABLE mv.gipk (a INT, j JSON);
 SET SESSION sql_generate_invisible_primary_key = OFF;
@@ -393,4 +395,75 @@ fn mysql97_values_and_columns_capture_and_replay() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_warehouse_equals_source(&db, &pg, "replay");
+}
+
+/// The same column features on MariaDB 11.8 (where they exist there: INVISIBLE, VIRTUAL and
+/// PERSISTENT generated columns, expression DEFAULTs, ADD COLUMN … AFTER (MariaDB refuses
+/// INSTANT on this table), VECTOR —
+/// MariaDB's JSON is text): direct mode equals the source.
+#[test]
+fn maria118_columns_and_vectors_direct_mode() {
+    let Some(db) = tributary_testkit::maria118_or_skip_with(
+        "maria118_columns_and_vectors_direct_mode",
+        &["--binlog-row-metadata=FULL"],
+    ) else {
+        return;
+    };
+    db.sql(
+        "CREATE DATABASE mv;
+         CREATE TABLE mv.docs (
+           id INT PRIMARY KEY,
+           doc JSON DEFAULT '{\"v\": 1}',
+           tag VARCHAR(36) DEFAULT (CONCAT('t-', 'x')),
+           n INT NOT NULL DEFAULT 0,
+           n2 INT AS (n * 2) VIRTUAL,
+           n3 INT AS (n + 1) PERSISTENT,
+           secret VARCHAR(20) INVISIBLE DEFAULT 'hidden',
+           emb VECTOR(3)
+         );
+         INSERT INTO mv.docs (id, doc, n, emb) VALUES
+           (1, '{\"a\": [1, 2.50]}', 1, VEC_FromText('[1.5, -2, 3.25]')),
+           (2, NULL, 2, NULL);
+         INSERT INTO mv.docs (id, n) VALUES (3, 3);",
+    )
+    .unwrap();
+    let pg = PgDb::new("mariavalues").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = direct_config(dir.path(), &db, &pg, "mv", "");
+    until_caught_up(&cfg);
+    db.sql(
+        "UPDATE mv.docs SET emb = VEC_FromText('[0.5, 0.25, -1]'), n = n + 10, secret = 's' WHERE id = 1;
+         INSERT INTO mv.docs (id, n, emb) VALUES (4, 4, VEC_FromText('[0.1, 123456.78, -0.001]'));
+         ALTER TABLE mv.docs ADD COLUMN late VARCHAR(10) NOT NULL DEFAULT 'dflt' AFTER n;
+         INSERT INTO mv.docs (id, n, late) VALUES (5, 5, 'set');
+         DELETE FROM mv.docs WHERE id = 2;",
+    )
+    .unwrap();
+    until_caught_up(&cfg);
+    let cols = [
+        ("id", K::Plain),
+        ("doc", K::Plain),
+        ("tag", K::Plain),
+        ("n", K::Plain),
+        ("late", K::Plain),
+        ("n2", K::Plain),
+        ("n3", K::Plain),
+        ("secret", K::Plain),
+        ("emb", K::Vector),
+    ];
+    let mut src = source_rows(&db, "docs", "id", &cols);
+    let mut wh = warehouse_rows(&pg, "docs", "id", &cols);
+    // MariaDB leaves generated columns (VIRTUAL and PERSISTENT) out of UPDATE row images
+    // (README, Known limits): the updated row's n2/n3 are not compared; the inserted and
+    // snapshot rows' are.
+    for r in src.iter_mut().chain(wh.iter_mut()).filter(|r| r[0] == "1") {
+        r[5] = "-".into();
+        r[6] = "-".into();
+    }
+    assert_eq!(src, wh);
+    assert_eq!(src.len(), 4);
+    let dl = pg
+        .query("SELECT count(*) FROM tributary.dead_letters")
+        .unwrap();
+    assert_eq!(dl.trim(), "0");
 }
