@@ -9,6 +9,10 @@
 //! * Exactness: decimals are encoded from their decimal string straight into PostgreSQL's
 //!   base-10000 `numeric` wire form (no float on the way); `BIGINT UNSIGNED` becomes
 //!   `numeric(20,0)`; MySQL `TIME` (±838 h) becomes `interval`, not `time`.
+//! * Nothing PostgreSQL would refuse reaches a COPY (a refused COPY fails the whole batch):
+//!   JSON that is not JSON, or a `jsonb` document holding U+0000, is an [`EncodeError`]
+//!   ([`json_refusal`]); MySQL 9 VECTOR becomes `real[]` in the binary array format (1-D,
+//!   finite floats only).
 
 use std::fmt::Write as _;
 

@@ -1,5 +1,11 @@
 //! Table shapes from `information_schema`: the snapshot's schema, column DEFAULTs and the
 //! fallback names/keys when the binlog TableMap carries no optional metadata.
+//!
+//! DEFAULTs: only a constant is a default value; an expression DEFAULT (MySQL's
+//! `DEFAULT_GENERATED`, MariaDB's unquoted SQL) is never turned into a value, so MySQL SQL never
+//! reaches PostgreSQL DDL. INVISIBLE and generated columns are ordinary columns here (listed by
+//! information_schema, carried by the binlog). VECTOR's dimension comes from here (the TableMap
+//! has none), and MariaDB's VECTOR, a binary VARCHAR in the binlog, is recognised here.
 
 use mysql_async::prelude::*;
 use mysql_async::Value as MyValue;
