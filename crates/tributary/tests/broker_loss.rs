@@ -548,3 +548,72 @@ fn health_reports_a_source_outage() {
     });
     assert!(run.0.try_wait().unwrap().is_none());
 }
+
+/// A topic deleted and created again (by the producer) while the sink was away: its stored
+/// offset points into a different log. Same contract as a lost log: stop (6), or re-read.
+#[test]
+fn a_topic_deleted_and_re_created_is_a_loud_stop_or_a_re_read() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let t = Tansu::start().unwrap();
+    let pg = PgDb::new("broker_loss_recreate").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bank.jsonl");
+    let w = write_bank_workload(&f, 200, RecordForm::Envelope).unwrap();
+    let events = w.events as usize;
+    let first = 300;
+    publish(&t.brokers(), &slice(&f, 0, first, "first.jsonl"));
+    let out = sink_until_caught_up(dir.path(), &t.brokers(), &pg, TOPIC, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", t.brokers())
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let res = rt
+        .block_on(admin.delete_topics(&[TOPIC], &AdminOptions::new()))
+        .unwrap();
+    assert!(res.iter().all(|r| r.is_ok()), "delete: {res:?}");
+    // Wait until the broker no longer lists it, then the producer creates it again.
+    wait_for("the topic to be gone", Duration::from_secs(20), || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", t.brokers())
+            .create()
+            .unwrap();
+        c.fetch_metadata(Some(TOPIC), Duration::from_secs(3))
+            .map(|md| {
+                md.topics()
+                    .iter()
+                    .all(|mt| mt.error().is_some() || mt.partitions().is_empty())
+            })
+            .unwrap_or(false)
+    });
+    publish(&t.brokers(), &slice(&f, first, events, "rest.jsonl"));
+
+    let out = sink_until_caught_up(dir.path(), &t.brokers(), &pg, TOPIC, "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "stderr: {err}");
+    assert!(
+        err.contains(&format!("stored next offset {first}")),
+        "{err}"
+    );
+    let out = sink_until_caught_up(
+        dir.path(),
+        &t.brokers(),
+        &pg,
+        TOPIC,
+        "[source]\non_offset_out_of_range = \"earliest\"\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_bank_exact(&pg, w.events, w.final_rows);
+}
