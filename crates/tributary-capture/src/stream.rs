@@ -232,6 +232,29 @@ async fn locate(
                 why: format!("{file} is now {size} bytes, shorter than the stored position {pos}"),
             });
         }
+        if pos > 4 && pos < *size {
+            // An event must start at the position (it is a transaction boundary): a file of
+            // that name written anew (RESET, then as many bytes again) has its events elsewhere.
+            let q = format!(
+                "SHOW BINLOG EVENTS IN '{}' FROM {pos} LIMIT 1",
+                file.replace('\\', "\\\\").replace('\'', "''")
+            );
+            match conn.query_drop(q).await {
+                Ok(()) => {}
+                // ER_ERROR_WHEN_EXECUTING_COMMAND: "Wrong offset or I/O error".
+                Err(mysql_async::Error::Server(e)) if e.code == 1220 => {
+                    return Ok(Located::Restarted {
+                        first,
+                        why: format!(
+                            "no event starts at {file}:{pos} (the server says: {}): the file of \
+                             that name is a new one",
+                            e.message
+                        ),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         if flavor == Flavor::MariaDb && !gtids.is_empty() && pos > 4 {
             // The GTID state at the position must be what was read up to it: otherwise the
             // file of that name is a new one (RESET MASTER, then as many files again).

@@ -16,7 +16,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{bin, direct_config, until_caught_up};
-use tributary_testkit::{KillOnDrop, MariaDb, PgDb};
+use tributary_testkit::{maria118_or_skip, mysql97_or_skip, Flavor, KillOnDrop, MariaDb, PgDb};
 
 fn source_rows(db: &MariaDb) -> String {
     db.sql("SELECT id, v FROM ep.t ORDER BY id").unwrap()
@@ -83,18 +83,49 @@ fn stored_epoch(pg: &PgDb) -> i64 {
     )
 }
 
-const SETUP: &str = "CREATE DATABASE ep;
-    CREATE TABLE ep.t (id INT PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB;
-    INSERT INTO ep.t SELECT seq, 0 FROM ep.seq_1_to_50;";
+fn setup(db: &MariaDb) -> String {
+    format!(
+        "CREATE DATABASE ep;
+         CREATE TABLE ep.t (id INT PRIMARY KEY, v INT NOT NULL) ENGINE=InnoDB;
+         INSERT INTO ep.t SELECT seq, 0 FROM {} AS s;",
+        db.seq(1, 50)
+    )
+}
 
 #[test]
 fn reset_master_mid_stream_and_while_stopped_changes_after_it_reach_current() {
-    let db = MariaDb::start().unwrap();
-    let pg = PgDb::new("epoch_reset").unwrap();
+    reset_master(MariaDb::start().unwrap(), "epoch_reset");
+}
+
+/// The same on MariaDB 11.8 with its defaults (positions counted by tributary's own dump).
+#[test]
+fn reset_master_on_mariadb_118_defaults() {
+    let Some(db) = maria118_or_skip("reset_master_on_mariadb_118_defaults") else {
+        return;
+    };
+    reset_master(db, "epoch_reset118");
+}
+
+/// The same on Oracle MySQL 9.7 (`RESET BINARY LOGS AND GTIDS`, GTIDs on).
+#[test]
+fn reset_binary_logs_and_gtids_on_mysql_97() {
+    let Some(db) = mysql97_or_skip("reset_binary_logs_and_gtids_on_mysql_97") else {
+        return;
+    };
+    reset_master(db, "epoch_reset97");
+}
+
+fn reset_master(db: MariaDb, tag: &str) {
+    let reset = if db.flavor == Flavor::Mysql97 {
+        "RESET BINARY LOGS AND GTIDS"
+    } else {
+        "RESET MASTER"
+    };
+    let pg = PgDb::new(tag).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = direct_config(dir.path(), &db, &pg, "ep", "[pipeline]\nbatch_size = 100\n");
     let log = dir.path().join("run.log");
-    db.sql(SETUP).unwrap();
+    db.sql(&setup(&db)).unwrap();
     let mut updates = 0i64;
     {
         let _run = spawn_run(&cfg, &log);
@@ -105,7 +136,7 @@ fn reset_master_mid_stream_and_while_stopped_changes_after_it_reach_current() {
             updates += 25;
         }
         wait_equal(&db, &pg, &log, "before the reset");
-        db.sql("RESET MASTER").unwrap();
+        db.sql(reset).unwrap();
         for i in 0..5 {
             db.sql(&format!(
                 "UPDATE ep.t SET v = v + 1000 WHERE id % 2 = {}",
@@ -122,7 +153,7 @@ fn reset_master_mid_stream_and_while_stopped_changes_after_it_reach_current() {
 
     // Stopped across another reset; the new bin.000001 grows past the stored position (same
     // file name, different file) before tributary starts again.
-    db.sql("RESET MASTER").unwrap();
+    db.sql(reset).unwrap();
     for i in 0..30 {
         db.sql(&format!("UPDATE ep.t SET v = v + 3 WHERE id > {}", i + 10))
             .unwrap();
@@ -157,7 +188,7 @@ fn purged_stored_position_is_a_clear_error_check_reports_it_and_resnapshot_recov
     let pg = PgDb::new("epoch_purge").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = direct_config(dir.path(), &db, &pg, "ep", "[pipeline]\nbatch_size = 100\n");
-    db.sql(SETUP).unwrap();
+    db.sql(&setup(&db)).unwrap();
     until_caught_up(&cfg);
     assert_eq!(source_rows(&db), current_rows(&pg));
 
