@@ -1,5 +1,6 @@
 //! The consumer: a librdkafka `BaseConsumer` polled on a dedicated thread, positions from the
-//! [`OffsetStore`], a fencing rebalance callback. See the crate docs for the argument.
+//! [`OffsetStore`], a fencing rebalance callback, and the check of stored offsets against the
+//! log (`probe`, `check_running`; [`OffsetPolicy`]). See the crate docs for the argument.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1095,10 +1096,9 @@ impl KafkaSource {
             policy: cfg.on_out_of_range,
             probe_cfg,
         };
-        let consumer: BaseConsumer<Ctx> =
-            client_cfg
-                .create_with_context(ctx)
-                .map_err(|e| crate::security::config_error(&client_cfg, e))?;
+        let consumer: BaseConsumer<Ctx> = client_cfg
+            .create_with_context(ctx)
+            .map_err(|e| crate::security::config_error(&client_cfg, e))?;
         let topics: Vec<&str> = cfg.topics.iter().map(|s| s.as_str()).collect();
         consumer
             .subscribe(&topics)

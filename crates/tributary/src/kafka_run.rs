@@ -13,6 +13,15 @@
 //! already fetched and being decoded. Batch N is still fenced by the epochs it was *fetched*
 //! under (`ApplyGuard::retain_fetched`), so reading ahead does not weaken the argument above;
 //! a batch whose partition was revoked in between is re-decoded without those records.
+//!
+//! Stored offsets are checked against the log (crate `tributary-kafka`, "Offsets checked
+//! against the log"): [`PgOffsetStore`] keeps a log mark per partition in the checkpoint row's
+//! `position` (`{"mark": {"offset", "hash"}}`, written by [`MarkWriter`] after a commit, at most
+//! every 2 s, only for an offset below the stored one), resets offset and mark for
+//! `[source] on_offset_out_of_range = "earliest"`, and records a problem there for `status`.
+//! Waits are bounded: Kafka errors for longer than `[pipeline] max_outage_secs` end the run
+//! (exit 5), and so does a `--until-caught-up` run without progress for that long (absent
+//! topics, no assignment, partitions pending), with the reason.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
