@@ -201,6 +201,23 @@ fn direct_mode(db: MariaDb, tag: &str) {
         .query("SELECT position->>'gtid_set' FROM tributary.checkpoints WHERE pipeline = 'mysql:dbserver1'")
         .unwrap();
     assert_same_gtid_set(&db, stored.trim());
+    // `status` reads the server's position with SHOW BINARY LOG STATUS: no lag.
+    let st = bin().args(["status", "-c"]).arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        st.status.success(),
+        "status: {text}{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert!(
+        text.contains(&format!("{file}:{pos}")) && text.contains("0 bytes"),
+        "{text}"
+    );
+    // `check` passes for this user (its grants are exactly what capture needs).
+    let ck = bin().args(["check", "-c"]).arg(&cfg).output().unwrap();
+    let text = String::from_utf8_lossy(&ck.stdout);
+    assert!(ck.status.success(), "check: {text}");
+    assert!(!text.contains("privileges"), "{text}");
     // A further bounded run adds nothing.
     run_until_caught_up(&cfg);
     assert_eq!(
