@@ -493,3 +493,40 @@ fn a_session_partial_json_update_stops_capture_with_the_fix() {
         "1"
     );
 }
+
+/// binlog_row_metadata=MINIMAL and rows of a table dropped before capture read them: the
+/// columns cannot be named, so capture stops with the fix — never rows with `@1…@N` names.
+#[test]
+fn minimal_row_metadata_rows_of_a_dropped_table_stop_with_the_fix() {
+    let Some(db) = mysql97_or_skip("minimal_row_metadata_rows_of_a_dropped_table") else {
+        return;
+    };
+    let pg = PgDb::new("mysql97_dropped").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &db.url(), &db, &pg);
+    db.sql(&table(&db)).unwrap();
+    run_until_caught_up(&cfg);
+    db.sql(
+        "CREATE TABLE bench.tmp (id INT PRIMARY KEY, x VARCHAR(10));
+         INSERT INTO bench.tmp VALUES (1, 'a'), (2, 'b');
+         DROP TABLE bench.tmp;",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["run", "--until-caught-up", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must stop: {err}");
+    assert!(
+        err.contains("bench.tmp")
+            && err.contains("no longer exists")
+            && err.contains("SET GLOBAL binlog_row_metadata=FULL"),
+        "{err}"
+    );
+    let tables = pg
+        .query("SELECT count(*) FROM information_schema.columns WHERE column_name LIKE '@%'")
+        .unwrap();
+    assert_eq!(tables.trim(), "0", "no @N columns in the warehouse");
+}
