@@ -353,6 +353,7 @@ impl Ctx {
         // we wait the partitions stay unassigned here; if this exceeds max.poll.interval.ms
         // librdkafka leaves the group and a healthy member takes over.
         let mut backoff = Duration::from_millis(200);
+        let mut tries = 0u32;
         let offsets = loop {
             if parts.is_empty() {
                 break Vec::new();
@@ -374,10 +375,20 @@ impl Ctx {
                     return;
                 }
                 Err(e) => {
+                    use tributary_model::ErrorClass;
+                    // A store that gave up (it retries outages itself, bounded: PostgreSQL's
+                    // within max_outage_secs) or a definite error: the pipeline stops on it.
+                    if !e.is_transient() || tries >= 3 {
+                        tracing::error!(error = %e, "cannot load the stored Kafka offsets");
+                        self.shared.state.lock().unwrap().fatal.get_or_insert(e);
+                        self.shared.notify.notify_one();
+                        return;
+                    }
                     tracing::warn!(error = %e, "loading stored Kafka offsets failed; retrying");
                     if self.shared.shutdown.load(Ordering::SeqCst) {
                         return;
                     }
+                    tries += 1;
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }

@@ -299,6 +299,8 @@ impl tributary_model::ErrorClass for KafkaError {
 /// Looks up the next offset to read for partitions, from the sink's store (PostgreSQL).
 pub trait OffsetStore: Send + Sync + 'static {
     /// Blocking is allowed: it is called from the consumer's own thread during a rebalance.
+    /// A store retries its own outages (bounded); the consumer retries a transient error
+    /// three more times, then stops the pipeline with it.
     /// Returns, aligned with `partitions`, the next offset to read (last applied + 1), or
     /// `None` when the store has never applied anything from that partition.
     fn load(&self, partitions: &[(String, i32)]) -> Result<Vec<Option<i64>>, KafkaError>;

@@ -163,8 +163,10 @@ impl OffsetStore for PgOffsetStore {
     }
 
     fn load(&self, partitions: &[(String, i32)]) -> Result<Vec<Option<i64>>, KafkaError> {
-        // Retry outages here: assigning a partition without knowing its offset is not an option.
+        // Retry outages here (for at most `[pipeline] max_outage_secs`): assigning a partition
+        // without knowing its offset is not an option.
         let mut delay = Duration::from_millis(100);
+        let started = Instant::now();
         loop {
             let res = self.handle.block_on(async {
                 let client = tributary_apply::connect(&self.url).await?;
@@ -178,6 +180,15 @@ impl OffsetStore for PgOffsetStore {
             });
             match res {
                 Ok(v) => return Ok(v),
+                Err(e) if e.is_transient() && started.elapsed() >= crate::sink::max_outage() => {
+                    return Err(KafkaError::OffsetStore {
+                        message: format!(
+                            "loading offsets: {e} — still failing after {:?} ([pipeline] max_outage_secs)",
+                            started.elapsed()
+                        ),
+                        transient: true,
+                    })
+                }
                 Err(e) if e.is_transient() => {
                     warn!("loading offsets from PostgreSQL: {e}; retrying in {delay:?}");
                     std::thread::sleep(delay);
@@ -284,6 +295,10 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
                     outage = None;
                 }
                 r
+            }
+            Err(e @ KafkaError::OffsetStore { .. }) => {
+                // The store already waited out `max_outage_secs` (or the error is definite).
+                return Err(e).context("reading the stored Kafka offsets");
             }
             Err(e) if e.is_transient() => {
                 let (since, _) = *outage.get_or_insert((Instant::now(), Instant::now()));
