@@ -395,6 +395,52 @@ fn mysql97_values_and_columns_capture_and_replay() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_warehouse_equals_source(&db, &pg, "replay");
+
+    // A file written before expression DEFAULTs were recognised carried MySQL's SQL text as the
+    // Connect `default` of `meta` (`json_object(...)`): it replays, without that DEFAULT.
+    let old = dir.path().join("old.jsonl");
+    let leaked: String = text
+        .lines()
+        .map(|l| {
+            let mut j: serde_json::Value = serde_json::from_str(l).unwrap();
+            if let Some(fields) = j
+                .pointer_mut("/value/schema/fields")
+                .and_then(|f| f.as_array_mut()) {
+                for f in fields.iter_mut().filter(|f| f["field"] == "after" || f["field"] == "before") {
+                    for c in f["fields"].as_array_mut().unwrap() {
+                        if c["field"] == "meta" {
+                            c["default"] = serde_json::json!(
+                                "json_object(_utf8mb4\\'v\\',1,_utf8mb4\\'tags\\',json_array(_utf8mb4\\'a\\',_utf8mb4\\'b\\'))"
+                            );
+                        }
+                    }
+                }
+            }
+            format!("{j}\n")
+        })
+        .collect();
+    assert!(leaked.contains("json_object(_utf8mb4"));
+    std::fs::write(&old, leaked).unwrap();
+    let pg = PgDb::new("mysqlvaluesold").unwrap();
+    let o = bin()
+        .arg("replay")
+        .arg(&old)
+        .args(["--postgres-url", &pg.url])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "replay of a file with a leaked expression DEFAULT failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_warehouse_equals_source(&db, &pg, "replay of an old file");
+    let d = pg
+        .query(
+            "SELECT coalesce(column_default, 'none') FROM information_schema.columns
+             WHERE table_schema = 'mv' AND table_name = 'docs_current' AND column_name = 'meta'",
+        )
+        .unwrap();
+    assert_eq!(d.trim(), "none");
 }
 
 /// The same column features on MariaDB 11.8 (where they exist there: INVISIBLE, VIRTUAL and
