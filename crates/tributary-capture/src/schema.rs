@@ -24,6 +24,9 @@ pub(crate) struct InfoColumn {
     pub nullable: bool,
     /// The constant DEFAULT (see [`normalize_default`]); `None` for none or an expression.
     pub default: Option<String>,
+    /// COLUMN_DEFAULT when it is an expression (`current_timestamp()`, MySQL's
+    /// `DEFAULT_GENERATED` text): [`Column::default_expr`].
+    pub default_expr: Option<String>,
     pub char_max: Option<u64>,
     pub num_precision: Option<u64>,
     pub num_scale: Option<u64>,
@@ -69,12 +72,20 @@ pub(crate) async fn load_table<Q: Queryable>(
         let v: Vec<MyValue> = r.unwrap();
         let default = vstr(&v[4]);
         let extra = v.get(9).and_then(vstr).unwrap_or_default();
+        let normalized = normalize_default(default.clone(), &extra, flavor);
+        let generated = extra.to_ascii_uppercase().contains("GENERATED")
+            && !extra.to_ascii_uppercase().contains("DEFAULT_GENERATED");
+        let default_expr = match (&normalized, default) {
+            (None, Some(d)) if !generated && d != "NULL" => Some(d),
+            _ => None,
+        };
         cols.push(InfoColumn {
+            default_expr,
             name: vstr(&v[0]).unwrap_or_default(),
             data_type: vstr(&v[1]).unwrap_or_default().to_ascii_lowercase(),
             column_type: vstr(&v[2]).unwrap_or_default(),
             nullable: vstr(&v[3]).as_deref() == Some("YES"),
-            default: normalize_default(default, &extra, flavor),
+            default: normalized,
             char_max: vu64(&v[5]),
             num_precision: vu64(&v[6]),
             num_scale: vu64(&v[7]),
@@ -326,6 +337,7 @@ pub(crate) fn schema_from_info(id: &TableId, cols: &[InfoColumn], pk: &[String])
             let mut col = Column::new(c.name.clone(), kind);
             col.nullable = c.nullable;
             col.default = default_value(&col.kind, &c.default);
+            col.default_expr = c.default_expr.clone();
             col.source_type = Some(c.column_type.clone());
             col
         })
@@ -438,6 +450,7 @@ pub(crate) fn enrich(
     for c in schema.columns.iter_mut() {
         if let Some(i) = cols.iter().find(|i| i.name == c.name) {
             c.default = default_value(&c.kind, &i.default);
+            c.default_expr = i.default_expr.clone();
             c.source_type = Some(i.column_type.clone());
             // MariaDB 11.7+ VECTOR travels as a binary VARCHAR: information_schema says what it
             // is, and the decoder reads those bytes as floats for a Vector column.

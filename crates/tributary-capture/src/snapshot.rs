@@ -21,7 +21,13 @@
 //! tells whether the table has more rows). Keyless tables are read with `LIMIT/OFFSET` inside
 //! the same transaction (a stable order within one read view). Events are `Op::Snapshot` with
 //! `SourcePosition { file, pos = snapshot position, row = 1-based ordinal in the table,
-//! snapshot = First (very first row) / True / Last (very last row) }`.
+//! snapshot = Last (very last row) / First (very first row) / LastInDataCollection (a table's
+//! last row) / FirstInDataCollection (a table's first row) / True }` — Debezium's markers and
+//! precedence, except that empty tables are skipped for `first`/`last` (Debezium ties them to
+//! the first/last table in its order, so an empty last table leaves no `last` record). The
+//! ordinal `row` and the server's id stay in the event; the Debezium encoder writes
+//! `server_id` 0 for snapshot records, as Debezium, but keeps the ordinal `row` (Debezium: 0)
+//! — the sink's identity needs it to recognise a re-published snapshot of a keyless table.
 //!
 //! Every snapshot batch's checkpoint is `Binlog { file/pos = P1 (where streaming must start),
 //! snapshot: Some(json {position, tables_done, current_table, last_pk, rows_done}) }`; the
@@ -439,11 +445,19 @@ impl Snapshotter {
                 cur.rows_done += 1;
                 self.total_done += 1;
                 self.rows_this_run += 1;
-                let marker = if !self.first_done {
-                    self.first_done = true;
-                    SnapshotMarker::First
-                } else if last_overall && i + 1 == n {
+                // Debezium's precedence (RelationalSnapshotChangeEventSource.setSnapshotMarker):
+                // last overall, first overall, last of its table, first of its table, else true.
+                let first_overall = !self.first_done;
+                self.first_done = true;
+                let last_in_table = table_done && i + 1 == n;
+                let marker = if last_overall && i + 1 == n {
                     SnapshotMarker::Last
+                } else if first_overall {
+                    SnapshotMarker::First
+                } else if last_in_table {
+                    SnapshotMarker::LastInDataCollection
+                } else if cur.rows_done == 1 {
+                    SnapshotMarker::FirstInDataCollection
                 } else {
                     SnapshotMarker::True
                 };

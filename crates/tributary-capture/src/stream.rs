@@ -178,6 +178,38 @@ pub(crate) fn purged_error(file: &str, pos: u64, oldest: &str) -> CaptureError {
     ))
 }
 
+/// A MySQL GTID set (`uuid:1-5:7,uuid:tag:1-3`) as COM_BINLOG_DUMP_GTID's SIDs: one per
+/// (uuid, tag), parsed by mysql_common (which also turns the inclusive ends into the wire's
+/// exclusive ones).
+fn mysql_sids(set: &str) -> Result<Vec<mysql_async::Sid<'static>>, CaptureError> {
+    let mut out = Vec::new();
+    for entry in set.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let mut parts = entry.split(':');
+        let uuid = parts.next().unwrap_or_default();
+        // (tag, intervals) groups: a part starting with a digit is an interval of the last tag.
+        let mut groups: Vec<(String, Vec<&str>)> = vec![(String::new(), vec![])];
+        for p in parts {
+            if p.starts_with(|c: char| c.is_ascii_digit()) {
+                groups.last_mut().expect("one group").1.push(p);
+            } else {
+                groups.push((p.to_string(), vec![]));
+            }
+        }
+        for (tag, ivs) in groups.into_iter().filter(|g| !g.1.is_empty()) {
+            let text = if tag.is_empty() {
+                format!("{uuid}:{}", ivs.join(":"))
+            } else {
+                format!("{uuid}:{tag}:{}", ivs.join(":"))
+            };
+            let sid: mysql_async::Sid<'static> = text.parse().map_err(|e| {
+                CaptureError::Checkpoint(format!("stored GTID set {set:?}: {text:?}: {e}"))
+            })?;
+            out.push(sid);
+        }
+    }
+    Ok(out)
+}
+
 /// Identity of the server behind `conn` (see [`MySqlSource::server`]).
 async fn server_identity(
     conn: &mut mysql_async::Conn,
@@ -481,7 +513,7 @@ impl MySqlSource {
         let gtids = parse_gtid_set(cp.gtid_set.as_deref().unwrap_or(""));
         if cp.server.as_deref().is_some_and(|s| s != identity) {
             let _ = conn.disconnect().await;
-            return Ok(if flavor == Flavor::MariaDb && !gtids.is_empty() {
+            return Ok(if cp.gtid_set.as_deref().is_some_and(|g| !g.trim().is_empty()) {
                 None // resumed from the GTID state (see `open_stream`)
             } else {
                 Some((
@@ -558,6 +590,19 @@ impl MySqlSource {
             server: self.server.clone(),
             tables_snapshotted: vec![],
         })
+    }
+
+    /// The GTID state at the boundary as the server's syntax spells it (MariaDB
+    /// `domain-server-seq,…`, MySQL `uuid:1-5,…`).
+    fn gtid_state(&self) -> String {
+        match self.flavor {
+            Flavor::MariaDb => format_gtid_set(&self.gtids),
+            Flavor::MySql => self
+                .mysql_gtids
+                .as_ref()
+                .map(|m| m.to_string())
+                .unwrap_or_default(),
+        }
     }
 
     /// The binlog epoch of the position streaming is at (see "Binlog epochs" above).
@@ -807,7 +852,11 @@ impl MySqlSource {
         let identity = server_identity(&mut conn, self.flavor).await?;
         let mut by_gtid = None;
         if self.server.as_deref().is_some_and(|s| s != identity) {
-            if self.flavor != Flavor::MariaDb || self.gtids.is_empty() {
+            let resumable = match self.flavor {
+                Flavor::MariaDb => !self.gtids.is_empty(),
+                Flavor::MySql => self.mysql_gtids.as_ref().is_some_and(|m| !m.is_empty()),
+            };
+            if !resumable {
                 return Err(CaptureError::Checkpoint(format!(
                     "the stored position {}:{} belongs to server {}, but {} is server {identity}; \
                      file names and positions differ between servers and {} — fix: run \
@@ -818,11 +867,7 @@ impl MySqlSource {
                     crate::mysqlconn::mysql_target(&self.cfg.url)
                         .map(|t| format!("{}:{}", t.opts.ip_or_hostname(), t.opts.tcp_port()))
                         .unwrap_or_default(),
-                    if self.flavor == Flavor::MariaDb {
-                        "no GTID position was stored to resume from"
-                    } else {
-                        "tributary resumes by GTID on MariaDB only"
-                    }
+                    "no GTID position was stored to resume from"
                 )));
             }
             if self.gtid_resume.is_none() {
@@ -838,13 +883,13 @@ impl MySqlSource {
                 }
                 tracing::warn!(
                     old_server = %self.server.as_deref().unwrap_or("?"), new_server = %identity,
-                    gtid = %format_gtid_set(&self.gtids), epoch = self.epoch + 1,
+                    gtid = %self.gtid_state(), epoch = self.epoch + 1,
                     "the source is another server (failover): resuming from the GTID state"
                 );
                 self.gtid_resume = Some(old);
                 self.epoch += 1;
             }
-            by_gtid = Some(format_gtid_set(&self.gtids));
+            by_gtid = Some(self.gtid_state());
         } else {
             match locate(
                 &mut conn,
@@ -896,15 +941,19 @@ impl MySqlSource {
             }
             conn.query_drop(format!("SET @master_heartbeat_period = {hb}"))
                 .await?;
-            if let Some(state) = &by_gtid {
+            if let (Some(state), Flavor::MariaDb) = (&by_gtid, self.flavor) {
                 // MariaDB starts the dump at this GTID state, whatever file/pos say.
                 conn.exec_drop("SET @slave_connect_state = ?", (state.as_str(),))
                     .await?;
                 conn.query_drop("SET @slave_gtid_strict_mode = 1").await?;
             }
-            let req = BinlogStreamRequest::new(self.cfg.server_id)
+            let mut req = BinlogStreamRequest::new(self.cfg.server_id)
                 .with_filename(file.as_bytes())
                 .with_pos(start_pos);
+            if let (Some(state), Flavor::MySql) = (&by_gtid, self.flavor) {
+                // MySQL: COM_BINLOG_DUMP_GTID, the server sends what the set does not hold.
+                req = req.with_gtid().with_gtid_set(mysql_sids(state)?);
+            }
             Dump::Lib(conn.get_binlog_stream(req).await?)
         };
         self.file = file.clone();
@@ -1168,7 +1217,9 @@ impl MySqlSource {
                             server_id: h.server_id(),
                             ts_ms: h.timestamp() as i64 * 1000,
                             snapshot: SnapshotMarker::False,
-                            thread: Some(q.thread_id() as u64),
+                            // Debezium: the thread of the last BEGIN (none on MariaDB, whose
+                            // transactions start with a GTID event), not the DDL's own.
+                            thread: self.thread,
                             query: None,
                             name: self.cfg.name.clone(),
                             epoch: self.epoch,

@@ -46,7 +46,8 @@ use std::sync::OnceLock;
 use base64::Engine;
 use serde_json::{Map, Number, Value as J};
 use tributary_model::{
-    ChangeEvent, Column, ColumnKind, Op, Row, SchemaChange, SourcePosition, TableSchema, Value,
+    ChangeEvent, Column, ColumnKind, Op, Row, SchemaChange, SnapshotMarker, SourcePosition,
+    TableSchema, Value,
 };
 
 use crate::connect::{b64, CONNECT_SOURCE_TYPE_PREFIX};
@@ -203,7 +204,10 @@ enum Target {
     Bool,
     Int(&'static str),
     U64Long,
-    DecBytes { scale: u32, precision: Option<u32> },
+    DecBytes {
+        scale: u32,
+        precision: Option<u32>,
+    },
     DecVar,
     DecString,
     DecDouble,
@@ -303,6 +307,30 @@ fn target(col: &Column, o: &EncodeOptions) -> Target {
     }
 }
 
+/// The Connect schema `default` of a column, as Debezium's default value converter makes it
+/// (`BinlogDefaultValueConverter`): the constant DEFAULT converted like a value; a
+/// `CURRENT_TIMESTAMP`/`NOW()` default of a TIMESTAMP/DATETIME column is the epoch (`0`, or
+/// `"1970-01-01T00:00:00Z"` for ZonedTimestamp); no default (or `DEFAULT NULL`) → none.
+fn default_json(col: &Column, t: &Target) -> Option<J> {
+    let d = match (&col.default, &col.default_expr) {
+        (Some(d), _) => value_json(t, d),
+        (None, Some(e)) => {
+            let e = e.trim().to_ascii_lowercase();
+            let now = e.starts_with("current_timestamp")
+                || e.starts_with("now(")
+                || e.starts_with("localtime")
+                || e == "now";
+            match &col.kind {
+                ColumnKind::Timestamp { .. } if now => value_json(t, &Value::Timestamp(0)),
+                ColumnKind::DateTime { .. } if now => value_json(t, &Value::DateTime(0)),
+                _ => J::Null,
+            }
+        }
+        (None, None) => J::Null,
+    };
+    (!d.is_null()).then_some(d)
+}
+
 /// Connect field schema of a column (`{"type","optional",["name","version"],
 /// ["parameters"],["default"],"field"}` — Debezium's key order).
 fn field_schema(col: &Column, o: &EncodeOptions) -> J {
@@ -340,8 +368,8 @@ fn field_schema(col: &Column, o: &EncodeOptions) -> J {
             m.insert("name".into(), s("io.debezium.data.VariableScaleDecimal"));
             m.insert("version".into(), n(1));
             m.insert("doc".into(), s("Variable scaled decimal"));
-            if let Some(d) = &col.default {
-                m.insert("default".into(), value_json(&t, d));
+            if let Some(d) = default_json(col, &t) {
+                m.insert("default".into(), d);
             }
             m.insert("field".into(), s(&col.name));
             return J::Object(m);
@@ -356,11 +384,8 @@ fn field_schema(col: &Column, o: &EncodeOptions) -> J {
             m.insert("optional".into(), J::Bool(col.nullable));
             m.insert("name".into(), s("io.debezium.data.FloatVector"));
             m.insert("version".into(), n(1));
-            if let Some(d) = &col.default {
-                let dv = value_json(&t, d);
-                if !dv.is_null() {
-                    m.insert("default".into(), dv);
-                }
+            if let Some(d) = default_json(col, &t) {
+                m.insert("default".into(), d);
             }
             m.insert("field".into(), s(&col.name));
             return J::Object(m);
@@ -409,11 +434,8 @@ fn field_schema(col: &Column, o: &EncodeOptions) -> J {
         }
         m.insert("parameters".into(), J::Object(p));
     }
-    if let Some(d) = &col.default {
-        let dv = value_json(&t, d);
-        if !dv.is_null() {
-            m.insert("default".into(), dv);
-        }
+    if let Some(d) = default_json(col, &t) {
+        m.insert("default".into(), d);
     }
     m.insert("field".into(), s(&col.name));
     J::Object(m)
@@ -595,10 +617,21 @@ fn value_json(t: &Target, v: &Value) -> J {
     out.unwrap_or_else(|| generic_json(v))
 }
 
+/// A column's value as the JsonConverter writes it: with Kafka's default
+/// `replace.null.with.default=true` (connect-json `JsonConverter.convertToJson`), a null whose
+/// field schema has a default is written as that default — whether or not schemas are
+/// enabled (the converter has the record's schema either way).
+fn cell_json(col: &Column, t: &Target, v: &Value) -> J {
+    match value_json(t, v) {
+        J::Null => default_json(col, t).unwrap_or(J::Null),
+        j => j,
+    }
+}
+
 fn row_json(schema: &TableSchema, targets: &[Target], row: &Row) -> J {
     let mut m = Map::with_capacity(schema.columns.len());
     for ((col, t), v) in schema.columns.iter().zip(targets).zip(row.iter()) {
-        m.insert(col.name.clone(), value_json(t, v));
+        m.insert(col.name.clone(), cell_json(col, t, v));
     }
     J::Object(m)
 }
@@ -615,7 +648,27 @@ fn opt_s(v: Option<&str>) -> J {
     v.map(s).unwrap_or(J::Null)
 }
 
+/// A record of a (blocking) snapshot read: `source.snapshot` neither `false` nor `incremental`.
+fn is_read(src: &SourcePosition) -> bool {
+    !matches!(
+        src.snapshot,
+        SnapshotMarker::False | SnapshotMarker::Incremental
+    )
+}
+
 fn source_json(src: &SourcePosition, db: &str, table: Option<&str>, o: &EncodeOptions) -> J {
+    // Debezium's snapshot records (incremental ones excepted) carry `server_id` 0: they were
+    // read by a query, not from a binlog event. Their `row` is 0 in Debezium too, but
+    // tributary's snapshot numbers rows (≥ 1) and keeps that: it is what lets the sink
+    // recognise a re-published snapshot of a keyless table (identical rows of one snapshot
+    // are otherwise told apart only by Kafka offsets, which change on re-publication) — a
+    // documented difference (README, fidelity table).
+    let server_id = if is_read(src) {
+        0
+    } else {
+        src.server_id as i64
+    };
+    let row = src.row as i64;
     obj([
         ("version", s(&o.source_version)),
         ("connector", s("mysql")),
@@ -627,11 +680,11 @@ fn source_json(src: &SourcePosition, db: &str, table: Option<&str>, o: &EncodeOp
         ("ts_us", n(src.ts_ms.saturating_mul(1000))),
         ("ts_ns", n(src.ts_ms.saturating_mul(1_000_000))),
         ("table", opt_s(table)),
-        ("server_id", n(src.server_id as i64)),
+        ("server_id", n(server_id)),
         ("gtid", opt_s(src.gtid.as_deref())),
         ("file", s(&src.file)),
         ("pos", n(src.pos as i64)),
-        ("row", n(src.row as i64)),
+        ("row", n(row)),
         ("thread", src.thread.map(|t| n(t as i64)).unwrap_or(J::Null)),
         ("query", opt_s(src.query.as_deref())),
     ])
@@ -656,7 +709,7 @@ fn key_json(ev: &ChangeEvent, targets: &[Target], o: &EncodeOptions, base: &str)
             col.name.clone(),
             image
                 .get(i)
-                .map(|v| value_json(&targets[i], v))
+                .map(|v| cell_json(col, &targets[i], v))
                 .unwrap_or(J::Null),
         );
         if o.schemas_enable {
@@ -783,6 +836,7 @@ fn add_field(ev: &ChangeEvent, name: &str, o: &EncodeOptions) -> (String, J, &'s
         "snapshot" => (out, s(src.snapshot.as_str()), "string"),
         "db" => (out, s(&id.db), "string"),
         "table" => (out, s(&id.table), "string"),
+        "server_id" if is_read(src) => (out, n(0), "int64"),
         "server_id" => (out, n(src.server_id as i64), "int64"),
         "gtid" => (out, opt_s(src.gtid.as_deref()), "string"),
         "file" => (out, s(&src.file), "string"),
@@ -897,22 +951,283 @@ pub fn encode(ev: &ChangeEvent, o: &EncodeOptions) -> Vec<EncodedRecord> {
     out
 }
 
+/// One token of a DDL statement: a word or identifier (backticks removed), or one punctuation
+/// character; with its byte range in the statement.
+#[derive(Debug)]
+struct Tok<'a> {
+    text: std::borrow::Cow<'a, str>,
+    quoted: bool,
+    start: usize,
+}
+
+/// Splits a DDL statement into words, `` `identifiers` ``, strings (kept as one token) and
+/// punctuation, dropping comments — just enough to find the statement's table names.
+fn ddl_tokens(sql: &str) -> Vec<Tok<'_>> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            i = sql[i + 2..].find("*/").map_or(b.len(), |e| i + 2 + e + 2);
+        } else if c == b'#' || (c == b'-' && b.get(i + 1) == Some(&b'-')) {
+            i = sql[i..].find('\n').map_or(b.len(), |e| i + e + 1);
+        } else if c == b'`' || c == b'\'' || c == b'"' {
+            let start = i;
+            let mut v = String::new();
+            i += 1;
+            while i < b.len() {
+                if b[i] == c && b.get(i + 1) == Some(&c) {
+                    v.push(c as char);
+                    i += 2;
+                } else if b[i] == c {
+                    i += 1;
+                    break;
+                } else if c != b'`' && b[i] == b'\\' && i + 1 < b.len() {
+                    i += 2;
+                } else {
+                    let ch = sql[i..].chars().next().unwrap_or(' ');
+                    v.push(ch);
+                    i += ch.len_utf8();
+                }
+            }
+            out.push(Tok {
+                text: v.into(),
+                quoted: true,
+                start,
+            });
+        } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
+            let start = i;
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'$' || b[i] >= 0x80)
+            {
+                i += 1;
+            }
+            out.push(Tok {
+                text: sql[start..i].into(),
+                quoted: false,
+                start,
+            });
+        } else {
+            let ch = sql[i..].chars().next().unwrap_or(' ');
+            out.push(Tok {
+                text: sql[i..i + ch.len_utf8()].into(),
+                quoted: false,
+                start: i,
+            });
+            i += ch.len_utf8();
+        }
+    }
+    out
+}
+
+fn kw(t: Option<&Tok>, w: &str) -> bool {
+    t.is_some_and(|t| !t.quoted && t.text.eq_ignore_ascii_case(w))
+}
+
+/// `[db .] name` at `toks[*i]` → (db, name); advances `i`.
+fn table_name(toks: &[Tok], i: &mut usize, session_db: &str) -> Option<(String, String)> {
+    let first = toks.get(*i)?;
+    if first.text.len() == 1 && !first.quoted && !first.text.chars().all(char::is_alphanumeric) {
+        return None;
+    }
+    *i += 1;
+    if toks.get(*i).is_some_and(|t| !t.quoted && t.text == ".") {
+        let second = toks.get(*i + 1)?;
+        *i += 2;
+        return Some((first.text.to_string(), second.text.to_string()));
+    }
+    Some((session_db.to_string(), first.text.to_string()))
+}
+
+/// What a DDL statement is about, as Debezium reports it on the schema-change topic.
+#[derive(Debug, PartialEq)]
+enum DdlSubject {
+    /// One record about this table (`source.table`; `databaseName` = its database).
+    Table(String, String),
+    /// `DROP TABLE a, b`: one record per table, `ddl` rewritten as `<prefix>`db`.`t``.
+    Drop(Vec<(String, String)>, String),
+    /// `CREATE INDEX`: Debezium's parser names no table (`source.table` = `""`).
+    Index,
+    /// Anything else (database-level statements): `source.table` null.
+    Other,
+}
+
+fn ddl_subject(session_db: &str, sql: &str) -> DdlSubject {
+    let toks = ddl_tokens(sql);
+    let at = |i: usize, w: &str| kw(toks.get(i), w);
+    let mut i: usize;
+    if at(0, "ALTER") {
+        i = 1;
+        while at(i, "ONLINE") || at(i, "IGNORE") {
+            i += 1;
+        }
+        if !at(i, "TABLE") {
+            return DdlSubject::Other;
+        }
+        i += 1;
+        let Some(mut t) = table_name(&toks, &mut i, session_db) else {
+            return DdlSubject::Other;
+        };
+        // `ALTER TABLE a RENAME [TO|AS] b`: Debezium reports the table under its new name.
+        let mut depth = 0i32;
+        while i < toks.len() {
+            match toks[i].text.as_ref() {
+                "(" if !toks[i].quoted => depth += 1,
+                ")" if !toks[i].quoted => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 && at(i, "RENAME") {
+                let mut j = i + 1;
+                if at(j, "TO") || at(j, "AS") {
+                    j += 1;
+                } else if at(j, "COLUMN") || at(j, "INDEX") || at(j, "KEY") {
+                    i += 1;
+                    continue;
+                }
+                if let Some(n) = table_name(&toks, &mut j, session_db) {
+                    t = n;
+                }
+                break;
+            }
+            i += 1;
+        }
+        return DdlSubject::Table(t.0, t.1);
+    }
+    if at(0, "CREATE") {
+        i = 1;
+        if at(i, "OR") && at(i + 1, "REPLACE") {
+            i += 2;
+        }
+        while at(i, "TEMPORARY") || at(i, "UNIQUE") || at(i, "FULLTEXT") || at(i, "SPATIAL") {
+            i += 1;
+        }
+        if at(i, "INDEX") {
+            return DdlSubject::Index;
+        }
+        if !at(i, "TABLE") {
+            return DdlSubject::Other;
+        }
+        i += 1;
+        if at(i, "IF") && at(i + 1, "NOT") && at(i + 2, "EXISTS") {
+            i += 3;
+        }
+        return match table_name(&toks, &mut i, session_db) {
+            Some((d, t)) => DdlSubject::Table(d, t),
+            None => DdlSubject::Other,
+        };
+    }
+    if at(0, "DROP") {
+        i = 1;
+        if at(i, "TEMPORARY") {
+            i += 1;
+        }
+        if !at(i, "TABLE") && !at(i, "TABLES") {
+            return DdlSubject::Other;
+        }
+        i += 1;
+        if at(i, "IF") && at(i + 1, "EXISTS") {
+            i += 2;
+        }
+        let Some(first) = toks.get(i) else {
+            return DdlSubject::Other;
+        };
+        let prefix = sql[..first.start].to_string();
+        let mut tables = Vec::new();
+        while let Some(t) = table_name(&toks, &mut i, session_db) {
+            tables.push(t);
+            if toks.get(i).is_some_and(|t| !t.quoted && t.text == ",") {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        if tables.is_empty() {
+            return DdlSubject::Other;
+        }
+        return DdlSubject::Drop(tables, prefix);
+    }
+    if at(0, "RENAME") && (at(1, "TABLE") || at(1, "TABLES")) {
+        i = 2;
+        if table_name(&toks, &mut i, session_db).is_some() && at(i, "TO") {
+            i += 1;
+            if let Some((d, t)) = table_name(&toks, &mut i, session_db) {
+                return DdlSubject::Table(d, t);
+            }
+        }
+        return DdlSubject::Other;
+    }
+    if at(0, "TRUNCATE") {
+        i = if at(1, "TABLE") { 2 } else { 1 };
+        if let Some((d, t)) = table_name(&toks, &mut i, session_db) {
+            return DdlSubject::Table(d, t);
+        }
+    }
+    DdlSubject::Other
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("`{}`", s.replace('`', "``"))
+}
+
 /// Encodes a DDL event for the schema-change topic `<prefix>` in Debezium's shape (key
-/// `{"databaseName"}`, value `{source, ts_ms, databaseName, schemaName, ddl, tableChanges}`).
+/// `{"databaseName"}`, value `{source, ts_ms, databaseName, schemaName, ddl, tableChanges}`),
+/// as the records Debezium 3.6 writes for it (`BinlogDatabaseSchema.parseDdl` and its ANTLR
+/// listeners):
+/// * `source.table` is the statement's table (a renamed table's new name), `""` for `CREATE
+///   INDEX`, null for database-level statements; `databaseName`/`source.db` are the table's
+///   database when the statement qualifies it (`CREATE TABLE other.t …` run in `db`), else the
+///   session's;
+/// * `DROP TABLE a, b` becomes one record per table, `ddl` = the statement's text up to the
+///   table list + `` `db`.`table` `` (Debezium's `DropTableParserListener`; a trailing comment
+///   such as MariaDB's `/* generated by server */` is gone), `apply` reads that form.
+///
 /// Limits: `tableChanges` is always `[]` (Debezium's per-column JDBC metadata is not
-/// reconstructed); `source.table` is the first table in `sc.tables`, else null; `ts_ms` is the
-/// source commit time.
+/// reconstructed); `ts_ms` is the source commit time.
+pub fn encode_schema_change_records(sc: &SchemaChange, o: &EncodeOptions) -> Vec<EncodedRecord> {
+    match ddl_subject(&sc.db, &sc.ddl) {
+        DdlSubject::Drop(tables, prefix) => tables
+            .iter()
+            .map(|(d, t)| {
+                let ddl = format!("{prefix}{}.{}", quote_ident(d), quote_ident(t));
+                schema_change_record(sc, d, Some(t), &ddl, o)
+            })
+            .collect(),
+        DdlSubject::Table(d, t) => vec![schema_change_record(sc, &d, Some(&t), &sc.ddl, o)],
+        DdlSubject::Index => vec![schema_change_record(sc, &sc.db, Some(""), &sc.ddl, o)],
+        DdlSubject::Other => {
+            let table = sc.tables.first().map(|t| t.id.table.as_str());
+            vec![schema_change_record(sc, &sc.db, table, &sc.ddl, o)]
+        }
+    }
+}
+
+/// Encodes a DDL event as one record for the schema-change topic, exactly as given
+/// (`source.table` the first table in `sc.tables`, else null) — for re-encoding records that
+/// came from Debezium, already one per table. Capture uses [`encode_schema_change_records`].
 pub fn encode_schema_change(sc: &SchemaChange, o: &EncodeOptions) -> EncodedRecord {
     let table = sc.tables.first().map(|t| t.id.table.as_str());
+    schema_change_record(sc, &sc.db, table, &sc.ddl, o)
+}
+
+fn schema_change_record(
+    sc: &SchemaChange,
+    db: &str,
+    table: Option<&str>,
+    ddl: &str,
+    o: &EncodeOptions,
+) -> EncodedRecord {
     let payload = obj([
-        ("source", source_json(&sc.source, &sc.db, table, o)),
+        ("source", source_json(&sc.source, db, table, o)),
         ("ts_ms", n(sc.source.ts_ms)),
-        ("databaseName", s(&sc.db)),
+        ("databaseName", s(db)),
         ("schemaName", J::Null),
-        ("ddl", s(&sc.ddl)),
+        ("ddl", s(ddl)),
         ("tableChanges", J::Array(Vec::new())),
     ]);
-    let key_payload = obj([("databaseName", s(&sc.db))]);
+    let key_payload = obj([("databaseName", s(db))]);
     let (key, value) = if o.schemas_enable {
         (
             obj([
@@ -947,5 +1262,59 @@ pub fn encode_schema_change(sc: &SchemaChange, o: &EncodeOptions) -> EncodedReco
         topic: o.topic_prefix.clone(),
         key: Some(to_bytes(&key)),
         value: Some(to_bytes(&value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ddl_subject, DdlSubject as S};
+
+    fn t(d: &str, n: &str) -> S {
+        S::Table(d.into(), n.into())
+    }
+
+    #[test]
+    fn ddl_subjects_as_debezium_reports_them() {
+        assert_eq!(
+            ddl_subject("db", "ALTER TABLE customers RENAME COLUMN a TO b"),
+            t("db", "customers")
+        );
+        assert_eq!(
+            ddl_subject("db", "alter online table `x`.`we``ird` add index i (a)"),
+            t("x", "we`ird")
+        );
+        assert_eq!(
+            ddl_subject("db", "ALTER TABLE a RENAME TO other.b"),
+            t("other", "b")
+        );
+        assert_eq!(
+            ddl_subject("db", "CREATE TABLE ddlsnap.e LIKE events_log"),
+            t("ddlsnap", "e")
+        );
+        assert_eq!(
+            ddl_subject("db", "CREATE TABLE IF NOT EXISTS /* c */ p (a INT)"),
+            t("db", "p")
+        );
+        assert_eq!(
+            ddl_subject("db", "RENAME TABLE s TO items"),
+            t("db", "items")
+        );
+        assert_eq!(ddl_subject("db", "TRUNCATE TABLE e"), t("db", "e"));
+        assert_eq!(ddl_subject("db", "CREATE INDEX i ON o (c)"), S::Index);
+        assert_eq!(ddl_subject("db", "CREATE DATABASE x"), S::Other);
+        assert_eq!(
+            ddl_subject("db", "DROP TABLE `temp_audit` /* generated by server */"),
+            S::Drop(
+                vec![("db".into(), "temp_audit".into())],
+                "DROP TABLE ".into()
+            )
+        );
+        assert_eq!(
+            ddl_subject("db", "drop table if exists a, o.b"),
+            S::Drop(
+                vec![("db".into(), "a".into()), ("o".into(), "b".into())],
+                "drop table if exists ".into()
+            )
+        );
     }
 }

@@ -159,6 +159,11 @@ pub struct Column {
     /// The source type as the server spells it, when known (`bigint(20) unsigned`); for
     /// documentation, errors and DDL comments only.
     pub source_type: Option<String>,
+    /// A DEFAULT that is an expression, not a value (`current_timestamp()`, MySQL's
+    /// `DEFAULT_GENERATED` text), as the server spells it; `default` is `None` then. Never a
+    /// value to write (apply ignores it); the Debezium encoder turns CURRENT_TIMESTAMP/NOW into
+    /// the epoch, as Debezium's default value converter does.
+    pub default_expr: Option<String>,
 }
 
 impl Column {
@@ -169,6 +174,7 @@ impl Column {
             nullable: true,
             default: None,
             source_type: None,
+            default_expr: None,
         }
     }
 }

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tracing::{info, warn};
-use tributary_codec::encode::{encode, encode_schema_change, EncodeOptions, UnwrapOptions};
+use tributary_codec::encode::{
+    encode, encode_schema_change_records, EncodeOptions, EncodedRecord, UnwrapOptions,
+};
 use tributary_kafka::{KafkaError, KafkaSink, OutRecord, ProducerConfig};
 use tributary_model::{BinlogCheckpoint, Checkpoint, ErrorClass};
 
@@ -42,6 +44,14 @@ pub struct CaptureOpts {
     pub replication_factor: i16,
     pub encode: EncodeOptions,
     pub until_caught_up: bool,
+}
+
+fn out_record(r: EncodedRecord) -> OutRecord {
+    OutRecord {
+        topic: r.topic,
+        key: r.key,
+        value: r.value,
+    }
 }
 
 /// Encoder settings from Debezium's option names (errors name the bad value).
@@ -243,23 +253,19 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
                 d.reason
             );
         }
+        // Schema changes and data in binlog order, as Debezium writes them: a DDL record goes
+        // before the first row event that follows it (both lists are in binlog order).
         let mut out: Vec<OutRecord> = Vec::with_capacity(batch.events.len() + 1);
-        for sc in &batch.schema_changes {
-            let r = encode_schema_change(sc, &opts);
-            out.push(OutRecord {
-                topic: r.topic,
-                key: r.key,
-                value: r.value,
-            });
-        }
+        let mut ddl = batch.schema_changes.iter().peekable();
         for ev in &batch.events {
-            for r in encode(ev, &opts) {
-                out.push(OutRecord {
-                    topic: r.topic,
-                    key: r.key,
-                    value: r.value,
-                });
+            let at = ev.source.order_key();
+            while let Some(sc) = ddl.next_if(|sc| sc.source.order_key() <= at) {
+                out.extend(encode_schema_change_records(sc, &opts).into_iter().map(out_record));
             }
+            out.extend(encode(ev, &opts).into_iter().map(out_record));
+        }
+        for sc in ddl {
+            out.extend(encode_schema_change_records(sc, &opts).into_iter().map(out_record));
         }
         if !out.is_empty() {
             if let Some((f, next)) = &mut file {
