@@ -35,19 +35,21 @@
 //! (`locate`), and positions carry the numbering's **epoch** (model docs: folded into the top
 //! bits of the stale-update key, so a new epoch is never compared numerically with an old one):
 //! * **Another server** (MySQL `@@server_uuid`, MariaDB `@@server_id` differ from the
-//!   checkpoint's — a failover, a VIP moved): its file names and positions are unrelated. On
-//!   MariaDB the dump starts from the stored GTID state (`@slave_connect_state`, strict mode;
-//!   the server skips what the state contains) in a new epoch; the positions of the skipped
-//!   part are unknown, so until the first transaction read there ends no checkpoint is handed
-//!   out (the stored one stays the truth) and positions come from the headers (a GTID event
-//!   always has one). Without a stored GTID state (or on MySQL) it is a definite error with
-//!   the fix (`tributary resnapshot`).
+//!   checkpoint's — a failover, a VIP moved): its file names and positions are unrelated. The
+//!   dump starts from the stored GTID state in a new epoch — MariaDB `@slave_connect_state`
+//!   (strict mode), MySQL COM_BINLOG_DUMP_GTID with the stored GTID set (`mysql_sids`); the
+//!   server skips what the state contains. The positions of the skipped part are unknown, so
+//!   until the first transaction read there ends no checkpoint is handed out (the stored one
+//!   stays the truth) and positions come from the headers (a GTID event always has one).
+//!   Without a stored GTID state it is a definite error with the fix (`tributary
+//!   resnapshot`).
 //! * **Purged**: the file is gone and every later file of the same basename is there — a
 //!   definite error naming the file, what it means and the fix (`purged_error`); a dump that
 //!   reports ERROR 1236 says the same.
 //! * **Restarted numbering** (`RESET MASTER`, a new basename, or the file of that name is a
 //!   new one: shorter than the position, or MariaDB's `BINLOG_GTID_POS` there is behind what
-//!   was read): streaming goes on at the start of the server's first binlog in epoch + 1,
+//!   was read, or no event starts at the position — `SHOW BINLOG EVENTS … FROM pos` says
+//!   "Wrong offset"): streaming goes on at the start of the server's first binlog in epoch + 1,
 //!   with a warning that changes written between the old position and the reset are not in
 //!   the binlog (the fix, if there were any: `tributary resnapshot`).
 //! * A dump open across `RESET MASTER` (MariaDB) waits on the deleted file forever without an
