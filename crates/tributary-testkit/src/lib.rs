@@ -308,8 +308,19 @@ pub struct MariaDb {
 /// --initialize-insecure` takes seconds, a copy milliseconds. Made once in a private directory
 /// and renamed into place, so concurrent tests never see half of one.
 fn mysql97_template(w: &Path) -> Result<PathBuf> {
-    let key: u64 = w
-        .to_string_lossy()
+    // Keyed by the install and its server binary (size, mtime): a reinstalled or upgraded
+    // server never starts on a datadir another version initialized.
+    let stamp = std::fs::metadata(w.join("usr/sbin/mysqld"))
+        .map(|m| {
+            let t = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            format!("{}:{t}", m.len())
+        })
+        .unwrap_or_default();
+    let key: u64 = format!("{}|{stamp}", w.display())
         .bytes()
         .fold(0xcbf29ce484222325, |h, b| {
             (h ^ b as u64).wrapping_mul(0x100000001b3)
