@@ -2,7 +2,9 @@
 //!
 //! * status — per pipeline and partition: stored position, broker end offset and lag (Kafka,
 //!   when brokers are configured) or binlog bytes behind (MySQL, when the source URL is
-//!   configured); per table: current/history row counts; dead letters waiting.
+//!   configured; the server's position by `SHOW BINARY LOG STATUS` on MySQL ≥ 8.2, `SHOW
+//!   MASTER STATUS` elsewhere — `tributary_capture::binlog_position`); per table:
+//!   current/history row counts; dead letters waiting.
 //! * check — the source's binlog settings and privileges (each problem with its fix) and
 //!   that PostgreSQL is reachable. Exit code 2 when something is wrong.
 //! * verify — source tables vs current tables: row counts, and for keyed tables the full
