@@ -55,6 +55,20 @@ pub(crate) async fn load_table<Q: Queryable>(
     id: &TableId,
     flavor: Flavor,
 ) -> Result<Option<(Vec<InfoColumn>, Vec<String>)>, CaptureError> {
+    if flavor == Flavor::MySql {
+        // A generated invisible primary key (`my_row_id`, MySQL ≥ 8.0.30) is hidden from
+        // information_schema when a DBA set show_gipk_in_create_table_and_information_schema=OFF,
+        // yet the binlog carries it as the key: this session must see it, or the snapshot would
+        // read the table as keyless (and without the column) while the stream has both. Servers
+        // without GIPKs have no such variable (error 1193): nothing is hidden there.
+        match conn
+            .query_drop("SET SESSION show_gipk_in_create_table_and_information_schema = ON")
+            .await
+        {
+            Err(mysql_async::Error::Server(e)) if e.code == 1193 => {}
+            r => r?,
+        }
+    }
     let rows: Vec<mysql_async::Row> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, \

@@ -513,3 +513,52 @@ fn maria118_columns_and_vectors_direct_mode() {
         .unwrap();
     assert_eq!(dl.trim(), "0");
 }
+
+/// A DBA may hide generated invisible primary keys from information_schema
+/// (`show_gipk_in_create_table_and_information_schema=OFF`); the binlog still carries
+/// `my_row_id` as the key. Capture must see it in the snapshot too: the table stays keyed, the
+/// warehouse equals the source.
+#[test]
+fn mysql97_gipk_hidden_from_information_schema() {
+    let Some(db) = mysql97_or_skip_with(
+        "mysql97_gipk_hidden_from_information_schema",
+        &[
+            "--binlog-row-metadata=FULL",
+            "--show-gipk-in-create-table-and-information-schema=OFF",
+        ],
+    ) else {
+        return;
+    };
+    db.sql(
+        "CREATE DATABASE mv;
+         SET SESSION sql_generate_invisible_primary_key = ON;
+         CREATE TABLE mv.gipk (a INT, j JSON);
+         INSERT INTO mv.gipk (a, j) VALUES (1, JSON_OBJECT('d', CAST('2001-01-01' AS DATE))),
+           (2, NULL), (3, JSON_ARRAY(CAST(1.5 AS DECIMAL(4,2))));",
+    )
+    .unwrap();
+    let pg = PgDb::new("mysqlgipk").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = direct_config(dir.path(), &db, &pg, "mv", "");
+    until_caught_up(&cfg);
+    db.sql(
+        "INSERT INTO mv.gipk (a, j) VALUES (4, JSON_OBJECT('t', CAST('12:00:00' AS TIME)));
+         UPDATE mv.gipk SET j = JSON_ARRAY(CAST(a AS DECIMAL(5,1))) WHERE a = 2;
+         DELETE FROM mv.gipk WHERE a = 1;",
+    )
+    .unwrap();
+    until_caught_up(&cfg);
+    let cols = [("my_row_id", K::Plain), ("a", K::Plain), ("j", K::Json)];
+    assert_eq!(
+        source_rows(&db, "gipk", "my_row_id", &cols),
+        warehouse_rows(&pg, "gipk", "my_row_id", &cols)
+    );
+    let dl = pg
+        .query("SELECT count(*) FROM tributary.dead_letters")
+        .unwrap();
+    assert_eq!(dl.trim(), "0");
+    let keyless = pg
+        .query("SELECT keyless FROM tributary.tables WHERE source = 'mv.gipk'")
+        .unwrap();
+    assert_eq!(keyless.trim(), "f");
+}
