@@ -71,7 +71,7 @@ use mysql_async::prelude::*;
 use mysql_async::Value as MyValue;
 use serde::{Deserialize, Serialize};
 use tributary_model::{
-    ChangeEvent, Op, SnapshotMarker, SourcePosition, TableId, TableSchema, Value,
+    ChangeEvent, Op, SchemaChange, SnapshotMarker, SourcePosition, TableId, TableSchema, Value,
 };
 
 use crate::schema::{from_mysql, load_table, schema_from_info, to_param};
@@ -215,6 +215,9 @@ pub(crate) struct Snapshotter {
     started: Instant,
     rows_this_run: u64,
     last_log: Instant,
+    /// The schema-change records of a fresh snapshot (see [`Snapshotter::schema_history`]),
+    /// handed out with its first batch.
+    history: Vec<SchemaChange>,
 }
 
 impl Snapshotter {
@@ -305,7 +308,14 @@ impl Snapshotter {
             started: Instant::now(),
             rows_this_run: 0,
             last_log: Instant::now(),
+            history: Vec::new(),
         };
+        let fresh = resume.total_done == 0
+            && resume.tables_done.is_empty()
+            && resume.current_table.is_none();
+        if fresh {
+            s.history = s.schema_history().await?;
+        }
         if let Some(cur) = &resume.current_table {
             if s.remaining.first().map(|r| full(&r.0)).as_ref() == Some(cur) {
                 s.start_table(flavor).await?;
@@ -323,6 +333,105 @@ impl Snapshotter {
             }
         }
         Ok(s)
+    }
+
+    /// The statements Debezium's snapshot writes to the schema-change topic to rebuild its
+    /// schema (`BinlogSnapshotChangeEventSource.readTableStructure`), read inside the snapshot's
+    /// transaction: `SET character_set_server=…, collation_server=…`, `DROP TABLE IF EXISTS`
+    /// for every captured table, then per database `DROP DATABASE IF EXISTS`, `CREATE
+    /// DATABASE … CHARSET … COLLATE …`, `USE`, and each table's `SHOW CREATE TABLE` text. All
+    /// at the snapshot position with `snapshot: true`: descriptions, which apply ignores. Only
+    /// a fresh snapshot writes them (a resumed one wrote them with its first batch).
+    async fn schema_history(&mut self) -> Result<Vec<SchemaChange>, CaptureError> {
+        let conn = self.conn.as_mut().unwrap();
+        let ts = now_ms();
+        let source = SourcePosition {
+            file: self.position.file.clone(),
+            pos: self.position.pos,
+            row: 0,
+            gtid: None,
+            server_id: self.server_id,
+            ts_ms: ts,
+            snapshot: SnapshotMarker::True,
+            thread: None,
+            query: None,
+            name: self.name.clone(),
+            epoch: self.epoch,
+        };
+        let rec = |db: &str, ddl: String| SchemaChange {
+            db: db.to_string(),
+            ddl,
+            source: source.clone(),
+            tables: vec![],
+        };
+        let vars: Vec<(String, String)> = conn
+            .query(
+                "SHOW VARIABLES WHERE Variable_name IN ('character_set_server', \
+                 'collation_server')",
+            )
+            .await?;
+        let var = |n: &str| {
+            vars.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let mut out = vec![rec(
+            "",
+            format!(
+                "SET character_set_server={}, collation_server={}",
+                var("character_set_server"),
+                var("collation_server")
+            ),
+        )];
+        let tables: Vec<TableId> = self.remaining.iter().map(|(id, _)| id.clone()).collect();
+        for id in &tables {
+            out.push(rec(
+                &id.db,
+                format!("DROP TABLE IF EXISTS {}.{}", qi(&id.db), qi(&id.table)),
+            ));
+        }
+        let mut dbs: Vec<&str> = Vec::new();
+        for id in &tables {
+            if !dbs.contains(&id.db.as_str()) {
+                dbs.push(&id.db);
+            }
+        }
+        for db in dbs {
+            out.push(rec(db, format!("DROP DATABASE IF EXISTS {}", qi(db))));
+            let locale: Option<(Option<String>, Option<String>)> = conn
+                .exec_first(
+                    "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME \
+                     FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+                    (db,),
+                )
+                .await?;
+            let mut create = format!("CREATE DATABASE {}", qi(db));
+            if let Some((cs, coll)) = locale {
+                if let Some(cs) = cs {
+                    create.push_str(&format!(" CHARSET {cs}"));
+                }
+                if let Some(coll) = coll {
+                    create.push_str(&format!(" COLLATE {coll}"));
+                }
+            }
+            out.push(rec(db, create));
+            out.push(rec(db, format!("USE {}", qi(db))));
+            for id in tables.iter().filter(|t| t.db == db) {
+                let row: Option<(String, String)> = conn
+                    .query_first(format!("SHOW CREATE TABLE {}.{}", qi(&id.db), qi(&id.table)))
+                    .await?;
+                if let Some((_, ddl)) = row {
+                    out.push(rec(db, ddl));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The snapshot's schema-change records (once: the first call after a fresh open).
+    pub(crate) fn take_history(&mut self) -> Vec<SchemaChange> {
+        std::mem::take(&mut self.history)
     }
 
     async fn start_table(&mut self, flavor: Flavor) -> Result<(), CaptureError> {

@@ -685,6 +685,7 @@ impl MySqlSource {
         if let Some(snap) = self.snap.as_mut() {
             let done_before = snap.state().tables_done.len();
             let (events, done) = snap.next_chunk(max, self.flavor).await?;
+            let schema_changes = snap.take_history();
             // Tables this chunk completed: in a re-snapshot (epoch > 0) apply removes their
             // rows the snapshot did not read (see `BinlogCheckpoint::tables_snapshotted`).
             let completed: Vec<TableId> = if self.epoch > 0 {
@@ -713,6 +714,7 @@ impl MySqlSource {
             }
             return Ok(Batch {
                 events,
+                schema_changes,
                 checkpoint: Some(cp),
                 pipeline: self.pipeline.clone(),
                 ..Default::default()

@@ -69,11 +69,6 @@ const KNOWN: &[(&str, &str)] = &[
          schema-change topic and apply empties the table",
     ),
     (
-        "schema-change missing (snapshot)",
-        "the snapshot's schema records (SET character_set_server, DROP TABLE IF EXISTS, \
-         DROP/CREATE DATABASE, USE, CREATE TABLE) are not written yet",
-    ),
-    (
         "schema-change value.payload.tableChanges",
         "tableChanges is [] (the table after the change, column by column with JDBC types, is \
          not reconstructed yet); sinks read renames/drops from the ddl text",
