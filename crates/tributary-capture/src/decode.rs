@@ -944,6 +944,32 @@ pub(crate) fn decode_value(
     })
 }
 
+static MISSING_COLUMNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A row image without some of the table's columns: they are captured as NULL, which is not
+/// their value. MariaDB writes UPDATE images without generated (VIRTUAL/PERSISTENT) columns
+/// even with `binlog_row_image=FULL` (README, Known limits); `binlog_row_image=MINIMAL/NOBLOB`
+/// leaves out more. Never silent: a warning names table and columns (the first 20 such images,
+/// then every power of two, with the running count).
+fn warn_missing_columns(tv: &TableVersion, present: &[bool]) {
+    let n = MISSING_COLUMNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if n <= 20 || n.is_power_of_two() {
+        let missing: Vec<&str> = tv
+            .schema
+            .columns
+            .iter()
+            .zip(present)
+            .filter(|(_, p)| !**p)
+            .map(|(c, _)| c.name.as_str())
+            .collect();
+        tracing::warn!(
+            table = %tv.schema.id, columns = ?missing, images_so_far = n,
+            "row image without these columns (MariaDB leaves generated columns out of UPDATE \
+             images; binlog_row_image must be FULL): captured as NULL, not their value"
+        );
+    }
+}
+
 /// Decode one row image (null bitmap + values of the present columns) into `out`.
 pub(crate) fn decode_image(
     tv: &TableVersion,
@@ -965,6 +991,9 @@ pub(crate) fn decode_image(
     if n_present == 0 {
         // Would decode nothing and consume nothing: the caller's loop would never end.
         return Err("row image without columns".into());
+    }
+    if n_present != present.len() {
+        warn_missing_columns(tv, present);
     }
     let nb = n_present.div_ceil(8);
     let nulls = take(buf, p, nb)?;
