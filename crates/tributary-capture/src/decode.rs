@@ -1030,7 +1030,7 @@ pub(crate) fn decode_image(
 /// protocol both carry it). A length that is not a multiple of 4, or a NaN/infinity (which
 /// MySQL refuses to store), is an error.
 pub(crate) fn vector_floats(b: &[u8]) -> Result<Vec<f32>, String> {
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return Err(format!("VECTOR of {} bytes (not a multiple of 4)", b.len()));
     }
     b.chunks_exact(4)

@@ -324,8 +324,11 @@ fn packed(data: &[u8]) -> Result<i64, String> {
     Ok(i64::from_le_bytes(eight(data)?))
 }
 
+/// Year, month, day, hour, minute, second, microsecond.
+type DateTimeFields = (u64, u64, u64, u64, u64, u64, u64);
+
 /// Fields of a packed DATETIME: ((((year·13 + month) << 5 | day) << 17 | hms) << 24) + µs.
-fn datetime_fields(p: i64) -> Result<(u64, u64, u64, u64, u64, u64, u64), String> {
+fn datetime_fields(p: i64) -> Result<DateTimeFields, String> {
     if p < 0 {
         return Err(format!("negative date/time {p} in JSON"));
     }
@@ -446,7 +449,10 @@ fn tie_to_even(x: f64, digits: String) -> String {
         .collect();
     let (head, tail) = exact.split_at(17.min(exact.len()));
     let is_tie = tail.starts_with('5') && tail[1..].bytes().all(|b| b == b'0');
-    let even = head.bytes().last().is_some_and(|b| (b - b'0') % 2 == 0);
+    let even = head
+        .bytes()
+        .last()
+        .is_some_and(|b| (b - b'0').is_multiple_of(2));
     if is_tie && even {
         head.to_string()
     } else {
