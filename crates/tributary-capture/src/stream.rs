@@ -461,7 +461,10 @@ impl MySqlSource {
         if let Some(s) = src.snap.as_mut() {
             s.epoch = src.epoch;
         }
-        if gtid_set.is_none() && src.flavor == Flavor::MariaDb && src.server.as_deref() == Some(&identity) {
+        if gtid_set.is_none()
+            && src.flavor == Flavor::MariaDb
+            && src.server.as_deref() == Some(&identity)
+        {
             let mut c = src.pool.get_conn().await?;
             gtid_set = c
                 .exec_first::<Option<String>, _, _>(
@@ -515,21 +518,20 @@ impl MySqlSource {
         let gtids = parse_gtid_set(cp.gtid_set.as_deref().unwrap_or(""));
         if cp.server.as_deref().is_some_and(|s| s != identity) {
             let _ = conn.disconnect().await;
-            return Ok(if cp.gtid_set.as_deref().is_some_and(|g| !g.trim().is_empty()) {
-                None // resumed from the GTID state (see `open_stream`)
-            } else {
-                Some((
-                    true,
-                    format!(
-                        "the stored position {}:{} belongs to server {}, this is server \
-                         {identity}, and there is no GTID position to resume from — fix: \
-                         tributary resnapshot -c <config>",
-                        cp.file,
-                        cp.pos,
-                        cp.server.as_deref().unwrap_or("?")
-                    ),
-                ))
-            });
+            if cp.gtid_set.as_deref().is_some_and(|g| !g.trim().is_empty()) {
+                return Ok(None); // resumed from the GTID state (see `open_stream`)
+            }
+            return Ok(Some((
+                true,
+                format!(
+                    "the stored position {}:{} belongs to server {}, this is server \
+                     {identity}, and there is no GTID position to resume from — fix: \
+                     tributary resnapshot -c <config>",
+                    cp.file,
+                    cp.pos,
+                    cp.server.as_deref().unwrap_or("?")
+                ),
+            )));
         }
         let at = locate(&mut conn, flavor, &cp.file, cp.pos, &gtids).await?;
         let _ = conn.disconnect().await;
@@ -651,8 +653,21 @@ impl MySqlSource {
             return Ok(false);
         }
         self.last_numbering_check = Instant::now();
-        let mut conn = self.pool.get_conn().await?;
-        let logs = binary_logs(&mut conn).await?;
+        // A check, not the stream: a failure here is logged and the stream goes on.
+        let mut conn = match self.pool.get_conn().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "binlog numbering check skipped");
+                return Ok(false);
+            }
+        };
+        let logs = match binary_logs(&mut conn).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "binlog numbering check skipped");
+                return Ok(false);
+            }
+        };
         let same = logs
             .iter()
             .any(|(n, size)| *n == self.boundary_file && *size >= self.boundary_pos);
@@ -660,8 +675,14 @@ impl MySqlSource {
             return Ok(true);
         }
         if self.flavor == Flavor::MariaDb && !self.gtids.is_empty() {
-            let now: Option<String> = conn.query_first("SELECT @@gtid_binlog_pos").await?;
-            let m = parse_gtid_set(&now.unwrap_or_default());
+            let now: Option<String> = conn
+                .query_first("SELECT @@gtid_binlog_pos")
+                .await
+                .unwrap_or_default();
+            let Some(now) = now else {
+                return Ok(false);
+            };
+            let m = parse_gtid_set(&now);
             if self
                 .gtids
                 .iter()
@@ -895,18 +916,32 @@ impl MySqlSource {
             }
             by_gtid = Some(self.gtid_state());
         } else {
-            match locate(
+            let at = match locate(
                 &mut conn,
                 self.flavor,
                 &self.boundary_file,
                 self.boundary_pos,
                 &self.committed_gtids,
             )
-            .await?
+            .await
             {
+                Ok(at) => at,
+                // A server that refuses the check (a privilege): the dump itself still says
+                // ERROR 1236 for a position that is not there (mapped to the same fix).
+                Err(e) if !e.is_transient() => {
+                    tracing::warn!(error = %e, "could not check the stored binlog position (SHOW BINARY LOGS / SHOW BINLOG EVENTS); streaming from it");
+                    Located::Here
+                }
+                Err(e) => return Err(e),
+            };
+            match at {
                 Located::Here => {}
                 Located::Purged { oldest } => {
-                    return Err(purged_error(&self.boundary_file, self.boundary_pos, &oldest))
+                    return Err(purged_error(
+                        &self.boundary_file,
+                        self.boundary_pos,
+                        &oldest,
+                    ))
                 }
                 Located::Restarted { first, why } => self.new_epoch(first, &why)?,
             }
@@ -917,7 +952,11 @@ impl MySqlSource {
         } else {
             self.boundary_file.clone()
         };
-        let start_pos = if by_gtid.is_some() { 4 } else { self.boundary_pos };
+        let start_pos = if by_gtid.is_some() {
+            4
+        } else {
+            self.boundary_pos
+        };
         // MariaDB without legacy event positions: only a dump that includes ANNOTATE_ROWS
         // events lets positions be counted (see `dump`).
         let counted = self.flavor == Flavor::MariaDb && {

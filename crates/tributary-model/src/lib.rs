@@ -698,7 +698,8 @@ mod tests {
             tables_snapshotted: vec![],
         };
         assert_eq!(BinlogCheckpoint::from_json(&cp.to_json()), Some(cp));
-        let old = serde_json::json!({"file": "bin.000001", "pos": 4, "gtid_set": null, "snapshot": null});
+        let old =
+            serde_json::json!({"file": "bin.000001", "pos": 4, "gtid_set": null, "snapshot": null});
         let got = BinlogCheckpoint::from_json(&old).unwrap();
         assert_eq!((got.epoch, got.server), (0, None));
     }
