@@ -8,7 +8,7 @@
 //! `server_fixtures` checks the decoder against documents and `SELECT` texts captured from a
 //! MySQL 9.7 server (`json_fixtures.tsv`: the binlog bytes of each document and the server's
 //! text of it), including every scalar and opaque type, a 90 KiB document in the large format,
-//! MySQL's deepest nesting and 400 doubles printed by the server.
+//! MySQL's deepest nesting and 448 doubles printed by the server.
 //!
 //! What it owns:
 //! * every value type of the format: objects and arrays (small: 16-bit offsets; large:
