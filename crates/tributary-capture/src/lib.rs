@@ -43,7 +43,10 @@
 //!   0 on MariaDB ≥ 11.4 with `binlog_legacy_event_pos=OFF` and inside MySQL compressed
 //!   transactions): see `stream`. On such MariaDB servers the binlog is read by tributary's own
 //!   dump connection (it must ask for ANNOTATE_ROWS events), which authenticates with
-//!   `mysql_native_password` (or no password) only.
+//!   `mysql_native_password` (or no password) only, without TLS (`ssl-mode` REQUIRED or
+//!   stronger is refused for it by name).
+//! * Every connection's options (TLS `ssl-mode`, CA, client certificate, `password_file`)
+//!   come from one place, [`mysqlconn`].
 
 use std::fmt;
 use std::time::Duration;

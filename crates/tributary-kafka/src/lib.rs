@@ -83,6 +83,12 @@
 //!   partition a new epoch (fetched records of the old log are fenced like after a revoke).
 //!   Re-read records are no-ops in the sink (history identity).
 //!
+//! ## Connection properties
+//! Every client this crate creates (consumer, offset probe, producer, admin) gets the same
+//! user properties through [`security`]: TLS, SASL, compression, `${env:}`/`${file:}` secrets,
+//! configuration errors that never echo a value, and TLS/SASL failures of the producer side
+//! reported as definite configuration errors.
+//!
 //! ## Rebalance protocol
 //! `partition.assignment.strategy=range` (eager, the Java client's historical default) is
 //! used: every rebalance revokes everything and assigns anew, which keeps the fence trivially

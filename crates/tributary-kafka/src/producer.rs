@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -47,11 +46,12 @@ pub struct OutRecord {
 /// with murmur2 like the Java client (so Debezium/Java consumers and we agree on the
 /// partition of a key), per-key order preserved across retries.
 pub struct KafkaSink {
-    producer: FutureProducer,
-    admin: AdminClient<DefaultClientContext>,
+    producer: FutureProducer<crate::security::SecurityContext>,
+    admin: AdminClient<crate::security::SecurityContext>,
+    /// TLS/SASL failures reported by either client (see [`crate::security::SecurityContext`]).
+    security: crate::security::SecurityContext,
     cfg: ProducerConfig,
 }
-
 
 impl KafkaSink {
     pub fn new(cfg: ProducerConfig) -> Result<Self, KafkaError> {
@@ -77,17 +77,21 @@ impl KafkaSink {
             .set("compression.type", "none")
             .set("message.timeout.ms", "60000");
         apply_extra(&mut c, &cfg.extra)?;
-        let producer: FutureProducer = crate::security::create(&c)?;
+        let security = crate::security::SecurityContext::default();
+        let producer: FutureProducer<crate::security::SecurityContext> =
+            crate::security::create_with(&c, security.clone())?;
         // The admin client (topic creation) connects like the producer: same properties
         // (TLS, SASL), only its client id differs.
         let mut ac = ClientConfig::new();
         ac.set("bootstrap.servers", &cfg.brokers);
         apply_extra(&mut ac, &cfg.extra)?;
         ac.set("client.id", format!("{}-admin", cfg.client_id));
-        let admin: AdminClient<DefaultClientContext> = crate::security::create(&ac)?;
+        let admin: AdminClient<crate::security::SecurityContext> =
+            crate::security::create_with(&ac, security.clone())?;
         Ok(KafkaSink {
             producer,
             admin,
+            security,
             cfg,
         })
     }
@@ -95,6 +99,12 @@ impl KafkaSink {
     /// Create the topics that do not exist yet (configured partition count and replication
     /// factor; "already exists" is fine) and wait until their metadata is visible.
     pub async fn ensure_topics(&self, topics: &[String]) -> Result<(), KafkaError> {
+        self.ensure_topics_inner(topics)
+            .await
+            .map_err(|e| self.security.explain(e))
+    }
+
+    async fn ensure_topics_inner(&self, topics: &[String]) -> Result<(), KafkaError> {
         if topics.is_empty() {
             return Ok(());
         }
@@ -164,6 +174,12 @@ impl KafkaSink {
     /// after all of them are acknowledged by the broker (`acks=all`). On error some records
     /// may have been written: the caller retries the batch, and the consumer side dedupes.
     pub async fn send_batch(&self, records: Vec<OutRecord>) -> Result<(), KafkaError> {
+        self.send_batch_inner(records)
+            .await
+            .map_err(|e| self.security.explain(e))
+    }
+
+    async fn send_batch_inner(&self, records: Vec<OutRecord>) -> Result<(), KafkaError> {
         let mut futures = Vec::with_capacity(records.len());
         let mut first_err: Option<KafkaError> = None;
         for r in &records {

@@ -40,7 +40,12 @@ fn expand(key: &str, v: &str) -> Result<String, KafkaError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             KafkaError::Config(format!("Kafka property {key}: cannot read {path}: {e}"))
         })?;
-        return Ok(text.lines().next().unwrap_or("").trim_end_matches('\r').to_string());
+        return Ok(text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('\r')
+            .to_string());
     }
     Ok(v.to_string())
 }
@@ -136,9 +141,71 @@ pub fn config_error(cfg: &ClientConfig, e: RdError) -> KafkaError {
 fn is_plain_word(v: &str) -> bool {
     matches!(
         v,
-        "true" | "false" | "all" | "none" | "earliest" | "latest" | "error" | "range"
-            | "read_committed" | "read_uncommitted" | "murmur2_random" | "tributary"
+        "true"
+            | "false"
+            | "all"
+            | "none"
+            | "earliest"
+            | "latest"
+            | "error"
+            | "range"
+            | "read_committed"
+            | "read_uncommitted"
+            | "murmur2_random"
+            | "tributary"
     ) || v.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A client context that remembers librdkafka's last TLS or SASL failure (`SSL`,
+/// `Authentication`: a certificate that does not verify, a wrong password), so that an
+/// operation that then times out can say why — and stop as a definite configuration error
+/// instead of being retried as a broker outage for `max_outage_secs`.
+#[derive(Clone, Default)]
+pub struct SecurityContext {
+    failure: std::sync::Arc<std::sync::Mutex<Option<(std::time::Instant, String)>>>,
+}
+
+impl rdkafka::ClientContext for SecurityContext {
+    fn error(&self, error: RdError, reason: &str) {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(C::SSL | C::Authentication | C::SaslAuthenticationFailed)
+        ) {
+            *self.failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((std::time::Instant::now(), reason.to_string()));
+        }
+        tracing::error!("librdkafka: {error}: {reason}");
+    }
+}
+
+impl SecurityContext {
+    /// `e` as a definite TLS/SASL configuration error when such a failure was reported in
+    /// the last minute and `e` is an outage-like error; otherwise `e`.
+    pub fn explain(&self, e: KafkaError) -> KafkaError {
+        use tributary_model::ErrorClass;
+        if !e.is_transient() {
+            return e;
+        }
+        let failure = self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match failure {
+            Some((at, reason)) if at.elapsed() < std::time::Duration::from_secs(60) => {
+                KafkaError::Config(format!(
+                    "Kafka TLS/SASL failure (check security.protocol, ssl.ca.location, ssl.endpoint.identification.algorithm, sasl.* in kafka_properties): {reason} — while: {e}"
+                ))
+            }
+            _ => e,
+        }
+    }
+}
+
+/// [`create`] with a context.
+pub fn create_with<T: rdkafka::config::FromClientConfigAndContext<C>, C: rdkafka::ClientContext>(
+    cfg: &ClientConfig,
+    ctx: C,
+) -> Result<T, KafkaError> {
+    cfg.create_with_context(ctx)
+        .map_err(|e| config_error(cfg, e))
 }
 
 /// Create a client from `cfg`, with [`config_error`] for its errors.
@@ -156,11 +223,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("pw");
         std::fs::write(&f, "fr0m-f1le\n").unwrap();
-        let got = resolve_properties(&[(
-            "sasl.password".into(),
-            format!("${{file:{}}}", f.display()),
-        )])
-        .unwrap();
+        let got =
+            resolve_properties(&[("sasl.password".into(), format!("${{file:{}}}", f.display()))])
+                .unwrap();
         assert_eq!(got[0].1, "fr0m-f1le");
         let e = resolve_properties(&[(
             "sasl.password".into(),
@@ -168,22 +233,33 @@ mod tests {
         )])
         .unwrap_err();
         assert!(e.to_string().contains("TRIBUTARY_SURELY_UNSET_VAR"), "{e}");
-        assert!(resolve_properties(&[("sasl.mechanism".into(), "GSSAPI".into())])
-            .unwrap_err()
-            .to_string()
-            .contains("not supported"));
+        assert!(
+            resolve_properties(&[("sasl.mechanism".into(), "GSSAPI".into())])
+                .unwrap_err()
+                .to_string()
+                .contains("not supported")
+        );
         // A misspelled secret property: the error names it, not its value.
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", "127.0.0.1:1")
             .set("sasl.pasword", "hunter2-secret");
-        let e = create::<rdkafka::producer::BaseProducer>(&c).err().unwrap().to_string();
+        let e = create::<rdkafka::producer::BaseProducer>(&c)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("sasl.pasword") && !e.contains("hunter2"), "{e}");
         // An invalid value: librdkafka's text quotes it; hidden.
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", "127.0.0.1:1")
             .set("security.protocol", "s3cret-proto");
-        let e = create::<rdkafka::producer::BaseProducer>(&c).err().unwrap().to_string();
-        assert!(e.contains("security.protocol") && !e.contains("s3cret"), "{e}");
+        let e = create::<rdkafka::producer::BaseProducer>(&c)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("security.protocol") && !e.contains("s3cret"),
+            "{e}"
+        );
         // What this build has: SSL, SCRAM, zstd.
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", "127.0.0.1:1")
