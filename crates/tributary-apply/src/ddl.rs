@@ -63,6 +63,14 @@ impl PgSink {
         sc: &SchemaChange,
         dead: &mut Vec<DeadLetter>,
     ) -> Result<(), ApplyError> {
+        for t in &sc.tables {
+            self.declared.insert(t.id.clone(), t.clone());
+        }
+        if sc.source.snapshot == SnapshotMarker::False {
+            for t in &sc.tables {
+                self.widen_to_declared(&t.id).await?;
+            }
+        }
         // Debezium's snapshot writes the statements it rebuilds its schema from (`DROP TABLE
         // IF EXISTS` for every captured table, `CREATE TABLE`, …) to the schema-change topic:
         // a description of the tables, not something that happened to them.
@@ -182,18 +190,39 @@ impl PgSink {
                 };
                 let (target, why) = TargetTable::target_name(&t.layout, to);
                 if target != c.target {
-                    if let Some(o) = t.cols.iter().find(|o| o.target == target) {
-                        return Err(ApplyError::definite(format!(
-                            "the warehouse column {target:?} (source column {:?}) already exists",
-                            names::printable(&o.source)
-                        )));
-                    }
                     let (old, new) = (ident(&c.target), ident(&target));
-                    self.exec(&format!(
-                        "ALTER TABLE {q_cur} RENAME COLUMN {old} TO {new};
-                         ALTER TABLE {q_hist} RENAME COLUMN {old} TO {new};"
-                    ))
-                    .await?;
+                    if let Some(o) = t.cols.iter().find(|o| o.target == target) {
+                        // Rows with the new name were applied before this statement (Kafka: a
+                        // data topic read ahead of the schema-change topic): the column exists.
+                        // Merge: current rows last changed before the rename take the old
+                        // column's value (by the stale-update guard's position), history rows
+                        // written under the old name move to the new one; the old column goes.
+                        let Some(pos_col) = t.layout.current_meta.source_pos.as_ref() else {
+                            return Err(ApplyError::definite(format!(
+                                "the warehouse column {target:?} (source column {:?}) already                                  exists, and without the current table's source-position column                                  the rows written before the rename cannot be told apart",
+                                names::printable(&o.source)
+                            )));
+                        };
+                        let p = ident(pos_col);
+                        self.exec(&format!(
+                            "UPDATE {q_cur} SET {new} = {old} WHERE {p} < {key};
+                             ALTER TABLE {q_cur} DROP COLUMN {old};
+                             UPDATE {q_hist} SET {new} = {old} WHERE {new} IS NULL AND {old} IS NOT NULL;
+                             ALTER TABLE {q_hist} DROP COLUMN {old};",
+                            key = sc.source.order_key()
+                        ))
+                        .await?;
+                        warn!(
+                            "{table}: column {:?} renamed to {:?} after rows with the new name                              were applied: merged by position",
+                            c.source, to
+                        );
+                    } else {
+                        self.exec(&format!(
+                            "ALTER TABLE {q_cur} RENAME COLUMN {old} TO {new};
+                             ALTER TABLE {q_hist} RENAME COLUMN {old} TO {new};"
+                        ))
+                        .await?;
+                    }
                 }
                 let cs = ident(&self.cfg.control_schema);
                 self.client
@@ -370,13 +399,27 @@ impl PgSink {
     ) -> Result<bool, ApplyError> {
         let cs = ident(&self.cfg.control_schema);
         let s = &sc.source;
+        let (kind, old, new): (&str, Option<String>, Option<String>) = match action {
+            DdlAction::RenameColumn { from, to, .. } => {
+                ("rename_column", Some(from.clone()), Some(to.clone()))
+            }
+            DdlAction::DropColumn { column, .. } => ("drop_column", Some(column.clone()), None),
+            DdlAction::RenameTable { from, to } => {
+                ("rename_table", Some(from.to_string()), Some(to.to_string()))
+            }
+            DdlAction::Truncate { .. } => ("truncate", None, None),
+            DdlAction::DropTable { .. } => ("drop_table", None, None),
+            DdlAction::CreateTable { .. } => ("create_table", None, None),
+        };
         let row = self
             .client
             .query_opt(
                 &format!(
                     "INSERT INTO {cs}.schema_changes
-                       (pipeline, source_table, action, position, ddl, src_file, src_pos, src_gtid, src_ts)
-                     VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, to_timestamp($9::float8 / 1000))
+                       (pipeline, source_table, action, position, ddl, src_file, src_pos, src_gtid, src_ts,
+                        kind, old_name, new_name, order_key)
+                     VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), $7, $8, to_timestamp($9::float8 / 1000),
+                        $10, $11, $12, $13)
                      ON CONFLICT (source_table, action, position) DO NOTHING RETURNING 1"
                 ),
                 &[
@@ -389,6 +432,10 @@ impl PgSink {
                     &(s.pos.min(i64::MAX as u64) as i64),
                     &s.gtid,
                     &(s.ts_ms as f64),
+                    &kind,
+                    &old,
+                    &new,
+                    &s.order_key(),
                 ],
             )
             .await
@@ -539,6 +586,7 @@ impl PgSink {
             .await
             .map_err(|e| pg_err("updating the control tables", e))?;
         self.tables.remove(to);
+        self.table_renames.remove(from);
         info!(
             "{from} renamed to {to}: warehouse tables now {}.{} and {}.{}",
             new.schema, new.current, new.schema, new.history
@@ -546,6 +594,67 @@ impl PgSink {
         Ok(())
     }
 }
+
+impl PgSink {
+    /// The table an event's rows belong to now: a table renamed after the event's position
+    /// (a late or repeated delivery) is followed to its new name, so the event meets its
+    /// history there (and is refused as a duplicate, or applied behind the stale-update
+    /// guard) instead of re-creating the old name's tables beside the renamed ones. Events
+    /// without a source position are left where they say.
+    pub(crate) async fn route(
+        &mut self,
+        tid: &TableId,
+        ev: &tributary_model::ChangeEvent,
+    ) -> Result<TableId, ApplyError> {
+        let mut cur = tid.clone();
+        if ev.source.file.is_empty() {
+            return Ok(cur);
+        }
+        let key = ev.source.order_key();
+        for _ in 0..MAX_RENAME_CHAIN {
+            self.renamed_since(&cur).await?;
+            match self.table_renames[&cur].iter().find(|(k, _)| *k > key) {
+                Some((_, to)) => cur = to.clone(),
+                None => break,
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Whether `tid` was ever renamed (its renames loaded into the cache).
+    pub(crate) async fn renamed_since(&mut self, tid: &TableId) -> Result<bool, ApplyError> {
+        let cur = tid;
+        {
+            if !self.table_renames.contains_key(cur) {
+                let cs = ident(&self.cfg.control_schema);
+                let rows = self
+                    .client
+                    .query(
+                        &format!(
+                            "SELECT order_key, new_name FROM {cs}.schema_changes
+                             WHERE source_table = $1 AND kind = 'rename_table' ORDER BY order_key"
+                        ),
+                        &[&cur.to_string()],
+                    )
+                    .await
+                    .map_err(|e| pg_err("reading the schema-change log", e))?;
+                let list = rows
+                    .iter()
+                    .filter_map(|r| {
+                        let to: String = r.get(1);
+                        let (db, t) = to.split_once('.')?;
+                        Some((r.get::<_, i64>(0), TableId::new(db, t)))
+                    })
+                    .collect();
+                self.table_renames.insert(cur.clone(), list);
+            }
+        }
+        Ok(!self.table_renames[cur].is_empty())
+    }
+}
+
+/// Renames of one table followed at most (a loop of renames ends here).
+const MAX_RENAME_CHAIN: usize = 64;
 
 fn find_col<'a>(t: &'a TargetTable, source: &str) -> Option<&'a crate::table::TCol> {
     t.cols.iter().find(|c| c.source == source).or_else(|| {

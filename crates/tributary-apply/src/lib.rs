@@ -209,6 +209,12 @@ pub struct PgSink {
     url: String,
     cfg: ApplyConfig,
     tables: HashMap<TableId, TargetTable>,
+    /// Table renames per source table (order key, new name), from the schema-change log
+    /// (`ddl.rs`, `PgSink::route`).
+    table_renames: HashMap<TableId, Vec<(i64, TableId)>>,
+    /// The table definitions schema-change records carried (`tableChanges`), latest per
+    /// table: the types of schemaless (flattened) records' columns.
+    declared: HashMap<TableId, std::sync::Arc<tributary_model::TableSchema>>,
     /// Staging tables that exist in this session (cleared on rollback), with the row count
     /// their statistics were last gathered at (0 = never).
     staging: HashMap<String, u64>,
@@ -234,6 +240,8 @@ pub(crate) struct Part<'a> {
     pub events: Vec<&'a ChangeEvent>,
     /// Source DDL, applied at its position among `events` (see `ddl.rs`).
     pub schema_changes: &'a [SchemaChange],
+    /// See [`Batch::schema_change_after`].
+    pub schema_change_after: &'a [usize],
     pub dead_letters: &'a [DeadLetter],
     pub checkpoint: Option<&'a Checkpoint>,
     /// The source transaction goes on in the next part: do not commit (see
@@ -247,6 +255,7 @@ impl<'a> Part<'a> {
             pipeline: &batch.pipeline,
             events: batch.events.iter().collect(),
             schema_changes: &batch.schema_changes,
+            schema_change_after: &batch.schema_change_after,
             dead_letters: &batch.dead_letters,
             checkpoint: batch.checkpoint.as_ref(),
             continues: batch.continues,
@@ -282,6 +291,8 @@ impl PgSink {
             url: url.to_string(),
             cfg,
             tables: HashMap::new(),
+            table_renames: HashMap::new(),
+            declared: HashMap::new(),
             staging: HashMap::new(),
             control_ready: false,
             in_txn: false,
@@ -379,6 +390,10 @@ impl PgSink {
                pipeline text NOT NULL,
                source_table text NOT NULL,
                action text NOT NULL,
+               kind text NOT NULL,
+               old_name text,
+               new_name text,
+               order_key bigint NOT NULL,
                position text NOT NULL,
                ddl text NOT NULL,
                src_file text,
@@ -572,15 +587,36 @@ impl PgSink {
                 .await?;
         } else {
             // Source DDL at its place in the change order: the events before it, then it,
-            // then the next stretch (stream order kept inside each stretch).
-            let mut ddl: Vec<&SchemaChange> = batch.schema_changes.iter().collect();
-            ddl.sort_by_key(|sc| sc.source.order_key());
+            // then the next stretch (stream order kept inside each stretch). The order is
+            // the source position when every record has one, else the order of arrival
+            // (records without positions: ExtractNewRecordState's flattened form).
+            let positioned = batch.events.iter().all(|e| !e.source.file.is_empty())
+                && batch
+                    .schema_changes
+                    .iter()
+                    .all(|sc| !sc.source.file.is_empty());
+            let mut ddl: Vec<(usize, &SchemaChange)> = batch
+                .schema_changes
+                .iter()
+                .enumerate()
+                .map(|(i, sc)| (batch.schema_change_after.get(i).copied().unwrap_or(0), sc))
+                .collect();
+            if positioned {
+                ddl.sort_by_key(|(_, sc)| sc.source.order_key());
+            } else {
+                ddl.sort_by_key(|(after, _)| *after);
+            }
             let mut stretches: Vec<Vec<&ChangeEvent>> = vec![Vec::new(); ddl.len() + 1];
-            for ev in &batch.events {
-                let k = ev.source.order_key();
-                let i = ddl.partition_point(|sc| sc.source.order_key() < k);
+            for (n, ev) in batch.events.iter().enumerate() {
+                let i = if positioned {
+                    let k = ev.source.order_key();
+                    ddl.partition_point(|(_, sc)| sc.source.order_key() < k)
+                } else {
+                    ddl.partition_point(|(after, _)| *after <= n)
+                };
                 stretches[i].push(*ev);
             }
+            let ddl: Vec<&SchemaChange> = ddl.into_iter().map(|(_, sc)| sc).collect();
             for (i, events) in stretches.iter().enumerate() {
                 self.apply_events(events, one_by_one, &mut stats, &mut dead)
                     .await?;
@@ -625,26 +661,38 @@ impl PgSink {
         stats: &mut ApplyStats,
         dead: &mut Vec<DeadLetter>,
     ) -> Result<(), ApplyError> {
-        // Group by table, keeping stream order inside each table.
-        let mut by_table: BTreeMap<&TableId, Vec<&ChangeEvent>> = BTreeMap::new();
+        // Group by table (a table renamed since an event: its new name, see `route`),
+        // keeping stream order inside each table.
+        let mut by_source: BTreeMap<&TableId, Vec<&ChangeEvent>> = BTreeMap::new();
         for ev in events {
-            by_table.entry(&ev.schema.id).or_default().push(*ev);
+            by_source.entry(&ev.schema.id).or_default().push(*ev);
         }
-        for (tid, events) in by_table {
+        let mut by_table: BTreeMap<TableId, Vec<&ChangeEvent>> = BTreeMap::new();
+        for (tid, evs) in by_source {
+            if !self.renamed_since(tid).await? {
+                by_table.entry(tid.clone()).or_default().extend(evs);
+                continue;
+            }
+            for ev in evs {
+                let to = self.route(tid, ev).await?;
+                by_table.entry(to).or_default().push(ev);
+            }
+        }
+        for (tid, events) in by_table.iter() {
             // A table that cannot be created or evolved (any definite DDL error) does not
             // stop the others: its events are dead-lettered with the reason and the
             // statement, and a later `dlq retry` (after fixing the cause) applies them.
-            if let Err(reason) = self.ensure_table_or_refuse(tid, &events).await? {
+            if let Err(reason) = self.ensure_table_or_refuse(tid, events).await? {
                 if self.cfg.on_error == OnError::Stop {
                     return Err(ApplyError::Definite(reason));
                 }
-                for ev in &events {
+                for ev in events {
                     dead.push(self.dead_letter(ev, "ddl", &reason));
                 }
                 continue;
             }
             if !one_by_one {
-                let s = self.apply_table(tid, &events, dead).await?;
+                let s = self.apply_table(tid, events, dead).await?;
                 stats.applied += s.applied;
                 stats.duplicates += s.duplicates;
                 stats.snapshot_copied += s.snapshot_copied;

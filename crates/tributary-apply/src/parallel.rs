@@ -129,6 +129,7 @@ impl ParallelSink {
                 pipeline: &batch.pipeline,
                 events: Vec::with_capacity(batch.events.len() / n + 64),
                 schema_changes: &[],
+                schema_change_after: &[],
                 dead_letters: if i == 0 { &batch.dead_letters } else { &[] },
                 checkpoint: None,
                 continues: false,

@@ -44,6 +44,12 @@ pub(crate) struct TargetTable {
     /// The last batch held events history already had: skip the all-new attempt (see the
     /// keyed statement in `apply_table`).
     pub expect_duplicates: bool,
+    /// Source column renames applied to these tables (`ddl.rs`, from
+    /// `tributary.schema_changes`): (old name, new name). An event schema naming a column
+    /// the target no longer has under that name is from before the rename (delivered late
+    /// — the schema-change topic read ahead of a data topic — or again): its values go to the
+    /// renamed column, never to a re-added ghost column.
+    pub renamed: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -83,13 +89,35 @@ impl TargetTable {
         let m = self
             .cols
             .iter()
-            .map(|tc| schema.columns.iter().position(|c| c.name == tc.source))
+            .map(|tc| {
+                schema
+                    .columns
+                    .iter()
+                    .position(|c| c.name == tc.source)
+                    .or_else(|| {
+                        schema.columns.iter().position(|c| {
+                            self.col_index(&c.name).is_none()
+                                && self.renamed_to(&c.name).as_deref() == Some(tc.source.as_str())
+                        })
+                    })
+            })
             .collect();
         self.mappings
             .insert(Arc::as_ptr(schema) as usize, (schema.clone(), m));
     }
     pub(crate) fn col_index(&self, source: &str) -> Option<usize> {
         self.cols.iter().position(|c| c.source == source)
+    }
+    /// The name a since-renamed source column has now (renames followed in order, names
+    /// compared as MySQL does, case-insensitively); `None` if it was never renamed.
+    pub(crate) fn renamed_to(&self, source: &str) -> Option<String> {
+        let mut name: Option<String> = None;
+        for (old, new) in &self.renamed {
+            if old.eq_ignore_ascii_case(name.as_deref().unwrap_or(source)) {
+                name = Some(new.clone());
+            }
+        }
+        name
     }
     /// The warehouse name of a source column: the configured rename, else the one mapping
     /// rule of `names.rs` (metadata column names reserved).
@@ -320,13 +348,20 @@ impl PgSink {
                     .get(tid)
                     .and_then(|t| t.col_index(&c.name).map(|j| (j, &t.cols[j].ty)));
                 if let Some((j, have)) = existing {
-                    if c.kind != ColumnKind::Unknown {
+                    let kind = match &c.kind {
+                        ColumnKind::Unknown => self
+                            .declared_column(tid, &c.name)
+                            .map(|d| d.kind)
+                            .unwrap_or(ColumnKind::Unknown),
+                        k => k.clone(),
+                    };
+                    if kind != ColumnKind::Unknown {
                         let have = widened
                             .iter()
                             .find(|(k, _)| *k == j)
                             .map(|(_, w)| w)
                             .unwrap_or(have);
-                        if let Some(w) = crate::widen::widen(have, &PgType::for_kind(&c.kind)) {
+                        if let Some(w) = crate::widen::widen(have, &PgType::for_kind(&kind)) {
                             widened.retain(|(k, _)| *k != j);
                             widened.push((j, w));
                         }
@@ -336,12 +371,26 @@ impl PgSink {
                 if !seen.insert(c.name.clone()) {
                     continue;
                 }
-                let kind = match &c.kind {
-                    ColumnKind::Unknown => infer_kind(events, s, i),
-                    k => k.clone(),
+                // A column renamed since this event's schema: its values map to the new
+                // name (`add_mapping`), nothing to add.
+                if self.tables.get(tid).is_some_and(|t| {
+                    t.renamed_to(&c.name)
+                        .is_some_and(|n| t.col_index(&n).is_some())
+                }) {
+                    continue;
+                }
+                // A schemaless record (flattened, no schemas): the table definition of the
+                // schema-change topic (`tableChanges`) when one was read, else the values.
+                let declared = (c.kind == ColumnKind::Unknown)
+                    .then(|| self.declared_column(tid, &c.name))
+                    .flatten();
+                let (kind, default) = match (&c.kind, declared) {
+                    (ColumnKind::Unknown, Some(d)) => (d.kind, d.default),
+                    (ColumnKind::Unknown, None) => (infer_kind(events, s, i), c.default.clone()),
+                    (k, _) => (k.clone(), c.default.clone()),
                 };
                 let ty = PgType::for_kind(&kind);
-                missing.push((c.name.clone(), ty, c.default.clone(), s.key.contains(&i)));
+                missing.push((c.name.clone(), ty, default, s.key.contains(&i)));
             }
         }
         if let Some(t) = self.tables.get(tid) {
@@ -416,6 +465,47 @@ impl PgSink {
             t.add_mapping(&ev.schema);
         }
         Ok(())
+    }
+
+    /// Column `name` of `tid` as the last schema-change record declared the table
+    /// (`tableChanges`; names compared as MySQL does).
+    fn declared_column(&self, tid: &TableId, name: &str) -> Option<tributary_model::Column> {
+        self.declared
+            .get(tid)?
+            .columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+            .cloned()
+    }
+
+    /// Widen `tid`'s warehouse columns to the types a schema-change record declared (records
+    /// without schemas show no type change themselves).
+    pub(crate) async fn widen_to_declared(&mut self, tid: &TableId) -> Result<(), ApplyError> {
+        if !self.tables.contains_key(tid) {
+            let layout = self.cfg.layout(tid);
+            match self.load_target(tid, layout).await? {
+                Some(t) => {
+                    self.tables.insert(tid.clone(), t);
+                }
+                None => return Ok(()),
+            }
+        }
+        let (Some(t), Some(decl)) = (self.tables.get(tid), self.declared.get(tid)) else {
+            return Ok(());
+        };
+        let widened: Vec<(usize, PgType)> = decl
+            .columns
+            .iter()
+            .filter(|c| c.kind != ColumnKind::Unknown)
+            .filter_map(|c| {
+                let j = t.col_index(&c.name)?;
+                crate::widen::widen(&t.cols[j].ty, &PgType::for_kind(&c.kind)).map(|w| (j, w))
+            })
+            .collect();
+        if widened.is_empty() {
+            return Ok(());
+        }
+        self.widen_columns(tid, &widened).await
     }
 
     /// Change the types of `tid`'s warehouse columns to ones that hold the source's new type
@@ -588,6 +678,21 @@ impl PgSink {
         // have exactly the types it writes.
         let fast_snapshot =
             (!crate::fast_snapshot::types_match(&layout, &cols, &hist, &tcols)).then_some(false);
+        let renamed = self
+            .client
+            .query(
+                &format!(
+                    "SELECT old_name, new_name FROM {}.schema_changes
+                     WHERE source_table = $1 AND kind = 'rename_column' ORDER BY order_key, id",
+                    ident(&self.cfg.control_schema)
+                ),
+                &[&tid.to_string()],
+            )
+            .await
+            .map_err(|e| pg_err("reading the schema-change log", e))?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
         Ok(Some(TargetTable {
             layout,
             cols: tcols,
@@ -596,6 +701,7 @@ impl PgSink {
             mappings: HashMap::new(),
             fast_snapshot,
             expect_duplicates: false,
+            renamed,
         }))
     }
 
@@ -1529,10 +1635,7 @@ impl PgSink {
         let pos = i64::try_from(cp.pos).unwrap_or(i64::MAX);
         let n = self
             .client
-            .execute(
-                &sql,
-                &[&threshold, &cp.epoch.to_string(), &cp.file, &pos],
-            )
+            .execute(&sql, &[&threshold, &cp.epoch.to_string(), &cp.file, &pos])
             .await
             .map_err(|e| pg_err(&format!("reconciling {q_cur} after its re-snapshot"), e))?;
         if n > 0 {

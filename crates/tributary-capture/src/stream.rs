@@ -1013,6 +1013,10 @@ impl MySqlSource {
     /// Commit the buffered transaction into `out`; the next transaction starts at `next`
     /// (the counted position after the event that ended this one).
     fn commit(&mut self, next: u64, out: &mut Batch) {
+        // DDL ends its transaction (implicit commit): it comes after the rows before it.
+        for _ in 0..self.pending_ddl.len() {
+            out.schema_change_after.push(out.events.len() + self.pending.len());
+        }
         out.events.append(&mut self.pending);
         out.schema_changes.append(&mut self.pending_ddl);
         out.dead_letters.append(&mut self.pending_dead);

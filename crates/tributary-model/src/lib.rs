@@ -570,6 +570,10 @@ pub struct DeadLetter {
 pub struct Batch {
     pub events: Vec<ChangeEvent>,
     pub schema_changes: Vec<SchemaChange>,
+    /// For each of `schema_changes`, how many of `events` arrived before it: the order of
+    /// DDL among records that carry no source position (may be empty: then positions order
+    /// them, or it is taken as 0).
+    pub schema_change_after: Vec<usize>,
     pub dead_letters: Vec<DeadLetter>,
     pub checkpoint: Option<Checkpoint>,
     /// Name of the pipeline / source whose checkpoint this is (`kafka:<group>` or

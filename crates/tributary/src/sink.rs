@@ -321,6 +321,7 @@ pub fn decode_records(
             Ok(Decoded::Tombstone) => m::counter_skipped("tombstone"),
             Ok(Decoded::SchemaChange(sc)) => {
                 m::counter_skipped("schema_change");
+                batch.schema_change_after.push(batch.events.len());
                 batch.schema_changes.push(sc)
             }
             Err(e) => {
@@ -427,8 +428,12 @@ impl RecordSink {
             (ra, hb.join().expect("decode thread panicked"))
         });
         let (mut first, second) = (ra?, rb?);
+        let n = first.events.len();
         first.events.extend(second.events);
         first.dead_letters.extend(second.dead_letters);
+        first
+            .schema_change_after
+            .extend(second.schema_change_after.iter().map(|a| a + n));
         first.schema_changes.extend(second.schema_changes);
         if let (Some(Checkpoint::Kafka(x)), Some(Checkpoint::Kafka(y))) =
             (&mut first.checkpoint, second.checkpoint)
