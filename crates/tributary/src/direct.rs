@@ -10,6 +10,11 @@
 //! history table's unique event identity and the current table's position guard absorb it.
 //!
 //! SIGTERM/SIGINT: the batch being applied is finished and committed, then the process exits 0.
+//!
+//! `tributary resnapshot` ([`resnapshot`]) stores a starting point in a new binlog epoch and
+//! runs this same loop: a purged or untrusted position is left by reading the tables again, and
+//! the current rows the new snapshot did not read are deleted (with a DELETE in history) as each
+//! table completes (see the capture's stream docs, "Binlog epochs").
 
 use std::time::{Duration, Instant};
 
