@@ -17,8 +17,12 @@
 //!   back, or a topic that vanished after this process saw records in it, means the broker
 //!   lost records it had acknowledged. Capture stops then (exit code 6) with the topic,
 //!   partition and both ends, and the fix — its position is past records that are gone, and
-//!   going on would hand the sinks a log with a hole. A topic that is missing without such
-//!   evidence (deleted while empty, or before this process saw it) is simply created again.
+//!   going on would hand the sinks a log with a hole. With `[publish] on_log_lost =
+//!   "continue"` the loss is logged as an error instead, the topic is created again and
+//!   publishing goes on (a sink that had applied everything before the loss stays exact with
+//!   `on_offset_out_of_range = "earliest"`; one that had not misses the lost records — the
+//!   reason `stop` is the default). A topic that is missing without such evidence (deleted
+//!   while empty, or before this process saw it) is simply created again.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Seek, Write};
@@ -190,6 +194,7 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
     let opts = o.encode;
     let mut file = None;
     let mut producer = None;
+    let mut producer_cfg = None;
     if let Some(p) = &o.output {
         file = Some(open_output(p)?);
     } else {
@@ -197,9 +202,17 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
         pc.extra = cfg.kafka_properties();
         pc.partitions_for_new_topics = o.partitions.max(1);
         pc.replication_factor = o.replication_factor;
-        producer = Some(KafkaSink::new(pc).context("creating Kafka producer")?);
+        producer = Some(KafkaSink::new(pc.clone()).context("creating Kafka producer")?);
+        producer_cfg = Some(pc);
     }
     let mut known_topics: std::collections::HashSet<String> = Default::default();
+    let continue_on_loss = match cfg.publish.as_ref().map(|p| p.on_log_lost.as_str()) {
+        None | Some("stop") => false,
+        Some("continue") => true,
+        Some(other) => {
+            anyhow::bail!("[publish] on_log_lost = {other:?}: expected \"stop\" or \"continue\"")
+        }
+    };
     let mut watch = match &o.brokers {
         Some(b) => Some(LogWatch::new(b, &cfg.kafka_properties())?),
         None => None,
@@ -260,12 +273,20 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
         for ev in &batch.events {
             let at = ev.source.order_key();
             while let Some(sc) = ddl.next_if(|sc| sc.source.order_key() <= at) {
-                out.extend(encode_schema_change_records(sc, &opts).into_iter().map(out_record));
+                out.extend(
+                    encode_schema_change_records(sc, &opts)
+                        .into_iter()
+                        .map(out_record),
+                );
             }
             out.extend(encode(ev, &opts).into_iter().map(out_record));
         }
         for sc in ddl {
-            out.extend(encode_schema_change_records(sc, &opts).into_iter().map(out_record));
+            out.extend(
+                encode_schema_change_records(sc, &opts)
+                    .into_iter()
+                    .map(out_record),
+            );
         }
         if !out.is_empty() {
             if let Some((f, next)) = &mut file {
@@ -286,7 +307,7 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
                 drop(w);
                 f.sync_data()?;
             }
-            if let (Some(p), Some(watch)) = (&producer, &mut watch) {
+            if let (Some(pc), Some(watch)) = (&producer_cfg, &mut watch) {
                 let topics: Vec<String> = out
                     .iter()
                     .map(|r| r.topic.clone())
@@ -298,13 +319,24 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
                     .filter(|t| !known_topics.contains(*t))
                     .cloned()
                     .collect();
-                if watch.due() {
-                    watch.check(&topics, &state_path)?;
+                // After a loss (with on_log_lost = continue) the producer is created anew: the
+                // broker forgot its idempotent producer id, and the old one stalls on it.
+                let mut renew = false;
+                if watch.due() && watch.check(&topics, &state_path, continue_on_loss)? {
+                    new = topics.clone();
+                    renew = true;
                 }
                 let n = out.len();
                 let mut delay = Duration::from_millis(200);
                 let failing_since = Instant::now();
                 loop {
+                    if renew {
+                        drop(producer.take());
+                        producer =
+                            Some(KafkaSink::new(pc.clone()).context("creating Kafka producer")?);
+                        renew = false;
+                    }
+                    let p = producer.as_ref().expect("producer with producer_cfg");
                     let res = {
                         let attempt = async {
                             if !new.is_empty() {
@@ -323,7 +355,11 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
                                     return Ok(());
                                 }
                                 _ = tokio::time::sleep(Duration::from_secs(2)) => {
-                                    watch.check(&topics, &state_path)?;
+                                    if watch.check(&topics, &state_path, continue_on_loss)? {
+                                        // Lost and re-created: publish this batch again from the top.
+                                        renew = true;
+                                        break Err(KafkaError::Timeout("topic lost; creating it again".into()));
+                                    }
                                 }
                             }
                         }
@@ -344,7 +380,7 @@ pub async fn run(cfg: &Config, o: CaptureOpts) -> Result<()> {
                             warn!("publishing {n} records: {e}; retrying in {delay:?}");
                             // A topic deleted meanwhile is created again — unless records it
                             // had acknowledged are gone (then capture stops).
-                            watch.check(&topics, &state_path)?;
+                            renew |= watch.check(&topics, &state_path, continue_on_loss)?;
                             new = topics.clone();
                             tokio::select! {
                                 _ = tokio::time::sleep(delay) => {}
@@ -424,9 +460,29 @@ impl LogWatch {
     }
 
     /// Compare the end offsets of `topics` with the highest seen. No answer (broker away) is
-    /// not evidence of anything; a lower end, or a topic gone after records were seen in it,
-    /// is — a definite error naming both ends and the fix.
-    fn check(&mut self, topics: &[String], state: &Path) -> Result<()> {
+    /// not evidence of anything; a lower end, or a topic gone after records were acknowledged
+    /// in it, is — a definite error naming both ends and the fix; with `go_on` it is logged as
+    /// an error instead, what was seen of the topic is forgotten, and `true` is returned.
+    fn check(&mut self, topics: &[String], state: &Path, go_on: bool) -> Result<bool> {
+        match self.check_once(topics, state) {
+            Ok(()) => Ok(false),
+            Err((topic, e)) if go_on => {
+                tracing::error!(
+                    "{e:#} — [publish] on_log_lost = \"continue\": creating {topic} again and publishing on"
+                );
+                self.seen.retain(|(t, _), _| *t != topic);
+                self.acked.remove(&topic);
+                Ok(true)
+            }
+            Err((_, e)) => Err(e),
+        }
+    }
+
+    fn check_once(
+        &mut self,
+        topics: &[String],
+        state: &Path,
+    ) -> Result<(), (String, anyhow::Error)> {
         use rdkafka::consumer::Consumer;
         self.last = Some(Instant::now());
         for t in topics {
@@ -460,7 +516,7 @@ impl LogWatch {
                         .map(|((_, p), n)| (*p, *n))
                         .max_by_key(|x| x.1)
                         .unwrap_or((0, 1));
-                    return Err(log_lost(t, p, seen.max(1), None, state));
+                    return Err((t.clone(), log_lost(t, p, seen.max(1), None, state)));
                 }
                 continue;
             }
@@ -475,14 +531,14 @@ impl LogWatch {
                 tracing::debug!(topic = %t, partition = p, hi, seen = ?self.seen.get(&(t.clone(), p)), "end-offset check");
                 let e = self.seen.entry((t.clone(), p)).or_insert(hi);
                 if hi < *e {
-                    return Err(log_lost(t, p, *e, Some(hi), state));
+                    return Err((t.clone(), log_lost(t, p, *e, Some(hi), state)));
                 }
                 *e = hi;
                 ends.push(hi);
             }
             // Re-created empty (e.g. by a broker's auto-create) after records were acknowledged.
             if self.acked.contains(t) && !ends.is_empty() && ends.iter().all(|h| *h == 0) {
-                return Err(log_lost(t, 0, 1, Some(0), state));
+                return Err((t.clone(), log_lost(t, 0, 1, Some(0), state)));
             }
         }
         Ok(())

@@ -173,6 +173,10 @@ pub struct PublishConfig {
     pub unwrap: bool,
     /// Where capture keeps its own resumable binlog position.
     pub state_file: Option<String>,
+    /// The broker lost records it had acknowledged (end offsets went back, a topic vanished):
+    /// `"stop"` (default, exit code 6) or `"continue"` (logged as an error; topics are created
+    /// again and publishing goes on — sinks then see their own offsets not fit the log).
+    pub on_log_lost: String,
     /// librdkafka properties for the producer and its admin client, on top of
     /// `[source] kafka_properties` (see [`Config::kafka_properties`]).
     pub kafka_properties: std::collections::BTreeMap<String, String>,
@@ -187,6 +191,7 @@ impl Default for PublishConfig {
             schemas: true,
             unwrap: false,
             state_file: None,
+            on_log_lost: "stop".into(),
             kafka_properties: Default::default(),
         }
     }

@@ -325,27 +325,53 @@ fn capture_cmd(
     state: &Path,
     stderr: &Path,
 ) -> KillOnDrop {
+    capture_cmd_with(db, brokers, state, stderr, None)
+}
+
+fn capture_cmd_with(
+    db: &tributary_testkit::MariaDb,
+    brokers: &str,
+    state: &Path,
+    stderr: &Path,
+    config: Option<&Path>,
+) -> KillOnDrop {
+    let mut c = bin();
+    c.env("TRIBUTARY_LOG", "warn,tributary::capture_cmd=debug");
+    if let Some(cfg) = config {
+        c.arg("capture").arg("-c").arg(cfg);
+    } else {
+        c.arg("capture");
+    }
     KillOnDrop(
-        bin()
-            .env("TRIBUTARY_LOG", "warn,tributary::capture_cmd=debug")
-            .args([
-                "capture",
-                "--mysql-url",
-                &db.url(),
-                "--databases",
-                "shop",
-                "--server-id",
-                &(db.server_id + 7000).to_string(),
-                "--kafka-brokers",
-                brokers,
-                "--state",
-            ])
-            .arg(state)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(stderr).unwrap())
-            .spawn()
-            .unwrap(),
+        c.args([
+            "--mysql-url",
+            &db.url(),
+            "--databases",
+            "shop",
+            "--server-id",
+            &(db.server_id + 7000).to_string(),
+            "--kafka-brokers",
+            brokers,
+            "--state",
+        ])
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap(),
     )
+}
+
+fn wait_for_or(what: &str, limit: Duration, ctx: impl Fn() -> String, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < limit,
+            "timed out waiting for {what}: {}",
+            ctx()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -616,4 +642,90 @@ fn a_topic_deleted_and_re_created_is_a_loud_stop_or_a_re_read() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_bank_exact(&pg, w.events, w.final_rows);
+}
+
+/// `[publish] on_log_lost = "continue"`: capture logs the loss as an error, creates the lost
+/// topic again and publishes on; a sink that had applied everything before the loss re-reads
+/// the new log (`earliest`) and ends with current == source and every change once in history.
+#[test]
+fn capture_re_creates_a_lost_topic_when_told_to_continue() {
+    let db = shop();
+    let mut t = Tansu::start().unwrap();
+    let pg = PgDb::new("broker_loss_cont").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("cap.json");
+    let log = dir.path().join("cap.log");
+    let cfg = dir.path().join("cap.toml");
+    std::fs::write(&cfg, "[publish]\non_log_lost = \"continue\"\n").unwrap();
+    // `capture` takes the subcommand's flags after `-c`.
+    let mut cap = capture_cmd_with(&db, &t.brokers(), &state, &log, Some(&cfg));
+    wait_for(
+        "the snapshot to be published",
+        Duration::from_secs(60),
+        || state.exists(),
+    );
+    db.sql("INSERT INTO shop.items VALUES (4,'d')").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let topic = "dbserver1.shop.items";
+    let earliest = "[source]\non_offset_out_of_range = \"earliest\"\n";
+    let out = sink_until_caught_up(dir.path(), &t.brokers(), &pg, topic, earliest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&pg, "SELECT count(*) FROM shop.items_current"), 4);
+
+    t.restart_empty().unwrap();
+    db.sql("UPDATE shop.items SET v = 'x' WHERE id = 1")
+        .unwrap();
+    db.sql("DELETE FROM shop.items WHERE id = 2").unwrap();
+    // Capture goes on: the topic comes back with the new changes.
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for_or(
+        "the topic to be created again",
+        Duration::from_secs(90),
+        log_text,
+        || {
+            use rdkafka::consumer::{BaseConsumer, Consumer};
+            let c: BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", t.brokers())
+                .create()
+                .unwrap();
+            c.fetch_watermarks(topic, 0, Duration::from_secs(3))
+                .is_ok_and(|(_, hi)| hi >= 1)
+        },
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        cap.0.try_wait().unwrap().is_none(),
+        "capture exited: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        err.contains("lost records it had acknowledged") && err.contains("on_log_lost"),
+        "{err}"
+    );
+    let out = sink_until_caught_up(dir.path(), &t.brokers(), &pg, topic, earliest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        pg.query("SELECT id, v FROM shop.items_current ORDER BY id")
+            .unwrap()
+            .trim(),
+        db.sql("SELECT id, v FROM shop.items ORDER BY id")
+            .unwrap()
+            .trim()
+    );
+    // 4 inserts + 1 update + 1 delete, each once.
+    assert_eq!(
+        pg.query("SELECT count(*), count(DISTINCT (_source_file, _source_pos, _source_row)) FROM shop.items_history").unwrap().trim(),
+        "6\t6"
+    );
+    sigterm(&cap.0);
+    assert!(wait_exit(&mut cap.0, Duration::from_secs(10)).is_some());
 }
