@@ -244,6 +244,8 @@ pub fn take_params(url: &str) -> Result<(String, Vec<(String, String)>), String>
         Ok(())
     };
     if is_url {
+        let fixed = encode_raw_at(url);
+        let url = fixed.as_str();
         let Some(q) = url.find('?') else {
             return Ok((url.to_string(), taken));
         };
@@ -277,6 +279,26 @@ pub fn take_params(url: &str) -> Result<(String, Vec<(String, String)>), String>
         }
         Ok((kept.join(" "), taken))
     }
+}
+
+/// A password with a raw `@` (`postgres://u:p@ss@host/db`): the user part ends at the *last*
+/// `@` before the query, so the earlier ones are percent-encoded (tokio-postgres would take the
+/// first and make the password's tail the host name — and print it in every error).
+fn encode_raw_at(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let start = scheme_end + 3;
+    let end = url[start..].find('?').map(|q| start + q).unwrap_or(url.len());
+    let Some(last) = url[start..end].rfind('@').map(|i| start + i) else {
+        return url.to_string();
+    };
+    format!(
+        "{}{}{}",
+        &url[..start],
+        url[start..last].replace('@', "%40"),
+        &url[last..]
+    )
 }
 
 fn home() -> Option<PathBuf> {
@@ -819,6 +841,10 @@ mod tests {
                 .unwrap();
         assert_eq!(rest, "host='h' user='u' password='x\\'y'");
         assert_eq!(taken[1], ("sslcert".into(), "/a b/c.pem".into()));
+        assert_eq!(
+            take_params("postgres://u:p@ss@h/db?sslmode=require").unwrap().0,
+            "postgres://u:p%40ss@h/db"
+        );
         assert!(take_params("postgres://h/db?sslcrl=x")
             .unwrap_err()
             .contains("sslcrl"));

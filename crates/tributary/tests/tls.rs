@@ -816,3 +816,28 @@ fn kafka_pipeline_over_tls() {
     assert!(t0.elapsed() < std::time::Duration::from_secs(120), "{:?}", t0.elapsed());
     eprintln!("wrong CA after {:?}: {}", t0.elapsed(), err.lines().last().unwrap_or(""));
 }
+
+/// A password with a raw `@` (not percent-encoded) never shows up, not even its tail, in what
+/// a failing command prints; nor does a password given in the keyword form.
+#[test]
+fn passwords_with_a_raw_at_are_not_printed() {
+    let port = free_port(); // nothing listens there
+    for url in [
+        format!("postgres://u:sec@ret-tail@127.0.0.1:{port}/db?sslmode=disable"),
+        format!("host=127.0.0.1 port={port} user=u password='sec@ret tail' sslmode=disable"),
+    ] {
+        let out = common::bin()
+            .args(["dlq", "list", "--postgres-url", &url])
+            .env("TRIBUTARY_LOG", "info")
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success());
+        assert!(!all.contains("ret-tail") && !all.contains("sec@") && !all.contains("ret tail"), "{all}");
+        assert!(!all.contains("panicked"), "{all}");
+    }
+}
