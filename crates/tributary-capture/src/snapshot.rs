@@ -338,7 +338,8 @@ impl Snapshotter {
     /// The statements Debezium's snapshot writes to the schema-change topic to rebuild its
     /// schema (`BinlogSnapshotChangeEventSource.readTableStructure`), read inside the snapshot's
     /// transaction: `SET character_set_server=…, collation_server=…`, `DROP TABLE IF EXISTS`
-    /// for every captured table, then per database `DROP DATABASE IF EXISTS`, `CREATE
+    /// for every table of the server (system databases excepted — Debezium's default
+    /// `store.only.captured.tables.ddl=false` records them all), then per database `DROP DATABASE IF EXISTS`, `CREATE
     /// DATABASE … CHARSET … COLLATE …`, `USE`, and each table's `SHOW CREATE TABLE` text. All
     /// at the snapshot position with `snapshot: true`: descriptions, which apply ignores. Only
     /// a fresh snapshot writes them (a resumed one wrote them with its first batch).
@@ -384,7 +385,17 @@ impl Snapshotter {
                 var("collation_server")
             ),
         )];
-        let tables: Vec<TableId> = self.remaining.iter().map(|(id, _)| id.clone()).collect();
+        // Debezium's default `schema.history.internal.store.only.captured.tables.ddl=false`:
+        // every table of the server outside its system databases, not only the captured ones.
+        let all: Vec<(String, String)> = conn
+            .query(
+                "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+                 WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN \
+                 ('mysql', 'sys', 'performance_schema', 'information_schema') \
+                 ORDER BY TABLE_SCHEMA, TABLE_NAME",
+            )
+            .await?;
+        let tables: Vec<TableId> = all.into_iter().map(|(d, t)| TableId::new(d, t)).collect();
         for id in &tables {
             out.push(rec(
                 &id.db,

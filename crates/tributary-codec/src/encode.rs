@@ -212,6 +212,9 @@ enum Target {
     DecString,
     DecDouble,
     Float,
+    /// FLOAT in a snapshot record: Debezium reads it from the server's text form, which has 6
+    /// significant digits (`-1.17549e-38`, `3.40282e38`).
+    FloatRead,
     Double,
     Str,
     JsonStr,
@@ -228,7 +231,11 @@ enum Target {
     TsMs(&'static str),
     TsUs,
     Zoned(Option<u8>),
+    /// YEAR in a streamed record: Debezium's binlog reader adds 1900 to the stored byte, so
+    /// YEAR 0000 arrives as 1900.
     Year,
+    /// YEAR in a snapshot record: Connector/J reads YEAR 0000 as 2000.
+    YearRead,
     /// Debezium's `io.debezium.data.FloatVector` (MySQL 9 VECTOR): an array of float32.
     FloatVector,
     Unknown,
@@ -312,6 +319,14 @@ fn target(col: &Column, o: &EncodeOptions) -> Target {
 /// `CURRENT_TIMESTAMP`/`NOW()` default of a TIMESTAMP/DATETIME column is the epoch (`0`, or
 /// `"1970-01-01T00:00:00Z"` for ZonedTimestamp); no default (or `DEFAULT NULL`) → none.
 fn default_json(col: &Column, t: &Target) -> Option<J> {
+    // Defaults go through Debezium's JDBC value converter, as snapshot values do: a
+    // ZonedTimestamp default has no padded fraction (`"1970-01-01T00:00:00Z"` for a
+    // TIMESTAMP(3) too).
+    let t = &match t {
+        Target::Zoned(_) => Target::Zoned(None),
+        Target::Year => Target::YearRead,
+        other => other.clone(),
+    };
     let d = match (&col.default, &col.default_expr) {
         (Some(d), _) => value_json(t, d),
         (None, Some(e)) => {
@@ -320,8 +335,14 @@ fn default_json(col: &Column, t: &Target) -> Option<J> {
                 || e.starts_with("now(")
                 || e.starts_with("localtime")
                 || e == "now";
+            // Debezium's DDL parser turns CURRENT_TIMESTAMP into "1970-01-01 00:00:00";
+            // BinlogDefaultValueConverter.convertToTimestamp makes that null for a nullable
+            // TIMESTAMP (no schema default), the epoch otherwise; convertToLocalDateTime
+            // (DATETIME) always the epoch.
             match &col.kind {
-                ColumnKind::Timestamp { .. } if now => value_json(t, &Value::Timestamp(0)),
+                ColumnKind::Timestamp { .. } if now && !col.nullable => {
+                    value_json(t, &Value::Timestamp(0))
+                }
                 ColumnKind::DateTime { .. } if now => value_json(t, &Value::DateTime(0)),
                 _ => J::Null,
             }
@@ -394,7 +415,7 @@ fn field_schema(col: &Column, o: &EncodeOptions) -> J {
             ("string", None, vec![])
         }
         Target::DecDouble | Target::Double => ("double", None, vec![]),
-        Target::Float => ("float", None, vec![]),
+        Target::Float | Target::FloatRead => ("float", None, vec![]),
         Target::JsonStr => ("string", Some("io.debezium.data.Json"), vec![]),
         Target::BytesB64 => ("bytes", None, vec![]),
         Target::Bits(len) => (
@@ -419,7 +440,7 @@ fn field_schema(col: &Column, o: &EncodeOptions) -> J {
         Target::TsMs(name) => ("int64", Some(*name), vec![]),
         Target::TsUs => ("int64", Some("io.debezium.time.MicroTimestamp"), vec![]),
         Target::Zoned(_) => ("string", Some("io.debezium.time.ZonedTimestamp"), vec![]),
-        Target::Year => ("int32", Some("io.debezium.time.Year"), vec![]),
+        Target::Year | Target::YearRead => ("int32", Some("io.debezium.time.Year"), vec![]),
     };
     m.insert("type".into(), s(ty));
     m.insert("optional".into(), J::Bool(col.nullable));
@@ -518,7 +539,9 @@ fn value_json(t: &Target, v: &Value) -> J {
             Value::Bool(b) => Some(J::Bool(*b)),
             other => int_of(other).map(|i| J::Bool(i != 0)),
         },
-        Target::Int(_) | Target::Year | Target::Date(_) => int_of(v).map(n),
+        Target::Year => int_of(v).map(|y| n(if y == 0 { 1900 } else { y })),
+        Target::YearRead => int_of(v).map(|y| n(if y == 0 { 2000 } else { y })),
+        Target::Int(_) | Target::Date(_) => int_of(v).map(n),
         Target::U64Long => match v {
             Value::UInt(u) => Some(n(*u as i64)),
             other => int_of(other).map(n),
@@ -548,6 +571,13 @@ fn value_json(t: &Target, v: &Value) -> J {
             other => decimal_text(other)
                 .and_then(|d| d.parse::<f64>().ok())
                 .map(|d| float_json(num::java_double(d))),
+        },
+        Target::FloatRead => match v {
+            Value::Float(f) => format!("{f:.5e}")
+                .parse::<f32>()
+                .ok()
+                .map(|r| float_json(num::java_float(r))),
+            other => value_json(&Target::Float, other).into(),
         },
         Target::Float => match v {
             Value::Float(f) => Some(float_json(num::java_float(*f))),
@@ -898,7 +928,19 @@ pub fn encode(ev: &ChangeEvent, o: &EncodeOptions) -> Vec<EncodedRecord> {
     let sc = &ev.schema;
     let topic = topic_for(sc, o);
     let base = topic.as_str();
-    let targets: Vec<Target> = sc.columns.iter().map(|c| target(c, o)).collect();
+    let read = is_read(&ev.source);
+    let targets: Vec<Target> = sc
+        .columns
+        .iter()
+        .map(|c| match target(c, o) {
+            // Snapshot values come through JDBC: a TIMESTAMP's fraction is not padded to the
+            // column's width (`…00.5Z`, `…00Z` for a zero fraction), YEAR 0000 reads as 2000.
+            Target::Zoned(_) if read => Target::Zoned(None),
+            Target::Year if read => Target::YearRead,
+            Target::Float if read => Target::FloatRead,
+            t => t,
+        })
+        .collect();
     let key = key_json(ev, &targets, o, base).map(|k| to_bytes(&k));
     let mut out = Vec::with_capacity(2);
     let tombstone = |key: &Option<Vec<u8>>| EncodedRecord {
@@ -1184,22 +1226,40 @@ fn quote_ident(s: &str) -> String {
 ///   table list + `` `db`.`table` `` (Debezium's `DropTableParserListener`; a trailing comment
 ///   such as MariaDB's `/* generated by server */` is gone), `apply` reads that form.
 ///
-/// Limits: `tableChanges` is always `[]` (Debezium's per-column JDBC metadata is not
-/// reconstructed); `ts_ms` is the source commit time.
+/// * `tableChanges` of a drop is Debezium's `[{"type":"DROP","id":"\"db\".\"t\"","table":null}]`.
+///
+/// Limits: `tableChanges` of CREATE/ALTER is `[]` (the table after the change, with
+/// Debezium's per-column JDBC metadata, is not reconstructed); `ts_ms` is the source commit
+/// time.
 pub fn encode_schema_change_records(sc: &SchemaChange, o: &EncodeOptions) -> Vec<EncodedRecord> {
     match ddl_subject(&sc.db, &sc.ddl) {
         DdlSubject::Drop(tables, prefix) => tables
             .iter()
             .map(|(d, t)| {
                 let ddl = format!("{prefix}{}.{}", quote_ident(d), quote_ident(t));
-                schema_change_record(sc, d, Some(t), &ddl, o)
+                // The one tableChanges entry a drop has (ConnectTableChangeSerializer).
+                let change = obj([
+                    ("type", s("DROP")),
+                    ("id", J::String(format!("\"{d}\".\"{t}\""))),
+                    ("table", J::Null),
+                ]);
+                schema_change_record(sc, d, Some(t), &ddl, vec![change], o)
             })
             .collect(),
-        DdlSubject::Table(d, t) => vec![schema_change_record(sc, &d, Some(&t), &sc.ddl, o)],
-        DdlSubject::Index => vec![schema_change_record(sc, &sc.db, Some(""), &sc.ddl, o)],
+        DdlSubject::Table(d, t) => {
+            vec![schema_change_record(sc, &d, Some(&t), &sc.ddl, vec![], o)]
+        }
+        DdlSubject::Index => vec![schema_change_record(
+            sc,
+            &sc.db,
+            Some(""),
+            &sc.ddl,
+            vec![],
+            o,
+        )],
         DdlSubject::Other => {
             let table = sc.tables.first().map(|t| t.id.table.as_str());
-            vec![schema_change_record(sc, &sc.db, table, &sc.ddl, o)]
+            vec![schema_change_record(sc, &sc.db, table, &sc.ddl, vec![], o)]
         }
     }
 }
@@ -1209,7 +1269,7 @@ pub fn encode_schema_change_records(sc: &SchemaChange, o: &EncodeOptions) -> Vec
 /// came from Debezium, already one per table. Capture uses [`encode_schema_change_records`].
 pub fn encode_schema_change(sc: &SchemaChange, o: &EncodeOptions) -> EncodedRecord {
     let table = sc.tables.first().map(|t| t.id.table.as_str());
-    schema_change_record(sc, &sc.db, table, &sc.ddl, o)
+    schema_change_record(sc, &sc.db, table, &sc.ddl, vec![], o)
 }
 
 fn schema_change_record(
@@ -1217,6 +1277,7 @@ fn schema_change_record(
     db: &str,
     table: Option<&str>,
     ddl: &str,
+    table_changes: Vec<J>,
     o: &EncodeOptions,
 ) -> EncodedRecord {
     let payload = obj([
@@ -1225,7 +1286,7 @@ fn schema_change_record(
         ("databaseName", s(db)),
         ("schemaName", J::Null),
         ("ddl", s(ddl)),
-        ("tableChanges", J::Array(Vec::new())),
+        ("tableChanges", J::Array(table_changes)),
     ]);
     let key_payload = obj([("databaseName", s(db))]);
     let (key, value) = if o.schemas_enable {
