@@ -1932,6 +1932,16 @@ mod tests {
     }
 
     #[test]
+    fn a_mysql_gtid_set_becomes_one_sid_per_uuid_and_tag() {
+        let u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let v = "0a11fa47-71ca-11e1-9e33-c80aa9429562";
+        let sids = mysql_sids(&format!("{u}:1-5:7:blue:1-2,{v}:3")).unwrap();
+        assert_eq!(sids.len(), 3);
+        assert!(mysql_sids("").unwrap().is_empty());
+        assert!(mysql_sids("not-a-uuid:1-2").is_err());
+    }
+
+    #[test]
     fn a_header_position_that_disagrees_with_the_count_wins() {
         let mut t = PosTracker::new(1000);
         let p = t.place(162, 42, 1100, 0, 0);
