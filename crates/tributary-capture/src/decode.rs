@@ -42,6 +42,9 @@ pub(crate) struct TableVersion {
     pub included: bool,
     /// Whether the TableMap carried column names (binlog_row_metadata=FULL).
     pub has_names: bool,
+    /// Whether it carried the text columns' character sets (MINIMAL and FULL do; MariaDB's
+    /// NO_LOG does not: then they come from information_schema, see `stream`).
+    pub has_charsets: bool,
 }
 
 pub(crate) const T_DECIMAL: u8 = 0;
@@ -121,11 +124,15 @@ fn string_real_type(meta: &[u8]) -> (u8, u32) {
 /// Most columns a table can have (MySQL and MariaDB: 4096); only bounds pre-allocation.
 const MAX_COLUMNS: usize = 4096;
 
-/// Build the table version described by a TableMap event.
+/// Build the table version described by a TableMap event. `geometry_has_charset`: MariaDB
+/// lists GEOMETRY columns (a BLOB underneath) among the character columns of the charset
+/// metadata, MySQL does not — counted wrongly, every text column after a GEOMETRY one took its
+/// neighbour's character set (a latin1 VARCHAR after a POINT became bytes on MariaDB).
 pub(crate) fn table_version(
     tme: &TableMapEvent<'_>,
     raw: Vec<u8>,
     included: bool,
+    geometry_has_charset: bool,
 ) -> Result<TableVersion, String> {
     let n = usize::try_from(tme.columns_count()).map_err(|_| "column count".to_string())?;
     let mut types = Vec::with_capacity(n.min(MAX_COLUMNS));
@@ -245,6 +252,8 @@ pub(crate) fn table_version(
         if is_character(c.ty) {
             c.cs = text_cs.charset(char_i, &id, &name);
             char_i += 1;
+        } else if geometry_has_charset && c.ty == T_GEOMETRY {
+            char_i += 1;
         }
         let mut labels = |all: &[Vec<Vec<u8>>], k: usize| -> Vec<String> {
             let cs = enum_set_cs.charset(enum_set_i, &id, &name);
@@ -341,6 +350,7 @@ pub(crate) fn table_version(
         cols,
         included,
         has_names,
+        has_charsets: text_cs.default.is_some() || !text_cs.per_column.is_empty(),
     })
 }
 

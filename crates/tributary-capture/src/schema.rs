@@ -31,6 +31,9 @@ pub(crate) struct InfoColumn {
     pub num_precision: Option<u64>,
     pub num_scale: Option<u64>,
     pub dt_precision: Option<u64>,
+    /// The collation's id (information_schema.COLLATIONS), for text columns: their character
+    /// set when the TABLE_MAP has none (MariaDB's `binlog_row_metadata=NO_LOG`).
+    pub collation_id: Option<u16>,
 }
 
 pub(crate) fn vstr(v: &MyValue) -> Option<String> {
@@ -72,8 +75,10 @@ pub(crate) async fn load_table<Q: Queryable>(
     let rows: Vec<mysql_async::Row> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, \
-             CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, EXTRA \
-             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION, EXTRA, \
+             (SELECT co.ID FROM information_schema.COLLATIONS co \
+              WHERE co.COLLATION_NAME = c.COLLATION_NAME LIMIT 1) \
+             FROM information_schema.COLUMNS c WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              ORDER BY ORDINAL_POSITION",
             (id.db.as_str(), id.table.as_str()),
         )
@@ -104,6 +109,7 @@ pub(crate) async fn load_table<Q: Queryable>(
             num_precision: vu64(&v[6]),
             num_scale: vu64(&v[7]),
             dt_precision: vu64(&v[8]),
+            collation_id: v.get(10).and_then(vu64).and_then(|x| u16::try_from(x).ok()),
         });
     }
     let pk_rows: Vec<mysql_async::Row> = conn
@@ -453,6 +459,9 @@ pub(crate) fn enrich(
                 }
                 (ColumnKind::Enum { allowed }, ColumnKind::Enum { allowed: a }) => *allowed = a,
                 (ColumnKind::Set { allowed }, ColumnKind::Set { allowed: a }) => *allowed = a,
+                // Text or bytes: a TABLE_MAP without charsets (NO_LOG) cannot tell them apart.
+                (k @ ColumnKind::String { .. }, b @ ColumnKind::Bytes { .. })
+                | (k @ ColumnKind::Bytes { .. }, b @ ColumnKind::String { .. }) => *k = b,
                 _ => {}
             }
         }

@@ -1359,7 +1359,8 @@ impl MySqlSource {
             }
         }
         let included = self.cfg.includes(&id.db, &id.table);
-        let mut tv = table_version(&tme, body.to_vec(), included).map_err(|reason| {
+        let geometry_has_charset = self.flavor == Flavor::MariaDb;
+        let mut tv = table_version(&tme, body.to_vec(), included, geometry_has_charset).map_err(|reason| {
             CaptureError::Decode {
                 file: self.file.clone(),
                 pos: 0,
@@ -1378,6 +1379,36 @@ impl MySqlSource {
                 Some((cols, pk)) => {
                     let mut s = (*tv.schema).clone();
                     enrich(&mut s, tv.has_names, &cols, &pk).map_err(unnamed)?;
+                    if !tv.has_names {
+                        // The decoder reads signedness from its column decoders: a TABLE_MAP
+                        // without metadata (MariaDB's NO_LOG) has none, information_schema does
+                        // (BIGINT UNSIGNED values above 2^63 were read as negative).
+                        for (d, c) in tv.cols.iter_mut().zip(&s.columns) {
+                            if let tributary_model::ColumnKind::Int { unsigned, .. } = c.kind {
+                                d.unsigned = unsigned;
+                            }
+                        }
+                    }
+                    if !tv.has_names && !tv.has_charsets {
+                        // Nor character sets (NO_LOG): text in the column's own character set
+                        // (a latin1 'é' was read as utf8mb4, U+FFFD), bytes as bytes (a BLOB
+                        // was read as text).
+                        for ((d, c), i) in tv.cols.iter_mut().zip(&s.columns).zip(&cols) {
+                            match c.kind {
+                                tributary_model::ColumnKind::Bytes { .. } => {
+                                    d.cs = crate::decode::Cs::Binary
+                                }
+                                tributary_model::ColumnKind::String { .. } => {
+                                    if let Some(cs) =
+                                        i.collation_id.and_then(crate::decode::Cs::from_collation)
+                                    {
+                                        d.cs = cs;
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
                     tv.schema = Arc::new(s);
                 }
                 // Without names in the TABLE_MAP the columns cannot be named: stop.

@@ -239,6 +239,7 @@ fn case(r: &mut Rng) {
         cols,
         included: true,
         has_names: true,
+        has_charsets: true,
     };
     let mut present: Vec<bool> = (0..n).map(|_| !r.chance(15)).collect();
     if r.chance(3) {
