@@ -306,21 +306,29 @@ fn missing_mysql_grants(grants: &[String]) -> Vec<&'static str> {
         .map(|g| g.to_ascii_uppercase())
         .filter(|g| g.contains(" ON *.* "))
         .collect();
-    if global.iter().any(|g| g.starts_with("GRANT ALL PRIVILEGES ON")) {
+    if global
+        .iter()
+        .any(|g| g.starts_with("GRANT ALL PRIVILEGES ON"))
+    {
         return vec![];
     }
-    ["SELECT", "RELOAD", "REPLICATION CLIENT", "REPLICATION SLAVE"]
-        .into_iter()
-        .filter(|need| {
-            !global.iter().any(|g| {
-                let list = g
-                    .strip_prefix("GRANT ")
-                    .and_then(|r| r.split(" ON *.* ").next())
-                    .unwrap_or("");
-                list.split(',').any(|p| p.trim() == *need)
-            })
+    [
+        "SELECT",
+        "RELOAD",
+        "REPLICATION CLIENT",
+        "REPLICATION SLAVE",
+    ]
+    .into_iter()
+    .filter(|need| {
+        !global.iter().any(|g| {
+            let list = g
+                .strip_prefix("GRANT ")
+                .and_then(|r| r.split(" ON *.* ").next())
+                .unwrap_or("");
+            list.split(',').any(|p| p.trim() == *need)
         })
-        .collect()
+    })
+    .collect()
 }
 
 async fn var(conn: &mut mysql_async::Conn, name: &str) -> Result<Option<String>, CaptureError> {
@@ -525,7 +533,10 @@ mod grant_tests {
             "GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO `cdc`@`%`"
         ]))
         .is_empty());
-        assert!(missing_mysql_grants(&g(&["GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"])).is_empty());
+        assert!(missing_mysql_grants(&g(&[
+            "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION"
+        ]))
+        .is_empty());
         assert_eq!(
             missing_mysql_grants(&g(&[
                 "GRANT SELECT ON *.* TO `cdc`@`%`",

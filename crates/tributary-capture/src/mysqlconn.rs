@@ -186,9 +186,8 @@ pub fn mysql_target(url: &str) -> Result<MySqlTarget, CaptureError> {
     // mysql_async's own `require_ssl`/`verify_*` parameters verify against the built-in
     // (Mozilla) roots unless a CA is given.
     let ca = ca.or_else(|| {
-        (get("ssl-mode").is_none()
-            && matches!(mode, SslMode::VerifyCa | SslMode::VerifyIdentity))
-        .then(|| "system".to_string())
+        (get("ssl-mode").is_none() && matches!(mode, SslMode::VerifyCa | SslMode::VerifyIdentity))
+            .then(|| "system".to_string())
     });
     let mut b = OptsBuilder::from_opts(base.clone());
     if let Some(p) = get("password_file") {
@@ -309,14 +308,15 @@ pub(crate) fn connect_error(t: &MySqlTarget, e: mysql_async::Error) -> CaptureEr
             "{}: the server does not offer TLS (start it with ssl_cert/ssl_key, or set ssl-mode=PREFERRED/DISABLED)",
             t.describe()
         )),
-        E::Server(s) if s.code == 1045 && t.mode == SslMode::Disabled => CaptureError::Privilege(
+        // 1045 is authentication, not a missing grant.
+        E::Server(s) if s.code == 1045 && t.mode == SslMode::Disabled => CaptureError::Config(
             format!(
-                "{}: {s} (access denied without TLS: if the user is REQUIRE SSL, set ssl-mode=REQUIRED or stronger)",
+                "{}: login refused: {s} (wrong user or password — or, without TLS, a REQUIRE SSL user: set ssl-mode=REQUIRED or stronger)",
                 t.describe()
             ),
         ),
-        E::Server(s) if s.code == 1045 => CaptureError::Privilege(format!(
-            "{}: {s} (wrong user or password, or the user's REQUIRE clause: ssl-cert/ssl-key?)",
+        E::Server(s) if s.code == 1045 => CaptureError::Config(format!(
+            "{}: login refused: {s} (wrong user or password, or the user's REQUIRE clause: ssl-cert/ssl-key?)",
             t.describe()
         )),
         _ => CaptureError::from(e),

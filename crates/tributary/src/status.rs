@@ -55,7 +55,9 @@ pub async fn status(cfg: &Config, json: bool) -> Result<()> {
         // shown (lag unknown), never taken for "no lag".
         match tributary_capture::binlog_position(u.as_str()).await {
             Ok(fp) => binlog_end = Some(fp),
-            Err(e) => tracing::warn!(error = %e, "reading the source's binlog position for the lag"),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the source's binlog position for the lag")
+            }
         }
     }
     let mut positions = Vec::new();

@@ -841,3 +841,27 @@ fn passwords_with_a_raw_at_are_not_printed() {
         assert!(!all.contains("panicked"), "{all}");
     }
 }
+
+/// Oracle MySQL 9.7 (its own automatic TLS certificate): a `caching_sha2_password` user logs in
+/// over TLS (REQUIRED) and over plaintext (DISABLED: the RSA public-key exchange), with a
+/// fresh server each way round so the second is not served from the server's auth cache.
+#[test]
+fn mysql97_caching_sha2_over_tls_and_plaintext() {
+    for mode in ["DISABLED", "REQUIRED"] {
+        let Some(db) = tributary_testkit::mysql97_or_skip("mysql97_caching_sha2_over_tls_and_plaintext")
+        else {
+            return;
+        };
+        db.sql("CREATE USER sha2user@'%' IDENTIFIED WITH caching_sha2_password BY 'Sha2-p@ss'")
+            .unwrap();
+        let url = format!(
+            "mysql://sha2user:Sha2-p%40ss@127.0.0.1:{}?ssl-mode={mode}",
+            db.port
+        );
+        let cipher = my_try(&url).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert_eq!(cipher.is_empty(), mode == "DISABLED", "{mode}: cipher {cipher:?}");
+        // A wrong password is reported as one.
+        let bad = url.replace("Sha2-p%40ss", "wrong");
+        my_fails(&bad, &["1045"]);
+    }
+}
