@@ -610,3 +610,32 @@ async fn replay_pass(
     let _ = reader.join();
     Ok(true)
 }
+
+#[cfg(test)]
+mod exit_code_tests {
+    use super::*;
+    use tributary_kafka::{KafkaError, OffsetProblem};
+
+    #[test]
+    fn exit_codes_follow_the_typed_error_in_the_chain() {
+        let oor = anyhow::Error::new(KafkaError::OffsetOutOfRange(OffsetProblem {
+            topic: "t".into(),
+            partition: 0,
+            stored: 9,
+            log_start: Some(0),
+            log_end: Some(3),
+            reason: "test".into(),
+        }))
+        .context("Kafka consumer failed");
+        assert_eq!(exit_code(&oor), EXIT_OFFSET_OUT_OF_RANGE);
+        let lost = anyhow::Error::new(KafkaError::LogLost("gone".into()));
+        assert_eq!(exit_code(&lost), EXIT_OFFSET_OUT_OF_RANGE);
+        let away = anyhow::Error::new(KafkaError::Timeout("no progress".into())).context("x");
+        assert_eq!(exit_code(&away), EXIT_UNREACHABLE);
+        let pg = anyhow::Error::new(ApplyError::Transient("down".into()));
+        assert_eq!(exit_code(&pg), EXIT_UNREACHABLE);
+        let bad = anyhow::Error::new(ApplyError::definite("bad"));
+        assert_eq!(exit_code(&bad), 1);
+        assert_eq!(exit_code(&anyhow::anyhow!("plain")), 1);
+    }
+}
