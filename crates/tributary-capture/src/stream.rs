@@ -1015,7 +1015,8 @@ impl MySqlSource {
     fn commit(&mut self, next: u64, out: &mut Batch) {
         // DDL ends its transaction (implicit commit): it comes after the rows before it.
         for _ in 0..self.pending_ddl.len() {
-            out.schema_change_after.push(out.events.len() + self.pending.len());
+            out.schema_change_after
+                .push(out.events.len() + self.pending.len());
         }
         out.events.append(&mut self.pending);
         out.schema_changes.append(&mut self.pending_ddl);
@@ -1360,13 +1361,13 @@ impl MySqlSource {
         }
         let included = self.cfg.includes(&id.db, &id.table);
         let geometry_has_charset = self.flavor == Flavor::MariaDb;
-        let mut tv = table_version(&tme, body.to_vec(), included, geometry_has_charset).map_err(|reason| {
-            CaptureError::Decode {
+        let mut tv = table_version(&tme, body.to_vec(), included, geometry_has_charset).map_err(
+            |reason| CaptureError::Decode {
                 file: self.file.clone(),
                 pos: 0,
                 reason: format!("{id}: {reason}"),
-            }
-        })?;
+            },
+        )?;
         if included {
             let mut conn = self.pool.get_conn().await?;
             // At the start of the transaction holding the TABLE_MAP (where a restart resumes).
