@@ -481,6 +481,37 @@ mod tests {
     }
 
     #[test]
+    fn connection_keys_fold_into_the_urls() {
+        let mut c: Config = toml::from_str(
+            "[source]\nurl = \"mysql://u@h:3306?ssl-mode=DISABLED\"\nssl_mode = \"VERIFY_CA\"\nssl_ca = \"/c a.pem\"\npassword_file = \"/run/s\"\n\n[sink]\nurl = \"postgres://u@h/db\"\nsslmode = \"verify-full\"\nsslrootcert = \"/ca.pem\"\n",
+        )
+        .unwrap();
+        c.apply_env(|k| (k == "TRIBUTARY_POSTGRES_PASSWORD_FILE").then(|| "/run/pg".to_string()))
+            .unwrap();
+        c.resolve_connections().unwrap();
+        // The URL's own ssl-mode wins over the key; the others are added.
+        assert_eq!(
+            c.source.url.as_deref(),
+            Some("mysql://u@h:3306?ssl-mode=DISABLED&ssl-ca=/c%20a.pem&password_file=/run/s")
+        );
+        assert_eq!(
+            c.sink.url.as_deref(),
+            Some("postgres://u@h/db?password_file=/run/pg&sslmode=verify-full&sslrootcert=/ca.pem")
+        );
+        let mut k: Config =
+            toml::from_str("[sink]\nurl = \"host=h user=u\"\nsslmode = \"require\"\n").unwrap();
+        k.resolve_connections().unwrap();
+        assert_eq!(k.sink.url.as_deref(), Some("host=h user=u sslmode='require'"));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("url");
+        std::fs::write(&f, "postgres://from@file/db\n").unwrap();
+        let mut e = Config::default();
+        e.apply_env(|k| (k == "TRIBUTARY_POSTGRES_URL_FILE").then(|| f.display().to_string()))
+            .unwrap();
+        assert_eq!(e.postgres_url().unwrap(), "postgres://from@file/db");
+    }
+
+    #[test]
     fn bank_example_parses_and_env_overrides() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bank.toml");
         let mut c = toml::from_str::<Config>(&std::fs::read_to_string(p).unwrap()).unwrap();
