@@ -28,7 +28,9 @@
 //!   version is first seen, by position, after checking that the TABLE_MAP's column count and
 //!   types agree with it (`schema::enrich`): capture reading behind a DDL that changed them
 //!   stops with the fix `SET GLOBAL binlog_row_metadata=FULL`, never `@N` names or values under
-//!   the wrong columns; a DDL keeping count and types (a rename) is not detectable without FULL;
+//!   the wrong columns; a DDL keeping count and types (a rename) is not detectable without FULL.
+//!   Where the TABLE_MAP lacks them (NO_LOG) signedness, text character sets (by collation id)
+//!   and bytes-vs-text also come from information_schema (`stream`'s TABLE_MAP handling);
 //! * on MySQL ≥ 8.4 the server position is `SHOW BINARY LOG STATUS` (`snapshot::master_status`),
 //!   GTIDs (also tagged `uuid:tag:N`) go into each record's source block and the executed GTID
 //!   set into every stored position (`stream::mysql_gtid`), and [`check`] warns
