@@ -1310,6 +1310,18 @@ impl KafkaSource {
             .collect())
     }
 
+    /// Partition counts of every topic the broker has (with partitions). Blocking metadata
+    /// request (≤ 5 s).
+    pub fn topic_partitions(&self) -> Result<HashMap<String, usize>, KafkaError> {
+        let md = self.consumer.fetch_metadata(None, Duration::from_secs(5))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| (t.name().to_string(), t.partitions().len()))
+            .collect())
+    }
+
     /// Every stored offset found not to fit its log so far (stopped on, or re-read per
     /// [`OffsetPolicy::Earliest`]).
     pub fn offset_problems(&self) -> Vec<OffsetProblem> {

@@ -21,7 +21,8 @@
 //! `[source] on_offset_out_of_range = "earliest"`, and records a problem there for `status`.
 //! Waits are bounded: Kafka errors for longer than `[pipeline] max_outage_secs` end the run
 //! (exit 5), and so does a `--until-caught-up` run without progress for that long (absent
-//! topics, no assignment, partitions pending), with the reason.
+//! topics, no assignment, partitions pending), with the reason. Stored offsets of partitions the
+//! broker no longer has are reported every 30 s ([`check_presence`]): nobody is assigned them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -251,6 +252,10 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
     let mut source = KafkaSource::new(cc, store).context("creating Kafka consumer")?;
     let mut marks = MarkWriter::new(&pg_url, &cfg.sink.apply.control_schema, &sink.pipeline);
     let mut problems_seen = 0usize;
+    // First presence check ~5 s after start, then every 30 s.
+    let mut last_presence = Instant::now()
+        .checked_sub(Duration::from_secs(25))
+        .unwrap_or_else(Instant::now);
     // Since when the broker keeps reporting errors (cleared by records, or 30 s without one).
     let mut outage: Option<(Instant, Instant)> = None;
     // A bounded run's deadline without progress (see `Bounded`).
@@ -390,6 +395,10 @@ pub async fn run(cfg: &Config, until_caught_up: bool) -> Result<()> {
         for (t, p, lag) in source.lag() {
             m::set_lag(&t, p, lag);
         }
+        if last_presence.elapsed() >= Duration::from_secs(30) {
+            last_presence = Instant::now();
+            check_presence(&source, &mut marks).await;
+        }
         if last_log.elapsed() > Duration::from_secs(5) {
             last_log = Instant::now();
             info!(
@@ -511,6 +520,7 @@ async fn rewind_to_stored(sink: &mut RecordSink, source: &mut KafkaSource) -> Re
 struct MarkWriter {
     url: String,
     sql: String,
+    stored_sql: String,
     client: Option<tokio_postgres::Client>,
     last: Option<Instant>,
     pipeline: String,
@@ -527,6 +537,10 @@ impl MarkWriter {
                  FROM unnest($2::text[], $3::int[], $4::text[]) AS u(t, p, m)
                  WHERE c.pipeline = $1 AND c.topic = u.t AND c.kafka_partition = u.p
                    AND c.next_offset > (u.m::jsonb->>'offset')::bigint"
+            ),
+            stored_sql: format!(
+                "SELECT topic, kafka_partition FROM {cs}.checkpoints
+                 WHERE pipeline = $1 AND kafka_partition >= 0 AND next_offset IS NOT NULL"
             ),
             client: None,
             last: None,
@@ -575,5 +589,49 @@ impl MarkWriter {
                 self.client = None;
             }
         }
+    }
+}
+
+/// Every 30 s: stored offsets of partitions the broker no longer has (topic deleted, or
+/// re-created with fewer partitions) are not assigned to anyone, so nothing else would notice
+/// them. They are logged as errors and shown on `/health` (a topic may be being re-created:
+/// when it comes back, its assignment checks the offsets against the new log).
+async fn check_presence(source: &KafkaSource, marks: &mut MarkWriter) {
+    let have = match tokio::task::block_in_place(|| source.topic_partitions()) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!("topic presence not checked: {e}");
+            return;
+        }
+    };
+    let stored = match marks.stored_partitions().await {
+        Some(s) => s,
+        None => return,
+    };
+    let gone: Vec<String> = stored
+        .into_iter()
+        .filter(|(t, p)| have.get(t).is_none_or(|n| *p as usize >= *n))
+        .map(|(t, p)| format!("{t} [{p}]"))
+        .collect();
+    if !gone.is_empty() {
+        let msg = format!(
+            "stored Kafka offsets for partitions the broker no longer has: {} \
+             (topic deleted or re-created with fewer partitions; what was not applied from them is gone)",
+            gone.join(", ")
+        );
+        tracing::error!("{msg}");
+        m::set_error(&msg);
+    }
+}
+
+impl MarkWriter {
+    /// `(topic, partition)` of the stored offsets of this pipeline (None: not readable now).
+    async fn stored_partitions(&mut self) -> Option<Vec<(String, i32)>> {
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.client = tributary_apply::connect(&self.url).await.ok();
+        }
+        let c = self.client.as_ref()?;
+        let rows = c.query(&self.stored_sql, &[&self.pipeline]).await.ok()?;
+        Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }

@@ -620,6 +620,42 @@ fn a_topic_deleted_and_re_created_is_a_loud_stop_or_a_re_read() {
             })
             .unwrap_or(false)
     });
+    // A running sink says so while the topic is gone (its stored offsets point nowhere).
+    {
+        let addr = format!("127.0.0.1:{}", tributary_testkit::free_port());
+        let cfg = dir.path().join("health.toml");
+        std::fs::write(&cfg, format!("[pipeline]\nmetrics_addr = \"{addr}\"\n")).unwrap();
+        let _sink = KillOnDrop(
+            bin()
+                .args(["run", "-c"])
+                .arg(&cfg)
+                .args([
+                    "--source",
+                    "kafka",
+                    "--kafka-brokers",
+                    &t.brokers(),
+                    "--topics",
+                    TOPIC,
+                    "--group",
+                    "loss",
+                    "--postgres-url",
+                    &pg.url,
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for(
+            "/health to name the vanished partition",
+            Duration::from_secs(40),
+            || {
+                http_get(&addr, "/health").is_some_and(|(c, b)| {
+                    c == 503 && b.contains("no longer has") && b.contains(TOPIC)
+                })
+            },
+        );
+    }
     publish(&t.brokers(), &slice(&f, first, events, "rest.jsonl"));
 
     let out = sink_until_caught_up(dir.path(), &t.brokers(), &pg, TOPIC, "");
