@@ -430,7 +430,11 @@ impl Snapshotter {
             out.push(rec(db, format!("USE {}", qi(db))));
             for id in tables.iter().filter(|t| t.db == db) {
                 let row: Option<(String, String)> = conn
-                    .query_first(format!("SHOW CREATE TABLE {}.{}", qi(&id.db), qi(&id.table)))
+                    .query_first(format!(
+                        "SHOW CREATE TABLE {}.{}",
+                        qi(&id.db),
+                        qi(&id.table)
+                    ))
                     .await?;
                 if let Some((_, ddl)) = row {
                     out.push(rec(db, ddl));
