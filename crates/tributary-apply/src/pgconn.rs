@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | `disable` | never | — |
 //! | `allow` | only when plaintext is refused | not checked |
-//! | `prefer` (default) | when the server offers it, else plaintext | not checked |
+//! | `prefer` (default) | when the server offers it, else plaintext (logged at info) | not checked |
 //! | `require` | always | not checked — unless a root CA is given (or `~/.postgresql/root.crt` exists): then as `verify-ca` |
 //! | `verify-ca` | always | chain to `sslrootcert` |
 //! | `verify-full` | always | chain to `sslrootcert` and the host name (or IP) in the certificate |
@@ -643,6 +643,21 @@ impl PgTarget {
             }
             (_, Some(tls)) => open(&self.config, PgSslMode::Require, tls).await,
         };
+        if let (Ok(client), SslMode::Prefer | SslMode::Allow) = (&res, mode) {
+            // Not silent: say when `prefer`/`allow` ended up without encryption.
+            if let Ok(row) = client
+                .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+                .await
+            {
+                if !row.get::<_, bool>(0) {
+                    tracing::info!(
+                        "{}: not encrypted (sslmode={} and the server offers no TLS)",
+                        self.describe(mode),
+                        mode.as_str()
+                    );
+                }
+            }
+        }
         res.map_err(|e| {
             let plaintext_refused = mode == SslMode::Disable
                 && e.code().map(|c| c.code()) == Some("28000")
