@@ -256,7 +256,7 @@ fn drop_then_add_same_column_name() {
 
 /// Same, with `on_drop_column = "drop"`.
 #[test]
-#[ignore = "issue 12: fails — on_drop_column = \"drop\": every DROP COLUMN is dead-lettered (42703: COMMENT ON the just-dropped current column, apply/src/ddl.rs:253-262)"]
+#[ignore = "issue 12: fails — on_drop_column = \"drop\": every DROP COLUMN is dead-lettered (42703: COMMENT ON the just-dropped current column, apply/src/ddl.rs:264,276)"]
 fn drop_then_add_same_column_name_policy_drop() {
     let r = start(
         "readdd",
