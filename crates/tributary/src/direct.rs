@@ -262,7 +262,7 @@ pub async fn catch_up_target(src: &mut MySqlSource) -> Result<(String, u64)> {
     let l = src
         .lag()
         .await
-        .context("reading the server's binlog position (SHOW MASTER STATUS)")?;
+        .context("reading the server's binlog position (SHOW BINARY LOG STATUS / SHOW MASTER STATUS; the capture user needs REPLICATION CLIENT)")?;
     Ok((l.server_file, l.server_pos))
 }
 
