@@ -413,7 +413,13 @@ impl Ctx {
                     mark: m,
                 })
                 .collect();
+            let t0 = Instant::now();
             let verdicts = probe(&self.probe_cfg, &items, PROBE_TIMEOUT);
+            tracing::info!(
+                partitions = items.len(),
+                ms = t0.elapsed().as_millis() as u64,
+                "stored offsets checked against the log"
+            );
             for (i, v) in verdicts.into_iter().enumerate() {
                 match v {
                     Verdict::Fits => {}
