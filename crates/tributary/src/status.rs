@@ -231,14 +231,6 @@ pub async fn check(cfg: &Config) -> Result<bool> {
     if cfg.source.url.is_none() && cfg.sink.url.is_none() {
         anyhow::bail!("nothing to check: give --mysql-url and/or --postgres-url (or -c FILE)");
     }
-    Ok(ok)
-}
-
-/// Returns whether source and warehouse agree.
-pub async fn verify(cfg: &Config) -> Result<bool> {
-    let url = cfg.postgres_url()?;
-    let src = cfg
-        .source
     // The stored position must still be on the source (purged, reset, another server).
     if ok && cfg.source.kind == crate::config::SourceKind::Mysql {
         match crate::direct::check_stored_position(cfg).await {
@@ -250,6 +242,14 @@ pub async fn verify(cfg: &Config) -> Result<bool> {
             Err(e) => println!("WARN  stored position not checked: {e:#}"),
         }
     }
+    Ok(ok)
+}
+
+/// Returns whether source and warehouse agree.
+pub async fn verify(cfg: &Config) -> Result<bool> {
+    let url = cfg.postgres_url()?;
+    let src = cfg
+        .source
         .url
         .as_ref()
         .context("verify needs the source: --mysql-url or [source] url")?;
