@@ -90,6 +90,7 @@ impl PgSink {
                 );
             }
         };
+        let actions = in_statement_order(actions);
         for action in &actions {
             self.savepoint("tributary_schema").await?;
             match self.apply_action(pipeline, sc, action).await {
@@ -139,7 +140,10 @@ impl PgSink {
         dead.push(DeadLetter {
             topic: sc.source.name.clone(),
             partition: -1,
-            offset: (xxhash_rust::xxh3::xxh3_64(position_text(sc).as_bytes()) >> 1) as i64,
+            // One per refusal: two actions of one statement refused are two dead letters.
+            offset: (xxhash_rust::xxh3::xxh3_64(
+                format!("{}\0{}", position_text(sc), f.message).as_bytes(),
+            ) >> 1) as i64,
             key: None,
             value: Some(sc.ddl.as_bytes().to_vec()),
             stage: STAGE.into(),
@@ -260,27 +264,75 @@ impl PgSink {
                     )));
                 }
                 let col = ident(&c.target);
-                let sql = match self.cfg.on_drop_column {
-                    DropPolicy::Drop => format!("ALTER TABLE {q_cur} DROP COLUMN {col};"),
-                    DropPolicy::Keep if t.key.is_empty() => format!(
-                        "ALTER TABLE {q_cur} ALTER COLUMN {col} DROP DEFAULT, ALTER COLUMN {col} DROP NOT NULL;
-                         UPDATE {q_cur} SET {col} = NULL;"
-                    ),
-                    DropPolicy::Keep => format!(
-                        "ALTER TABLE {q_cur} ALTER COLUMN {col} DROP DEFAULT, ALTER COLUMN {col} DROP NOT NULL;"
-                    ),
-                };
-                self.exec(&format!(
-                    "{sql}
-                     ALTER TABLE {q_hist} ALTER COLUMN {col} DROP NOT NULL;
-                     COMMENT ON COLUMN {q_cur}.{col} IS {};",
-                    lit(&format!(
-                        "source column dropped at {} ({})",
-                        position_text(sc),
-                        self.cfg_policy_word()
-                    ))
-                ))
-                .await?;
+                match self.cfg.on_drop_column {
+                    DropPolicy::Drop => {
+                        // History keeps the values, under the kept name (a column of the
+                        // same name added later is a new column there too).
+                        let kept_source = dropped_name(&c.source, sc);
+                        let k = ident(&TargetTable::target_name(&t.layout, &kept_source).0);
+                        self.exec(&format!(
+                            "ALTER TABLE {q_cur} DROP COLUMN {col};
+                             ALTER TABLE {q_hist} RENAME COLUMN {col} TO {k};
+                             ALTER TABLE {q_hist} ALTER COLUMN {k} DROP NOT NULL;"
+                        ))
+                        .await?;
+                    }
+                    DropPolicy::Keep => {
+                        // Kept under `<name>_dropped_<tag>` (logged as a rename: rows of
+                        // before the drop delivered late still land there), so a column of
+                        // the same name added later starts fresh with its own DEFAULT.
+                        let kept_source = dropped_name(&c.source, sc);
+                        let (kept, why) = TargetTable::target_name(&t.layout, &kept_source);
+                        let k = ident(&kept);
+                        let null_keyless = if t.key.is_empty() {
+                            format!("UPDATE {q_cur} SET {k} = NULL;")
+                        } else {
+                            String::new()
+                        };
+                        self.exec(&format!(
+                            "ALTER TABLE {q_cur} RENAME COLUMN {col} TO {k};
+                             ALTER TABLE {q_hist} RENAME COLUMN {col} TO {k};
+                             ALTER TABLE {q_cur} ALTER COLUMN {k} DROP DEFAULT, ALTER COLUMN {k} DROP NOT NULL;
+                             ALTER TABLE {q_hist} ALTER COLUMN {k} DROP NOT NULL;
+                             {null_keyless}
+                             COMMENT ON COLUMN {q_cur}.{k} IS {n};
+                             COMMENT ON COLUMN {q_hist}.{k} IS {n};",
+                            n = lit(&format!(
+                                "source column {:?} dropped at {} (on_drop_column = keep)",
+                                c.source,
+                                position_text(sc)
+                            ))
+                        ))
+                        .await?;
+                        let cs = ident(&self.cfg.control_schema);
+                        self.client
+                            .execute(
+                                &format!(
+                                    "DELETE FROM {cs}.columns WHERE source = $1 AND source_column = $2"
+                                ),
+                                &[&table.to_string(), &c.source.as_bytes()],
+                            )
+                            .await
+                            .map_err(|e| pg_err("updating the column name mapping", e))?;
+                        // Recorded even when the name is used as it is: it is no source name.
+                        self.record_names(
+                            table,
+                            &t.layout,
+                            false,
+                            t.key.is_empty(),
+                            &[(
+                                kept_source,
+                                kept.clone(),
+                                if why == names::Mapped::Same {
+                                    names::Mapped::Dropped
+                                } else {
+                                    why
+                                },
+                            )],
+                        )
+                        .await?;
+                    }
+                }
                 info!(
                     "{table}: column {:?} dropped in the source ({q_cur})",
                     c.source
@@ -368,13 +420,6 @@ impl PgSink {
         Ok(())
     }
 
-    fn cfg_policy_word(&self) -> &'static str {
-        match self.cfg.on_drop_column {
-            DropPolicy::Keep => "kept: NULL for changes after the drop",
-            DropPolicy::Drop => "dropped from current",
-        }
-    }
-
     async fn exec(&self, sql: &str) -> Result<(), ApplyError> {
         self.client
             .batch_execute(sql)
@@ -402,6 +447,14 @@ impl PgSink {
         let (kind, old, new): (&str, Option<String>, Option<String>) = match action {
             DdlAction::RenameColumn { from, to, .. } => {
                 ("rename_column", Some(from.clone()), Some(to.clone()))
+            }
+            // Kept under another name: logged as the rename it is in the warehouse.
+            DdlAction::DropColumn { column, .. } if self.cfg.on_drop_column == DropPolicy::Keep => {
+                (
+                    "rename_column",
+                    Some(column.clone()),
+                    Some(dropped_name(column, sc)),
+                )
             }
             DdlAction::DropColumn { column, .. } => ("drop_column", Some(column.clone()), None),
             DdlAction::RenameTable { from, to } => {
@@ -512,6 +565,49 @@ impl PgSink {
         t: &TargetTable,
     ) -> Result<(), ApplyError> {
         let new = self.cfg.layout(to);
+        let cs = ident(&self.cfg.control_schema);
+        // A table of the new name that the source dropped and the warehouse kept
+        // (`on_drop_table = keep`; online schema change tools rename over dropped names all
+        // the time): moved aside under `<name>_dropped_<tag>`, still marked dropped.
+        let kept_dropped = self
+            .client
+            .query_opt(
+                &format!("SELECT dropped_by FROM {cs}.tables WHERE source = $1 AND dropped_at IS NOT NULL"),
+                &[&to.to_string()],
+            )
+            .await
+            .map_err(|e| pg_err("reading the control tables", e))?
+            .is_some();
+        if kept_dropped && self.load_target(to, new.clone()).await?.is_some() {
+            let tag = format!(
+                "{:08x}",
+                xxhash_rust::xxh3::xxh3_64(format!("{to}\0{}", t.layout.current).as_bytes()) as u32
+            );
+            let (cur, hist) = (
+                names::pg_relation_name(&format!("{}_dropped_{tag}", new.current)),
+                names::pg_relation_name(&format!("{}_dropped_{tag}", new.history)),
+            );
+            let mut sql = self
+                .move_table_sql(&new.schema, &new.current, &new.schema, &cur)
+                .await?;
+            sql.push_str(
+                &self
+                    .move_table_sql(&new.schema, &new.history, &new.schema, &hist)
+                    .await?,
+            );
+            self.exec(&sql).await?;
+            self.client
+                .execute(
+                    &format!(
+                        "UPDATE {cs}.tables SET source = $2, current_table = $3, history_table = $4 WHERE source = $1"
+                    ),
+                    &[&to.to_string(), &format!("{to} (dropped, {tag})"), &cur, &hist],
+                )
+                .await
+                .map_err(|e| pg_err("updating the control tables", e))?;
+            self.tables.remove(to);
+            info!("{to}: kept tables of the dropped source table moved aside to {cur}, {hist}");
+        }
         if self.load_target(to, new.clone()).await?.is_some() {
             return Err(ApplyError::definite(format!(
                 "the warehouse tables for {to} ({}.{}) already exist; rename or drop them, then \
@@ -528,42 +624,11 @@ impl PgSink {
             ));
         }
         for (old_name, new_name) in [(&old.current, &new.current), (&old.history, &new.history)] {
-            // Indexes named after the table follow it (a table created later under the old
-            // name would collide with them).
-            let idx = self
-                .client
-                .query(
-                    "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2",
-                    &[&old.schema, old_name],
-                )
-                .await
-                .map_err(|e| pg_err("reading the table's indexes", e))?;
-            for r in idx {
-                let i: String = r.get(0);
-                if let Some(rest) = i.strip_prefix(old_name.as_str()) {
-                    let renamed = names::pg_relation_name(&format!("{new_name}{rest}"));
-                    sql.push_str(&format!(
-                        "ALTER INDEX {}.{} RENAME TO {};\n",
-                        ident(&old.schema),
-                        ident(&i),
-                        ident(&renamed)
-                    ));
-                }
-            }
-            sql.push_str(&format!(
-                "ALTER TABLE {}.{} RENAME TO {};\n",
-                ident(&old.schema),
-                ident(old_name),
-                ident(new_name)
-            ));
-            if new.schema != old.schema {
-                sql.push_str(&format!(
-                    "ALTER TABLE {}.{} SET SCHEMA {};\n",
-                    ident(&old.schema),
-                    ident(new_name),
-                    ident(&new.schema)
-                ));
-            }
+            sql.push_str(
+                &self
+                    .move_table_sql(&old.schema, old_name, &new.schema, new_name)
+                    .await?,
+            );
         }
         self.exec(&sql).await?;
         let cs = ident(&self.cfg.control_schema);
@@ -653,8 +718,112 @@ impl PgSink {
     }
 }
 
+impl PgSink {
+    /// SQL moving table `schema.name` (and the indexes named after it) to `new_schema.new_name`.
+    async fn move_table_sql(
+        &self,
+        schema: &str,
+        name: &str,
+        new_schema: &str,
+        new_name: &str,
+    ) -> Result<String, ApplyError> {
+        let mut sql = String::new();
+        // Indexes named after the table follow it (a table created later under the old
+        // name would collide with them).
+        let idx = self
+            .client
+            .query(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2",
+                &[&schema, &name],
+            )
+            .await
+            .map_err(|e| pg_err("reading the table's indexes", e))?;
+        for r in idx {
+            let i: String = r.get(0);
+            if let Some(rest) = i.strip_prefix(name) {
+                let renamed = names::pg_relation_name(&format!("{new_name}{rest}"));
+                sql.push_str(&format!(
+                    "ALTER INDEX {}.{} RENAME TO {};\n",
+                    ident(schema),
+                    ident(&i),
+                    ident(&renamed)
+                ));
+            }
+        }
+        sql.push_str(&format!(
+            "ALTER TABLE {}.{} RENAME TO {};\n",
+            ident(schema),
+            ident(name),
+            ident(new_name)
+        ));
+        if new_schema != schema {
+            sql.push_str(&format!(
+                "ALTER TABLE {}.{} SET SCHEMA {};\n",
+                ident(schema),
+                ident(new_name),
+                ident(new_schema)
+            ));
+        }
+        Ok(sql)
+    }
+}
+
 /// Renames of one table followed at most (a loop of renames ends here).
 const MAX_RENAME_CHAIN: usize = 64;
+
+/// One statement's actions in an order that applies them one by one with the statement's
+/// meaning: MySQL resolves every clause of an `ALTER TABLE` against the table *before* it, so
+/// drops go first (a `CHANGE b a` may reuse a dropped name), then renames — through temporary
+/// names when one rename's new name is another's old one (`CHANGE a b, CHANGE b a` swaps, it
+/// must not merge `a` into the live `b`), then the rest.
+fn in_statement_order(actions: Vec<DdlAction>) -> Vec<DdlAction> {
+    let (mut drops, mut renames, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+    for a in actions {
+        match a {
+            DdlAction::DropColumn { .. } => drops.push(a),
+            DdlAction::RenameColumn { .. } => renames.push(a),
+            _ => rest.push(a),
+        }
+    }
+    let overlap = renames.iter().any(|a| {
+        let DdlAction::RenameColumn { table, to, .. } = a else {
+            return false;
+        };
+        renames.iter().any(|b| {
+            matches!(b, DdlAction::RenameColumn { table: t2, from, .. }
+                if t2 == table && from.eq_ignore_ascii_case(to))
+        })
+    });
+    if overlap {
+        let mut second = Vec::new();
+        for (i, a) in std::mem::take(&mut renames).into_iter().enumerate() {
+            if let DdlAction::RenameColumn { table, from, to } = a {
+                let tmp = format!("tributary_swap_{i}");
+                renames.push(DdlAction::RenameColumn {
+                    table: table.clone(),
+                    from,
+                    to: tmp.clone(),
+                });
+                second.push(DdlAction::RenameColumn {
+                    table,
+                    from: tmp,
+                    to,
+                });
+            }
+        }
+        renames.extend(second);
+    }
+    drops.into_iter().chain(renames).chain(rest).collect()
+}
+
+/// The name a column dropped in the source keeps in the warehouse (`on_drop_column = keep`):
+/// out of the way of a column of the same name added later.
+pub(crate) fn dropped_name(column: &str, sc: &SchemaChange) -> String {
+    let tag = xxhash_rust::xxh3::xxh3_64(position_text(sc).as_bytes()) as u32;
+    // Lower case: MySQL's column names are case-insensitive, the statement's spelling may
+    // differ from the table's.
+    format!("{}_dropped_{tag:08x}", column.to_lowercase())
+}
 
 fn find_col<'a>(t: &'a TargetTable, source: &str) -> Option<&'a crate::table::TCol> {
     t.cols.iter().find(|c| c.source == source).or_else(|| {

@@ -44,6 +44,8 @@ pub enum Mapped {
     Unrepresentable,
     /// Equal to a metadata column of the table.
     Reserved,
+    /// Kept after the source dropped the column (`on_drop_column = "keep"`, see `ddl.rs`).
+    Dropped,
 }
 
 impl Mapped {
@@ -54,6 +56,7 @@ impl Mapped {
             Mapped::TooLong => "longer than 63 bytes",
             Mapped::Unrepresentable => "empty or holds a NUL byte",
             Mapped::Reserved => "named like a metadata column",
+            Mapped::Dropped => "dropped in the source, kept",
         }
     }
 }

@@ -49,7 +49,7 @@ pub(crate) struct TargetTable {
     /// the target no longer has under that name is from before the rename (delivered late
     /// — the schema-change topic read ahead of a data topic — or again): its values go to the
     /// renamed column, never to a re-added ghost column.
-    pub renamed: Vec<(String, String)>,
+    pub renamed: Vec<(String, String, i64)>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -111,8 +111,16 @@ impl TargetTable {
     /// The name a since-renamed source column has now (renames followed in order, names
     /// compared as MySQL does, case-insensitively); `None` if it was never renamed.
     pub(crate) fn renamed_to(&self, source: &str) -> Option<String> {
+        self.renamed_after(source, None)
+    }
+    /// [`Self::renamed_to`], following only renames after the position `key` (all when the
+    /// event has no position).
+    pub(crate) fn renamed_after(&self, source: &str, key: Option<i64>) -> Option<String> {
         let mut name: Option<String> = None;
-        for (old, new) in &self.renamed {
+        for (old, new, k) in &self.renamed {
+            if key.is_some_and(|key| *k <= key) {
+                continue;
+            }
             if old.eq_ignore_ascii_case(name.as_deref().unwrap_or(source)) {
                 name = Some(new.clone());
             }
@@ -373,8 +381,11 @@ impl PgSink {
                 }
                 // A column renamed since this event's schema: its values map to the new
                 // name (`add_mapping`), nothing to add.
+                // (Only renames after the event: a column dropped — kept under another name —
+                // and added again later is a new column for the events after the ADD.)
+                let key = (!ev.source.file.is_empty()).then(|| ev.source.order_key());
                 if self.tables.get(tid).is_some_and(|t| {
-                    t.renamed_to(&c.name)
+                    t.renamed_after(&c.name, key)
                         .is_some_and(|n| t.col_index(&n).is_some())
                 }) {
                     continue;
@@ -682,7 +693,7 @@ impl PgSink {
             .client
             .query(
                 &format!(
-                    "SELECT old_name, new_name FROM {}.schema_changes
+                    "SELECT old_name, new_name, order_key FROM {}.schema_changes
                      WHERE source_table = $1 AND kind = 'rename_column' ORDER BY order_key, id",
                     ident(&self.cfg.control_schema)
                 ),
@@ -691,7 +702,7 @@ impl PgSink {
             .await
             .map_err(|e| pg_err("reading the schema-change log", e))?
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect();
         Ok(Some(TargetTable {
             layout,

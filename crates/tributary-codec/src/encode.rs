@@ -142,6 +142,11 @@ pub struct EncodeOptions {
     pub tombstones_on_delete: bool,
     /// `source.version` written in events.
     pub source_version: String,
+    /// Kafka's JsonConverter `replace.null.with.default` (Kafka's default: true): a NULL in a
+    /// column with a schema default is written as the default. Lossy — a source NULL becomes
+    /// the default in every consumer — so tributary's default is **false** (exact); set it
+    /// for byte-for-byte Debezium output (`[publish] replace_null_with_default = true`).
+    pub replace_null_with_default: bool,
 }
 
 impl Default for EncodeOptions {
@@ -156,6 +161,7 @@ impl Default for EncodeOptions {
             unwrap: None,
             tombstones_on_delete: true,
             source_version: concat!("tributary-", env!("CARGO_PKG_VERSION")).into(),
+            replace_null_with_default: false,
         }
     }
 }
@@ -661,17 +667,18 @@ fn value_json(t: &Target, v: &Value) -> J {
 /// `replace.null.with.default=true` (connect-json `JsonConverter.convertToJson`), a null whose
 /// field schema has a default is written as that default — whether or not schemas are
 /// enabled (the converter has the record's schema either way).
-fn cell_json(col: &Column, t: &Target, v: &Value) -> J {
+/// (Only with [`EncodeOptions::replace_null_with_default`].)
+fn cell_json(col: &Column, t: &Target, v: &Value, o: &EncodeOptions) -> J {
     match value_json(t, v) {
-        J::Null => default_json(col, t).unwrap_or(J::Null),
+        J::Null if o.replace_null_with_default => default_json(col, t).unwrap_or(J::Null),
         j => j,
     }
 }
 
-fn row_json(schema: &TableSchema, targets: &[Target], row: &Row) -> J {
+fn row_json(schema: &TableSchema, targets: &[Target], row: &Row, o: &EncodeOptions) -> J {
     let mut m = Map::with_capacity(schema.columns.len());
     for ((col, t), v) in schema.columns.iter().zip(targets).zip(row.iter()) {
-        m.insert(col.name.clone(), cell_json(col, t, v));
+        m.insert(col.name.clone(), cell_json(col, t, v, o));
     }
     J::Object(m)
 }
@@ -749,7 +756,7 @@ fn key_json(ev: &ChangeEvent, targets: &[Target], o: &EncodeOptions, base: &str)
             col.name.clone(),
             image
                 .get(i)
-                .map(|v| cell_json(col, &targets[i], v))
+                .map(|v| cell_json(col, &targets[i], v, o))
                 .unwrap_or(J::Null),
         );
         if o.schemas_enable {
@@ -780,7 +787,7 @@ fn envelope_json(ev: &ChangeEvent, targets: &[Target], o: &EncodeOptions, base: 
     let sc = &ev.schema;
     let img = |r: &Option<Row>| {
         r.as_ref()
-            .map(|r| row_json(sc, targets, r))
+            .map(|r| row_json(sc, targets, r, o))
             .unwrap_or(J::Null)
     };
     let tx = ev
@@ -902,7 +909,7 @@ fn flat_json(
     base: &str,
 ) -> J {
     let sc = &ev.schema;
-    let J::Object(mut m) = row_json(sc, targets, image) else {
+    let J::Object(mut m) = row_json(sc, targets, image, o) else {
         unreachable!("row_json returns an object")
     };
     let mut extra_fields = Vec::new();

@@ -180,6 +180,10 @@ pub struct PublishConfig {
     /// librdkafka properties for the producer and its admin client, on top of
     /// `[source] kafka_properties` (see [`Config::kafka_properties`]).
     pub kafka_properties: std::collections::BTreeMap<String, String>,
+    /// Write a NULL in a column with a schema default as the default, as Kafka's
+    /// JsonConverter does by default (`replace.null.with.default=true`). Off by default: it
+    /// loses the NULL for every consumer (the warehouse would hold the default).
+    pub replace_null_with_default: bool,
 }
 
 impl Default for PublishConfig {
@@ -193,6 +197,7 @@ impl Default for PublishConfig {
             state_file: None,
             on_log_lost: "stop".into(),
             kafka_properties: Default::default(),
+            replace_null_with_default: false,
         }
     }
 }
@@ -501,7 +506,10 @@ mod tests {
         let mut k: Config =
             toml::from_str("[sink]\nurl = \"host=h user=u\"\nsslmode = \"require\"\n").unwrap();
         k.resolve_connections().unwrap();
-        assert_eq!(k.sink.url.as_deref(), Some("host=h user=u sslmode='require'"));
+        assert_eq!(
+            k.sink.url.as_deref(),
+            Some("host=h user=u sslmode='require'")
+        );
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("url");
         std::fs::write(&f, "postgres://from@file/db\n").unwrap();

@@ -166,6 +166,10 @@ enum Cmd {
         /// Debezium time.precision.mode: adaptive_time_microseconds (default), connect.
         #[arg(long, default_value = "adaptive_time_microseconds")]
         time_precision: String,
+        /// Kafka JsonConverter replace.null.with.default: write a NULL in a column with a
+        /// default as the default (byte-for-byte Debezium; loses the NULL). Also `[publish]`.
+        #[arg(long)]
+        replace_null_with_default: bool,
         /// Exit once the binlog position of the start has been captured.
         #[arg(long)]
         until_caught_up: bool,
@@ -340,6 +344,7 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
             bigint_unsigned_handling,
             binary_handling,
             time_precision,
+            replace_null_with_default,
             until_caught_up,
         } => {
             let cfg = common.load()?;
@@ -362,7 +367,12 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
                     &bigint_unsigned_handling,
                     &binary_handling,
                     &time_precision,
-                )?,
+                )
+                .map(|mut o| {
+                    o.replace_null_with_default =
+                        replace_null_with_default || publish.replace_null_with_default;
+                    o
+                })?,
                 until_caught_up,
             };
             tributary::capture_cmd::run(&cfg, opts).await?;
@@ -399,7 +409,9 @@ async fn run(cmd: Cmd) -> Result<ExitCode> {
         } => {
             let cfg = common.load()?;
             if cfg.source.kind != SourceKind::Mysql {
-                anyhow::bail!("resnapshot re-reads a MySQL/MariaDB source: [source] kind = \"mysql\"");
+                anyhow::bail!(
+                    "resnapshot re-reads a MySQL/MariaDB source: [source] kind = \"mysql\""
+                );
             }
             tributary::direct::resnapshot(&cfg, &tables, until_caught_up).await?;
         }

@@ -125,6 +125,8 @@ fn capture(db: &MariaDb, out: &Path, database: &str) {
             "--server-id",
             &(db.server_id + 7100).to_string(),
             "--until-caught-up",
+            // Debezium's JsonConverter default (lossy; tributary's default writes the NULL).
+            "--replace-null-with-default",
             "--output",
         ])
         .arg(out)

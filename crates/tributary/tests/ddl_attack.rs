@@ -164,7 +164,6 @@ impl Run {
 /// `ALTER TABLE t CHANGE a b …, CHANGE b a …` swaps two columns' names in one statement
 /// (MySQL applies the clauses together). The values must stay with their columns.
 #[test]
-#[ignore = "issue 12: fails — the first CHANGE takes the merge path (apply/src/ddl.rs:194) and drops column b"]
 fn swap_two_columns_in_one_alter() {
     let r = start(
         "swapcol",
@@ -239,7 +238,6 @@ fn quoted_identifiers_in_renames() {
 /// DROP COLUMN then ADD COLUMN of the same name with another type and a DEFAULT: the source's
 /// existing rows read the new default, not the dropped column's old values.
 #[test]
-#[ignore = "issue 12: fails — re-added column keeps the dropped column's old values instead of the DEFAULT"]
 fn drop_then_add_same_column_name() {
     let r = start(
         "readd",
@@ -256,7 +254,6 @@ fn drop_then_add_same_column_name() {
 
 /// Same, with `on_drop_column = "drop"`.
 #[test]
-#[ignore = "issue 12: fails — on_drop_column = \"drop\": every DROP COLUMN is dead-lettered (42703: COMMENT ON the just-dropped current column, apply/src/ddl.rs:264,276)"]
 fn drop_then_add_same_column_name_policy_drop() {
     let r = start(
         "readdd",
@@ -274,7 +271,7 @@ fn drop_then_add_same_column_name_policy_drop() {
 /// A narrowing MODIFY changes the source's stored values without any row event: DECIMAL
 /// scale decrease rounds.
 #[test]
-#[ignore = "issue 12: fails — a narrowing MODIFY rounds the source; the warehouse keeps the unrounded value"]
+#[ignore = "known limit (README): a narrowing MODIFY that rounds stored values writes no row events; the warehouse keeps the wider value"]
 fn decimal_scale_decrease_rounds_in_source() {
     let r = start(
         "decnarrow",
@@ -350,7 +347,6 @@ fn create_or_replace_table() {
 /// new table, swap names, drop the old one. With `on_drop_table = "keep"` the first run leaves
 /// a kept `_t_old`; the second run renames onto that name.
 #[test]
-#[ignore = "issue 12: fails — RENAME onto a kept dropped table name is refused (dead letter), _t_new left behind"]
 fn online_schema_change_twice() {
     let r = start(
         "osc",

@@ -630,7 +630,18 @@ fn check_history_rows(db: &PgDb, records: &[DataRecord], diffs: &mut Vec<String>
             }
             let Some(image) = &r.image else { continue };
             for f in &r.plain {
-                let col = warehouse_column(table, f);
+                let mut col = warehouse_column(table, f);
+                // A column the source dropped is kept in history as `<name>_dropped_<tag>`
+                // (`on_drop_column = "keep"`, README).
+                if h.get(col.as_str()).is_none() {
+                    if let Some(k) = h.as_object().and_then(|o| {
+                        o.keys()
+                            .find(|k| k.starts_with(&format!("{col}_dropped_")))
+                            .cloned()
+                    }) {
+                        col = k;
+                    }
+                }
                 let (rv, hv) = (&image[f.as_str()], &h[col.as_str()]);
                 let same = match (rv.as_i64(), hv.as_i64()) {
                     (Some(a), Some(b)) => a == b,
