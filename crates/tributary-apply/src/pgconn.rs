@@ -289,7 +289,10 @@ fn encode_raw_at(url: &str) -> String {
         return url.to_string();
     };
     let start = scheme_end + 3;
-    let end = url[start..].find('?').map(|q| start + q).unwrap_or(url.len());
+    let end = url[start..]
+        .find('?')
+        .map(|q| start + q)
+        .unwrap_or(url.len());
     let Some(last) = url[start..end].rfind('@').map(|i| start + i) else {
         return url.to_string();
     };
@@ -646,7 +649,10 @@ impl PgTarget {
         if let (Ok(client), SslMode::Prefer | SslMode::Allow) = (&res, mode) {
             // Not silent: say when `prefer`/`allow` ended up without encryption.
             if let Ok(row) = client
-                .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
                 .await
             {
                 if !row.get::<_, bool>(0) {
@@ -857,7 +863,9 @@ mod tests {
         assert_eq!(rest, "host='h' user='u' password='x\\'y'");
         assert_eq!(taken[1], ("sslcert".into(), "/a b/c.pem".into()));
         assert_eq!(
-            take_params("postgres://u:p@ss@h/db?sslmode=require").unwrap().0,
+            take_params("postgres://u:p@ss@h/db?sslmode=require")
+                .unwrap()
+                .0,
             "postgres://u:p%40ss@h/db"
         );
         assert!(take_params("postgres://h/db?sslcrl=x")

@@ -963,7 +963,10 @@ fn decode_truncate(rec: &RawRecord, m: &Map<String, J>, path: &str) -> Result<Sc
     let src = m.get("source").unwrap_or(&J::Null);
     let source = parse_source(src, &At(&path, "source"), topic_prefix(&rec.topic))?;
     let src_db = src.get("db").and_then(J::as_str).filter(|s| !s.is_empty());
-    let src_table = src.get("table").and_then(J::as_str).filter(|s| !s.is_empty());
+    let src_table = src
+        .get("table")
+        .and_then(J::as_str)
+        .filter(|s| !s.is_empty());
     let tid = table_id(rec, src_db, src_table)?;
     let q = |s: &str| format!("`{}`", s.replace('`', "``"));
     Ok(SchemaChange {

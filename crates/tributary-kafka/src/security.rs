@@ -187,7 +187,11 @@ impl SecurityContext {
         if !e.is_transient() {
             return e;
         }
-        let failure = self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         match failure {
             Some((at, reason)) if at.elapsed() < std::time::Duration::from_secs(60) => {
                 KafkaError::Config(format!(

@@ -38,7 +38,10 @@ fn mysql97_starts_with_defaults_gtids_and_a_password_user() {
     let b = MariaDb::start_flavor_with(Flavor::Mysql97, &["--binlog-row-metadata=FULL"]).unwrap();
     let uuid = |d: &MariaDb| d.sql("SELECT @@server_uuid").unwrap();
     assert_ne!(uuid(&a), uuid(&b), "each server has its own uuid");
-    assert_eq!(b.sql("SELECT @@binlog_row_metadata").unwrap().trim(), "FULL");
+    assert_eq!(
+        b.sql("SELECT @@binlog_row_metadata").unwrap().trim(),
+        "FULL"
+    );
 
     a.sql(&format!(
         "CREATE DATABASE s; CREATE TABLE s.t (id INT PRIMARY KEY); INSERT INTO s.t SELECT seq FROM {} q",
@@ -46,17 +49,23 @@ fn mysql97_starts_with_defaults_gtids_and_a_password_user() {
     ))
     .unwrap();
     assert_eq!(
-        a.sql("SELECT count(*), min(id), max(id) FROM s.t").unwrap().trim(),
+        a.sql("SELECT count(*), min(id), max(id) FROM s.t")
+            .unwrap()
+            .trim(),
         "1500\t3\t1502"
     );
     let (file, pos, gtids) = a.binlog_status().unwrap();
     assert!(file.starts_with("binlog.") && pos > 4, "{file} {pos}");
     assert!(gtids.contains(uuid(&a).trim()), "{gtids}");
 
-    let url = a.create_user("cdc", "s3cret", "SELECT, REPLICATION CLIENT").unwrap();
+    let url = a
+        .create_user("cdc", "s3cret", "SELECT, REPLICATION CLIENT")
+        .unwrap();
     assert_eq!(url, format!("mysql://cdc:s3cret@127.0.0.1:{}", a.port));
     assert_eq!(
-        a.sql("SELECT plugin FROM mysql.user WHERE user = 'cdc'").unwrap().trim(),
+        a.sql("SELECT plugin FROM mysql.user WHERE user = 'cdc'")
+            .unwrap()
+            .trim(),
         "caching_sha2_password"
     );
     a.restart().unwrap();
@@ -67,9 +76,12 @@ fn mysql97_starts_with_defaults_gtids_and_a_password_user() {
 fn seq_works_on_mariadb() {
     let db = MariaDb::start().unwrap();
     assert_eq!(
-        db.sql(&format!("SELECT count(*), sum(seq) FROM {} q", db.seq(1, 100)))
-            .unwrap()
-            .trim(),
+        db.sql(&format!(
+            "SELECT count(*), sum(seq) FROM {} q",
+            db.seq(1, 100)
+        ))
+        .unwrap()
+        .trim(),
         "100\t5050"
     );
 }

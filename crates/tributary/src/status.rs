@@ -171,7 +171,9 @@ pub async fn status(cfg: &Config, json: bool) -> Result<()> {
         if let Some(problem) = p["position"]["offset_problem"].as_str() {
             println!(
                 "  ! {} at {}: {problem}",
-                p["position"]["offset_problem_action"].as_str().unwrap_or(""),
+                p["position"]["offset_problem_action"]
+                    .as_str()
+                    .unwrap_or(""),
                 p["position"]["offset_problem_at"].as_str().unwrap_or("?")
             );
         }
@@ -236,7 +238,10 @@ pub async fn check(cfg: &Config) -> Result<bool> {
         match crate::direct::check_stored_position(cfg).await {
             Ok(None) => {}
             Ok(Some((fatal, text))) => {
-                println!("{} stored position: {text}", if fatal { "FAIL" } else { "WARN" });
+                println!(
+                    "{} stored position: {text}",
+                    if fatal { "FAIL" } else { "WARN" }
+                );
                 ok &= !fatal;
             }
             Err(e) => println!("WARN  stored position not checked: {e:#}"),

@@ -271,10 +271,7 @@ fn kill_9_during_snapshot_and_streaming(db: MariaDb, tag: &str) {
                 })
                 .collect();
             use std::io::Write;
-            let mut c = client
-                .stdin(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let mut c = client.stdin(Stdio::piped()).spawn().unwrap();
             c.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
             assert!(c.wait().unwrap().success());
         })

@@ -489,7 +489,10 @@ fn mysql_tls_modes() {
     );
     // mysql_async's own parameters no longer panic (they did, built without TLS): verified
     // against the built-in roots, which do not know this private CA; without verification ok.
-    my_fails(&u("tlsuser", "localhost", "require_ssl=true"), &["UnknownIssuer"]);
+    my_fails(
+        &u("tlsuser", "localhost", "require_ssl=true"),
+        &["UnknownIssuer"],
+    );
     assert!(!my_try(&u(
         "tlsuser",
         "127.0.0.1",
@@ -717,7 +720,10 @@ impl TlsKafka {
 
 impl Drop for TlsKafka {
     fn drop(&mut self) {
-        for c in [self.stunnel.take(), self.tansu.take()].into_iter().flatten() {
+        for c in [self.stunnel.take(), self.tansu.take()]
+            .into_iter()
+            .flatten()
+        {
             let mut c = c;
             let _ = c.kill();
             let _ = c.wait();
@@ -764,11 +770,21 @@ fn kafka_pipeline_over_tls() {
     let out = common::bin()
         .args(["capture", "--until-caught-up", "-c"])
         .arg(&cfg)
-        .args(["--mysql-url", &db.url(), "--kafka-brokers", &brokers, "--state"])
+        .args([
+            "--mysql-url",
+            &db.url(),
+            "--kafka-brokers",
+            &brokers,
+            "--state",
+        ])
         .arg(dir.path().join("state"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "capture: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "capture: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("capture over TLS done after {:?}", t_start.elapsed());
     let out = common::bin()
         .args(["run", "--source", "kafka", "--until-caught-up", "-c"])
@@ -785,7 +801,11 @@ fn kafka_pipeline_over_tls() {
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "sink: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sink: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("sink over TLS done after {:?}", t_start.elapsed());
     assert_eq!(
         pg.query("SELECT string_agg(id || ':' || owner, ',' ORDER BY id) FROM bankdb.bank_accounts_current")
@@ -799,13 +819,22 @@ fn kafka_pipeline_over_tls() {
     let out = common::bin()
         .args(["capture", "--until-caught-up", "-c"])
         .arg(&cfg)
-        .args(["--mysql-url", &db.url(), "--kafka-brokers", &brokers, "--state"])
+        .args([
+            "--mysql-url",
+            &db.url(),
+            "--kafka-brokers",
+            &brokers,
+            "--state",
+        ])
         .arg(dir.path().join("state2"))
         .env("TRIBUTARY_LOG", "warn")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "capture with the wrong CA succeeded: {err}");
+    assert!(
+        !out.status.success(),
+        "capture with the wrong CA succeeded: {err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     // Not retried as a broker outage for max_outage_secs: a definite error naming the cause.
     let last = err.lines().last().unwrap_or("");
@@ -813,8 +842,16 @@ fn kafka_pipeline_over_tls() {
         last.contains("Kafka TLS/SASL failure") && last.contains("certificate verify failed"),
         "{last}"
     );
-    assert!(t0.elapsed() < std::time::Duration::from_secs(120), "{:?}", t0.elapsed());
-    eprintln!("wrong CA after {:?}: {}", t0.elapsed(), err.lines().last().unwrap_or(""));
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(120),
+        "{:?}",
+        t0.elapsed()
+    );
+    eprintln!(
+        "wrong CA after {:?}: {}",
+        t0.elapsed(),
+        err.lines().last().unwrap_or("")
+    );
 }
 
 /// A password with a raw `@` (not percent-encoded) never shows up, not even its tail, in what
@@ -837,7 +874,10 @@ fn passwords_with_a_raw_at_are_not_printed() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(!out.status.success());
-        assert!(!all.contains("ret-tail") && !all.contains("sec@") && !all.contains("ret tail"), "{all}");
+        assert!(
+            !all.contains("ret-tail") && !all.contains("sec@") && !all.contains("ret tail"),
+            "{all}"
+        );
         assert!(!all.contains("panicked"), "{all}");
     }
 }
@@ -848,7 +888,8 @@ fn passwords_with_a_raw_at_are_not_printed() {
 #[test]
 fn mysql97_caching_sha2_over_tls_and_plaintext() {
     for mode in ["DISABLED", "REQUIRED"] {
-        let Some(db) = tributary_testkit::mysql97_or_skip("mysql97_caching_sha2_over_tls_and_plaintext")
+        let Some(db) =
+            tributary_testkit::mysql97_or_skip("mysql97_caching_sha2_over_tls_and_plaintext")
         else {
             return;
         };
@@ -859,7 +900,11 @@ fn mysql97_caching_sha2_over_tls_and_plaintext() {
             db.port
         );
         let cipher = my_try(&url).unwrap_or_else(|e| panic!("{mode}: {e}"));
-        assert_eq!(cipher.is_empty(), mode == "DISABLED", "{mode}: cipher {cipher:?}");
+        assert_eq!(
+            cipher.is_empty(),
+            mode == "DISABLED",
+            "{mode}: cipher {cipher:?}"
+        );
         // A wrong password is reported as one.
         let bad = url.replace("Sha2-p%40ss", "wrong");
         my_fails(&bad, &["1045"]);
