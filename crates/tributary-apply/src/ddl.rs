@@ -68,7 +68,25 @@ impl PgSink {
         }
         if sc.source.snapshot == SnapshotMarker::False {
             for t in &sc.tables {
-                self.widen_to_declared(&t.id).await?;
+                self.savepoint("tributary_schema").await?;
+                match self.widen_to_declared(&t.id).await {
+                    Ok(()) => self.end_savepoint("tributary_schema", true).await?,
+                    Err(ApplyError::Definite(f)) => {
+                        // e.g. a view depends on the column (0A000): this statement's type
+                        // change is refused alone, the pipeline goes on.
+                        self.end_savepoint("tributary_schema", false).await?;
+                        self.forget_tables();
+                        self.refuse(
+                            sc,
+                            dead,
+                            Failure {
+                                message: format!("{}: type change: {}", t.id, f.message),
+                                sqlstate: f.sqlstate,
+                            },
+                        )?;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         // Debezium's snapshot writes the statements it rebuilds its schema from (`DROP TABLE
@@ -259,7 +277,7 @@ impl PgSink {
                 if is_key {
                     return Err(ApplyError::definite(format!(
                         "the dropped column {:?} is part of the warehouse primary key; change the \
-                         key of {q_cur} to the source's new key, then tributary dlq retry",
+                         key of {q_cur} to the source's new key, then apply the statement's effect by hand (dlq retry does not re-run schema changes)",
                         names::printable(column)
                     )));
                 }
@@ -401,7 +419,8 @@ impl PgSink {
                     .is_some();
                 if dropped {
                     self.exec(&format!(
-                        "DELETE FROM {q_cur}; COMMENT ON TABLE {q_cur} IS NULL; COMMENT ON TABLE {q_hist} IS NULL;"
+                        "DELETE FROM {q_cur}{}; COMMENT ON TABLE {q_cur} IS NULL; COMMENT ON TABLE {q_hist} IS NULL;",
+                        before_statement(&t, sc)
                     ))
                     .await?;
                     self.client
@@ -503,8 +522,12 @@ impl PgSink {
         sc: &SchemaChange,
         label: &str,
     ) -> Result<(), ApplyError> {
-        self.exec(&format!("DELETE FROM {};", t.q_current()))
-            .await?;
+        self.exec(&format!(
+            "DELETE FROM {}{};",
+            t.q_current(),
+            before_statement(t, sc)
+        ))
+        .await?;
         self.end_history(t, sc, label).await
     }
 
@@ -610,8 +633,7 @@ impl PgSink {
         }
         if self.load_target(to, new.clone()).await?.is_some() {
             return Err(ApplyError::definite(format!(
-                "the warehouse tables for {to} ({}.{}) already exist; rename or drop them, then \
-                 tributary dlq retry",
+                "the warehouse tables for {to} ({}.{}) already exist; rename or drop them, then apply the rename by hand (dlq retry does not re-run schema changes)",
                 new.schema, new.current
             )));
         }
@@ -844,6 +866,21 @@ pub(crate) fn describe(a: &DdlAction) -> String {
         DdlAction::Truncate { table } => format!("TRUNCATE {table}"),
         DdlAction::DropTable { table } => format!("DROP TABLE {table}"),
         DdlAction::CreateTable { table } => format!("CREATE TABLE {table}"),
+    }
+}
+
+/// ` WHERE …` limiting a statement that ends rows (TRUNCATE, a dropped table created again)
+/// to the rows written before it: a data topic read ahead of the schema-change topic may
+/// have applied rows positioned after it (by the stale-update guard's `_source_pos`; no
+/// limit when the statement has no position or the column is switched off).
+fn before_statement(t: &TargetTable, sc: &SchemaChange) -> String {
+    match &t.layout.current_meta.source_pos {
+        Some(p) if !sc.source.file.is_empty() => format!(
+            " WHERE {p} IS NULL OR {p} < {}",
+            sc.source.order_key(),
+            p = ident(p)
+        ),
+        _ => String::new(),
     }
 }
 

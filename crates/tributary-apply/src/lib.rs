@@ -67,6 +67,8 @@ use tributary_model::{
 };
 
 pub use config::{ApplyConfig, OnError};
+/// Dead-letter stage of a source schema change the warehouse refused.
+pub use ddl::STAGE as SCHEMA_STAGE;
 pub use parallel::ParallelSink;
 pub use pgconn::redact_url;
 pub use pgtype::PgType;

@@ -162,7 +162,9 @@ impl PgType {
             ColumnKind::Decimal {
                 precision: Some(p),
                 scale,
-            } if *p <= 1000 => PgType::Numeric(Some((*p, scale.unwrap_or(0)))),
+            } if *p <= 1000 && *p >= 1 && scale.unwrap_or(0) <= *p => {
+                PgType::Numeric(Some((*p, scale.unwrap_or(0))))
+            }
             ColumnKind::Decimal { .. } => PgType::Numeric(None),
             ColumnKind::String { .. } | ColumnKind::Enum { .. } | ColumnKind::Set { .. } => {
                 PgType::Text

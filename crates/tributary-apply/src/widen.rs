@@ -71,18 +71,21 @@ pub(crate) fn widen(old: &PgType, new: &PgType) -> Option<PgType> {
         (Numeric(None), b) if int_digits(b).is_some() || matches!(b, Numeric(_)) => return None,
         (Numeric(Some((p, s))), b) if int_digits(b).is_some() => {
             let need = int_digits(b).unwrap();
-            if p - s >= need {
+            if p.saturating_sub(*s) >= need {
                 return None;
             }
             numeric(need, *s)
         }
         (a, Numeric(Some((p, s)))) if int_digits(a).is_some() => {
-            numeric(int_digits(a).unwrap().max(p - s), *s)
+            numeric(int_digits(a).unwrap().max(p.saturating_sub(*s)), *s)
         }
         (a, Numeric(None)) if int_digits(a).is_some() => Numeric(None),
         (Numeric(Some((p1, s1))), Numeric(Some((p2, s2)))) => {
-            let (int, scale) = ((p1 - s1).max(p2 - s2), *s1.max(s2));
-            if int == p1 - s1 && scale == *s1 {
+            let (int, scale) = (
+                p1.saturating_sub(*s1).max(p2.saturating_sub(*s2)),
+                *s1.max(s2),
+            );
+            if int == p1.saturating_sub(*s1) && scale == *s1 {
                 return None;
             }
             numeric(int, scale)

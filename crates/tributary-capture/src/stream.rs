@@ -292,17 +292,20 @@ async fn locate(
         if flavor == Flavor::MariaDb && !gtids.is_empty() && pos > 4 {
             // The GTID state at the position must be what was read up to it: otherwise the
             // file of that name is a new one (RESET MASTER, then as many files again).
+            // A failed query is an error (retried by the caller when transient), never taken
+            // for a rewritten binlog (that would re-read every retained file in a new epoch).
             let at: Option<Option<String>> = conn
                 .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos))
-                .await
-                .ok()
-                .flatten();
+                .await?;
             let there = at.flatten().map(|s| parse_gtid_set(&s));
+            // Behind = a domain the server has there with a lower sequence than was read
+            // (a domain missing from the answer — e.g. deleted with DELETE_DOMAIN_ID — is no
+            // evidence).
             let behind = match &there {
                 None => true,
                 Some(m) => gtids
                     .iter()
-                    .any(|(d, (_, seq))| m.get(d).map(|x| x.1 < *seq).unwrap_or(true)),
+                    .any(|(d, (_, seq))| m.get(d).is_some_and(|x| x.1 < *seq)),
             };
             if behind {
                 return Ok(Located::Restarted {
@@ -584,10 +587,14 @@ impl MySqlSource {
             pos: self.boundary_pos,
             gtid_set: if let Some(m) = self.mysql_gtids.as_ref().filter(|m| !m.is_empty()) {
                 Some(m.to_string())
-            } else if self.gtids.is_empty() {
+            // The set as of the last *completed* transaction: a MariaDB GTID event enters
+            // `gtids` when it is read, and a batch can end inside its transaction (the stored
+            // set must never claim a transaction the stored file/position has not reached:
+            // a failover would skip it, a restart would see a rewritten binlog).
+            } else if self.committed_gtids.is_empty() {
                 None
             } else {
-                Some(format_gtid_set(&self.gtids))
+                Some(format_gtid_set(&self.committed_gtids))
             },
             snapshot,
             epoch: self.epoch,
@@ -824,6 +831,13 @@ impl MySqlSource {
                     }
                 }
             }
+        }
+        // A source transaction handed out in part and not finished yet: the sink keeps its
+        // PostgreSQL transaction open (no checkpoint — never half a source transaction
+        // committed).
+        if self.in_txn && self.handed_partial {
+            out.continues = true;
+            return Ok(out);
         }
         // While resuming by GTID on another server nothing has been read there yet: no
         // checkpoint (the stored one stays; `--until-caught-up` cannot mistake the old

@@ -869,7 +869,11 @@ pub(crate) fn parse_source(
         thread: to_u64(opt_i64(m.get("thread"), p("thread"))?, p("thread"))?,
         query: opt_string(m.get("query"), p("query"))?,
         name: opt_string(m.get("name"), p("name"))?.unwrap_or_else(|| prefix.to_owned()),
-        epoch: 0,
+        // tributary's own records after a binlog numbering restart (see the encoder).
+        epoch: to_u32(
+            opt_i64(m.get("tributary_epoch"), p("tributary_epoch"))?,
+            p("tributary_epoch"),
+        )?,
     })
 }
 

@@ -716,7 +716,7 @@ fn source_json(src: &SourcePosition, db: &str, table: Option<&str>, o: &EncodeOp
         src.server_id as i64
     };
     let row = src.row as i64;
-    obj([
+    let mut j = obj([
         ("version", s(&o.source_version)),
         ("connector", s("mysql")),
         ("name", s(source_name(src, o))),
@@ -734,7 +734,17 @@ fn source_json(src: &SourcePosition, db: &str, table: Option<&str>, o: &EncodeOp
         ("row", n(row)),
         ("thread", src.thread.map(|t| n(t as i64)).unwrap_or(J::Null)),
         ("query", opt_s(src.query.as_deref())),
-    ])
+    ]);
+    // tributary's binlog epoch (a RESET MASTER / failover / new basename restarted the
+    // numbering: see the model's `order_key`), only when not 0 — Debezium consumers ignore an
+    // unknown source field; tributary's sink needs it so the stale-update guard never compares
+    // positions of two numberings. Records of epoch 0 stay byte-for-byte Debezium's.
+    if src.epoch != 0 {
+        if let J::Object(m) = &mut j {
+            m.insert("tributary_epoch".into(), n(i64::from(src.epoch)));
+        }
+    }
+    j
 }
 
 /// Topic of a table's change events: `<prefix>.<db>.<table>`.

@@ -72,6 +72,13 @@ pub async fn retry(cfg: &Config, only: Option<i64>) -> Result<u64> {
         let id: i64 = r.get(0);
         let pipeline: String = r.get(1);
         let stage: String = r.get(7);
+        if stage == tributary_apply::SCHEMA_STAGE {
+            // A source DDL statement the warehouse refused (the statement and PostgreSQL's
+            // reason are kept): it is not a record to decode; apply its effect by hand.
+            left += 1;
+            println!("#{id}: a source schema change the warehouse refused; apply its effect by hand (see dlq list for the statement and the reason)");
+            continue;
+        }
         if stage == "capture" {
             // The bytes of a binlog rows event tributary could not decode: nothing to decode
             // again here; the table is repaired by a re-snapshot (its reason is kept).
