@@ -11,42 +11,13 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::direct_config;
+use common::{bin, direct_config};
 
-/// The tributary binary (`TRIBUTARY_TEST_BIN` runs these tests against another build, e.g. to
-/// see them fail on an older tributary), logging warnings only.
-fn bin() -> std::process::Command {
-    let exe = std::env::var_os("TRIBUTARY_TEST_BIN")
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_tributary").into());
-    let mut c = std::process::Command::new(exe);
-    c.env("TRIBUTARY_LOG", "warn");
-    c
-}
-
-/// `tributary run --until-caught-up -c cfg`, which must succeed (within 120 s).
+/// `tributary run --until-caught-up -c cfg`, which must succeed within 120 s.
 fn until_caught_up(cfg: &std::path::Path) {
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = bin()
-        .args(["run", "--until-caught-up", "-c"])
-        .arg(cfg)
-        .stdout(std::process::Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    let t0 = std::time::Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            let err = std::fs::read_to_string(log.path()).unwrap_or_default();
-            assert!(st.success(), "run --until-caught-up failed: {err}");
-            return;
-        }
-        if t0.elapsed() > std::time::Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("run --until-caught-up did not finish within 120 s");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    common::until_caught_up_within(cfg, Duration::from_secs(120));
 }
+
 use tributary_testkit::{KillOnDrop, MariaDb, PgDb};
 
 fn rows(db: &MariaDb) -> String {
